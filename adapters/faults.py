@@ -1,0 +1,76 @@
+"""Fault injection for the simulated edges (SCENARIOS.md fault points and effects).
+
+A call site names its fault point and passes the real action; the plan decides
+whether the action runs, fails, hangs, is delayed, or runs and then hangs
+(`lost_response`). Every wait is a Trio sleep, so the mock clock drives it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
+
+import trio
+
+from engine.errors import PermanentError, StorageError, TransientError
+from engine.scenario import FaultSpec
+
+T = TypeVar("T")
+
+
+class FaultPlan:
+    def __init__(self, faults: Iterable[FaultSpec] = ()) -> None:
+        self._faults = list(faults)
+        self._left = [f.times for f in self._faults]
+        self.fired: dict[str, int] = {}
+
+    def add(self, fault: FaultSpec) -> None:
+        self._faults.append(fault)
+        self._left.append(fault.times)
+
+    def pick(self, point: str, *, symbol: str | None = None, side: str | None = None) -> FaultSpec | None:
+        """The first matching fault with uses left; consumes one use."""
+        for i, fault in enumerate(self._faults):
+            if fault.point != point or self._left[i] == 0:
+                continue
+            if "symbol" in fault.match and fault.match["symbol"] != symbol:
+                continue
+            if "side" in fault.match and fault.match["side"] != side:
+                continue
+            if self._left[i] is not None:
+                self._left[i] -= 1  # type: ignore[operator]
+            self.fired[point] = self.fired.get(point, 0) + 1
+            return fault
+        return None
+
+    async def run(
+        self,
+        point: str,
+        action: Callable[[], Awaitable[T]],
+        *,
+        symbol: str | None = None,
+        side: str | None = None,
+        latency: float = 0.0,
+    ) -> T:
+        fault = self.pick(point, symbol=symbol, side=side)
+        if fault is None:
+            if latency:
+                await trio.sleep(latency)
+            return await action()
+        effect = fault.effect
+        if effect == "hang":
+            await trio.sleep_forever()
+        if latency:
+            await trio.sleep(latency)
+        if effect == "delay":
+            await trio.sleep(fault.seconds)
+            return await action()
+        if effect == "lost_response":
+            await action()
+            await trio.sleep_forever()
+        message = fault.message or f"injected {effect} at {point}"
+        if point.startswith("storage."):
+            raise StorageError(message)
+        if effect == "error":
+            raise TransientError(message)
+        raise PermanentError(message)

@@ -1,0 +1,105 @@
+"""The engine's ports. Adapters implement these; the engine imports no adapter.
+
+Contract shared by every port: a call either returns, or raises one of the
+kinds in `engine.errors`. Deadlines are applied by the engine (one helper,
+`engine.nursery.calls.bounded`), so adapters need not add their own — but a
+call must stay cancellable at every await.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, Protocol
+
+from engine.model import (
+    Balance,
+    Event,
+    ExchangePosition,
+    Market,
+    OrderRecord,
+    OrderRequest,
+    OrderState,
+    Position,
+    SignalOutcome,
+    TrailingRecord,
+    WaveRecord,
+)
+
+# Everything the state writer can persist, in one transaction per batch.
+Record = Position | OrderRecord | TrailingRecord | WaveRecord | SignalOutcome | Event
+
+
+class Exchange(Protocol):
+    """A USDⓈ-M style futures account in one-way position mode."""
+
+    async def load_markets(self) -> dict[str, Market]: ...
+
+    async def fetch_prices(self, symbols: Sequence[str]) -> dict[str, float]:
+        """Last price per symbol; unknown symbols are left out."""
+        ...
+
+    async def fetch_balance(self) -> Balance: ...
+
+    async def place_order(self, request: OrderRequest) -> OrderState:
+        """Entry orders are market orders and return filled; stops return `new`.
+
+        A client order id used before raises `DuplicateOrderError`.
+        """
+        ...
+
+    async def cancel_order(self, symbol: str, client_order_id: str) -> OrderState: ...
+
+    async def fetch_order(self, symbol: str, client_order_id: str) -> OrderState | None:
+        """The order with this client id, or None if the exchange never saw it."""
+        ...
+
+    async def fetch_positions(self) -> list[ExchangePosition]: ...
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[OrderState]:
+        """Resting orders, conditional (stop) orders included."""
+        ...
+
+
+class Storage(Protocol):
+    """Durable engine state. One logical operation = one transaction."""
+
+    async def migrate(self) -> None: ...
+
+    async def record_intent(self, position: Position, entry: OrderRecord) -> None:
+        """Store a new `opening` position and its pending entry order atomically."""
+        ...
+
+    async def write(self, records: Sequence[Record]) -> None:
+        """Upsert/append a batch of records in one transaction (events are appended)."""
+        ...
+
+    async def max_position_id(self) -> int: ...
+
+    async def wave_count(self) -> int: ...
+
+    async def positions(self, *, include_closed: bool = False) -> list[Position]: ...
+
+    async def position(self, position_id: int) -> Position | None: ...
+
+    async def orders(self, position_id: int) -> list[OrderRecord]: ...
+
+    async def trailing(self, position_id: int) -> TrailingRecord | None: ...
+
+    async def waves(self, *, last: int | None = None) -> list[WaveRecord]: ...
+
+    async def events(self, *, position_id: int | None = None,
+                     signal_id: str | None = None) -> list[Event]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class SignalSource(Protocol):
+    """Delivers waves of raw signals as a signal service would: unvalidated mappings."""
+
+    def waves(self) -> AsyncIterator[Sequence[Mapping[str, Any]]]: ...
+
+
+class WallClock(Protocol):
+    """Wall-clock time for records. Scheduling never uses it; it uses Trio's clock."""
+
+    def now(self) -> float: ...

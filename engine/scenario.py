@@ -1,0 +1,243 @@
+"""Scenario files (see SCENARIOS.md): parsed and checked before anything runs.
+
+Only the *file* is validated here. Signals stay raw mappings: a malformed
+signal is the engine's to reject, exactly as if a signal service had sent it.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from engine.config import EngineConfig
+from engine.errors import ConfigError
+
+FAULT_POINTS = (
+    "exchange.entry_order",
+    "exchange.stop_order",
+    "exchange.close_order",
+    "exchange.cancel_order",
+    "exchange.query",
+    "storage.write",
+    "storage.read",
+    "storage.trailing",
+)
+EFFECTS = ("error", "reject", "hang", "delay", "lost_response")
+
+
+class ScenarioError(ConfigError):
+    """A malformed scenario file (exit status 2)."""
+
+    def __init__(self, key: str, value: object, expected: str) -> None:
+        super().__init__(key, value, expected, where="scenario")
+
+
+@attrs.frozen
+class MarketSpec:
+    symbol: str
+    price: float
+    tick_size: float | None = None
+    step_size: float | None = None
+    min_notional: float | None = None
+    max_leverage: int | None = None
+
+
+@attrs.frozen
+class ExchangeSpec:
+    balance_usdt: float = 10_000.0
+    latency: float = 0.05
+    markets: tuple[MarketSpec, ...] = ()
+
+
+@attrs.frozen
+class FaultSpec:
+    point: str
+    effect: str
+    match: Mapping[str, str] = attrs.field(factory=dict)
+    message: str = ""
+    times: int | None = None
+    seconds: float = 0.0
+
+
+@attrs.frozen
+class WaveSpec:
+    at: float
+    signals: tuple[Mapping[str, Any], ...]
+
+
+@attrs.frozen
+class TickSpec:
+    at: float
+    symbol: str
+    price: float
+
+
+@attrs.frozen
+class Scenario:
+    name: str
+    seed: int
+    engine: EngineConfig
+    exchange: ExchangeSpec
+    faults: tuple[FaultSpec, ...]
+    waves: tuple[WaveSpec, ...]
+    ticks: tuple[TickSpec, ...]
+    until: float
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError("file", str(path), f"a readable file ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError("file", str(path), f"valid TOML ({exc})") from None
+    return parse_scenario(data)
+
+
+def _only(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    for key, value in table.items():
+        if key not in allowed:
+            raise ScenarioError(f"{where}{key}", value, f"one of: {', '.join(sorted(allowed))}")
+
+
+def _number(value: Any, key: str, *, minimum: float = 0.0, strict: bool = False) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < minimum or (strict and value == minimum):
+        bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+        raise ScenarioError(key, value, f"a number {bound}")
+    return float(value)
+
+
+def _table(value: Any, key: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise ScenarioError(key, value, "a table")
+    return value
+
+
+def _array(value: Any, key: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ScenarioError(key, value, "an array")
+    return value
+
+
+def _string(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ScenarioError(key, value, "a non-empty string")
+    return value
+
+
+def parse_scenario(data: Mapping[str, Any]) -> Scenario:
+    _only(data, {"name", "seed", "engine", "exchange", "faults", "waves", "ticks", "run"}, "")
+    name = _string(data.get("name", "scenario"), "name")
+    seed = data.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ScenarioError("seed", seed, "an integer")
+    try:
+        engine = EngineConfig.from_mapping(_table(data.get("engine", {}), "engine"))
+    except ScenarioError:
+        raise
+    except ConfigError as exc:
+        raise ScenarioError(f"engine.{exc.key}", exc.value, exc.expected) from None
+    exchange = _parse_exchange(_table(data.get("exchange", {}), "exchange"))
+    faults = tuple(
+        _parse_fault(_table(f, f"faults[{i}]"), i)
+        for i, f in enumerate(_array(data.get("faults", []), "faults"))
+    )
+    waves = tuple(
+        _parse_wave(_table(w, f"waves[{i}]"), i)
+        for i, w in enumerate(_array(data.get("waves", []), "waves"))
+    )
+    known = {m.symbol for m in exchange.markets}
+    ticks = tuple(
+        _parse_tick(_table(t, f"ticks[{i}]"), i, known)
+        for i, t in enumerate(_array(data.get("ticks", []), "ticks"))
+    )
+    run = _table(data.get("run", {}), "run")
+    _only(run, {"until"}, "run.")
+    last = max([w.at for w in waves] + [t.at for t in ticks] + [0.0])
+    until = _number(run.get("until", last + 300.0), "run.until")
+    return Scenario(name, seed, engine, exchange, faults, waves, ticks, until)
+
+
+def _parse_exchange(table: Mapping[str, Any]) -> ExchangeSpec:
+    _only(table, {"balance_usdt", "latency", "markets"}, "exchange.")
+    markets = []
+    for symbol, spec in _table(table.get("markets", {}), "exchange.markets").items():
+        where = f"exchange.markets.{symbol}"
+        spec = _table(spec, where)
+        _only(spec, {"price", "tick_size", "step_size", "min_notional", "max_leverage"}, f"{where}.")
+        if "price" not in spec:
+            raise ScenarioError(f"{where}.price", None, "a price > 0")
+        lev = spec.get("max_leverage")
+        if lev is not None and (isinstance(lev, bool) or not isinstance(lev, int) or lev < 1):
+            raise ScenarioError(f"{where}.max_leverage", lev, "an integer >= 1")
+        optional = {
+            k: _number(spec[k], f"{where}.{k}", strict=True)
+            for k in ("tick_size", "step_size", "min_notional") if k in spec
+        }
+        markets.append(MarketSpec(
+            symbol=symbol,
+            price=_number(spec["price"], f"{where}.price", strict=True),
+            max_leverage=lev,
+            **optional,
+        ))
+    return ExchangeSpec(
+        balance_usdt=_number(table.get("balance_usdt", 10_000.0), "exchange.balance_usdt"),
+        latency=_number(table.get("latency", 0.05), "exchange.latency"),
+        markets=tuple(markets),
+    )
+
+
+def _parse_fault(table: Mapping[str, Any], i: int) -> FaultSpec:
+    where = f"faults[{i}]."
+    _only(table, {"point", "match", "effect", "message", "times", "seconds"}, where)
+    point = table.get("point")
+    if point not in FAULT_POINTS:
+        raise ScenarioError(f"{where}point", point, f"one of: {', '.join(FAULT_POINTS)}")
+    effect = table.get("effect")
+    if effect not in EFFECTS:
+        raise ScenarioError(f"{where}effect", effect, f"one of: {', '.join(EFFECTS)}")
+    match = _table(table.get("match", {}), f"{where}match")
+    _only(match, {"symbol", "side"}, f"{where}match.")
+    for key, value in match.items():
+        _string(value, f"{where}match.{key}")
+    times = table.get("times")
+    if times is not None and (isinstance(times, bool) or not isinstance(times, int) or times < 1):
+        raise ScenarioError(f"{where}times", times, "an integer >= 1 (or absent for every call)")
+    message = table.get("message", "")
+    if not isinstance(message, str):
+        raise ScenarioError(f"{where}message", message, "a string")
+    seconds = _number(table.get("seconds", 0.0), f"{where}seconds")
+    if effect == "delay" and "seconds" not in table:
+        raise ScenarioError(f"{where}seconds", None, "a number of seconds for effect 'delay'")
+    return FaultSpec(point, effect, dict(match), message, times, seconds)
+
+
+def _parse_wave(table: Mapping[str, Any], i: int) -> WaveSpec:
+    where = f"waves[{i}]."
+    _only(table, {"at", "signals"}, where)
+    at = _number(table.get("at", 0.0), f"{where}at")
+    signals = _array(table.get("signals", []), f"{where}signals")
+    for j, signal in enumerate(signals):
+        _table(signal, f"{where}signals[{j}]")
+    return WaveSpec(at, tuple(signals))
+
+
+def _parse_tick(table: Mapping[str, Any], i: int, known: set[str]) -> TickSpec:
+    where = f"ticks[{i}]."
+    _only(table, {"at", "symbol", "price"}, where)
+    symbol = _string(table.get("symbol"), f"{where}symbol")
+    if symbol not in known:
+        raise ScenarioError(f"{where}symbol", symbol, "a market listed under [exchange.markets]")
+    return TickSpec(
+        at=_number(table.get("at", 0.0), f"{where}at"),
+        symbol=symbol,
+        price=_number(table.get("price"), f"{where}price", strict=True),
+    )
