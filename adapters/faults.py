@@ -23,6 +23,8 @@ class FaultPlan:
         self._faults = list(faults)
         self._left = [f.times for f in self._faults]
         self.fired: dict[str, int] = {}
+        # The simulation disarms it during start-up so faults hit the run, not the set-up.
+        self.armed = True
 
     def add(self, fault: FaultSpec) -> None:
         self._faults.append(fault)
@@ -30,6 +32,8 @@ class FaultPlan:
 
     def pick(self, point: str, *, symbol: str | None = None, side: str | None = None) -> FaultSpec | None:
         """The first matching fault with uses left; consumes one use."""
+        if not self.armed:
+            return None
         for i, fault in enumerate(self._faults):
             if fault.point != point or self._left[i] == 0:
                 continue

@@ -209,6 +209,14 @@ class SignalOutcome:
 
 
 @attrs.frozen
+class WaveOutcome:
+    """One signal's outcome, persisted the moment its child ends (before the wave does)."""
+
+    wave_id: str
+    outcome: SignalOutcome
+
+
+@attrs.frozen
 class Counts:
     candidates: int
     rejected: int

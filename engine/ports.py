@@ -20,13 +20,13 @@ from engine.model import (
     OrderRequest,
     OrderState,
     Position,
-    SignalOutcome,
     TrailingRecord,
+    WaveOutcome,
     WaveRecord,
 )
 
 # Everything the state writer can persist, in one transaction per batch.
-Record = Position | OrderRecord | TrailingRecord | WaveRecord | SignalOutcome | Event
+Record = Position | OrderRecord | TrailingRecord | WaveRecord | WaveOutcome | Event
 
 
 class Exchange(Protocol):

@@ -145,7 +145,7 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
         raise
     except ConfigError as exc:
         raise ScenarioError(f"engine.{exc.key}", exc.value, exc.expected) from None
-    exchange = _parse_exchange(_table(data.get("exchange", {}), "exchange"))
+    exchange = parse_exchange(_table(data.get("exchange", {}), "exchange"))
     faults = tuple(
         _parse_fault(_table(f, f"faults[{i}]"), i)
         for i, f in enumerate(_array(data.get("faults", []), "faults"))
@@ -166,11 +166,13 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
     return Scenario(name, seed, engine, exchange, faults, waves, ticks, until)
 
 
-def _parse_exchange(table: Mapping[str, Any]) -> ExchangeSpec:
-    _only(table, {"balance_usdt", "latency", "markets"}, "exchange.")
+def parse_exchange(table: Mapping[str, Any], where: str = "exchange") -> ExchangeSpec:
+    """An `[exchange]`-shaped table (also the paper exchange of `trio-bot run`)."""
+    _only(table, {"balance_usdt", "latency", "markets"}, f"{where}.")
     markets = []
-    for symbol, spec in _table(table.get("markets", {}), "exchange.markets").items():
-        where = f"exchange.markets.{symbol}"
+    top = where
+    for symbol, spec in _table(table.get("markets", {}), f"{top}.markets").items():
+        where = f"{top}.markets.{symbol}"
         spec = _table(spec, where)
         _only(spec, {"price", "tick_size", "step_size", "min_notional", "max_leverage"}, f"{where}.")
         if "price" not in spec:
@@ -189,8 +191,8 @@ def _parse_exchange(table: Mapping[str, Any]) -> ExchangeSpec:
             **optional,
         ))
     return ExchangeSpec(
-        balance_usdt=_number(table.get("balance_usdt", 10_000.0), "exchange.balance_usdt"),
-        latency=_number(table.get("latency", 0.05), "exchange.latency"),
+        balance_usdt=_number(table.get("balance_usdt", 10_000.0), f"{top}.balance_usdt"),
+        latency=_number(table.get("latency", 0.05), f"{top}.latency"),
         markets=tuple(markets),
     )
 

@@ -1,0 +1,86 @@
+"""Signal sources: deliver raw waves the way a signal service would.
+
+Signals are passed on unvalidated (the engine rejects malformed ones with a
+reason); only a malformed *file* is an error here, reported at start-up with
+its line number so nothing runs on half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from engine.errors import ConfigError
+
+RawWave = Sequence[Mapping[str, Any]]
+
+
+class DemoSignalSource:
+    """A built-in generator: a ranked wave of random signals, then one every `interval`."""
+
+    def __init__(self, symbols: Sequence[str], *, interval: float, size: int = 6, seed: int | None = None,
+                 first_id: int = 1) -> None:
+        self._symbols = list(symbols)
+        self._interval = interval
+        self._size = min(size, len(self._symbols))
+        self._rng = random.Random(seed)
+        self._next_id = first_id
+
+    def _wave(self) -> list[dict[str, Any]]:
+        picked = self._rng.sample(self._symbols, self._size)
+        wave = []
+        for symbol in picked:
+            wave.append({"id": str(self._next_id), "symbol": symbol,
+                         "side": self._rng.choice(["long", "short"]),
+                         "score": round(self._rng.uniform(5.0, 10.0), 2)})
+            self._next_id += 1
+        return sorted(wave, key=lambda s: -s["score"])
+
+    async def waves(self) -> AsyncIterator[RawWave]:
+        while True:
+            yield self._wave()
+            await trio.sleep(self._interval)
+
+
+class JsonlSignalSource:
+    """One wave per line of a JSON Lines file: `[{...}, ...]` or `{"signals": [...]}`."""
+
+    def __init__(self, path: str | Path, *, interval: float) -> None:
+        self._waves = self.parse(path)
+        self._interval = interval
+
+    @staticmethod
+    def parse(path: str | Path) -> list[RawWave]:
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ConfigError("--signals", str(path), f"a readable JSON Lines file ({exc.strerror})",
+                              where="signals") from None
+        waves: list[RawWave] = []
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(where, line[:60], f"a JSON array of signals ({exc.msg})",
+                                  where="signals") from None
+            if isinstance(data, dict):
+                data = data.get("signals")
+            if not isinstance(data, list):
+                raise ConfigError(where, line[:60], 'a JSON array of signals or {"signals": [...]}',
+                                  where="signals")
+            waves.append(data)
+        return waves
+
+    async def waves(self) -> AsyncIterator[RawWave]:
+        for i, wave in enumerate(self._waves):
+            if i:
+                await trio.sleep(self._interval)
+            yield wave

@@ -1,0 +1,159 @@
+"""`trio-bot run`: the engine on a paper exchange with a live random-walk feed.
+
+Ctrl-C / SIGTERM: no new wave starts, the running wave is cancelled (its
+shielded cleanup still protects or closes every fill), queued state is
+flushed for at most `shutdown_timeout`, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import signal
+import sys
+import time
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+import attrs
+import trio
+
+from adapters.sim_exchange import SimExchange
+from adapters.signal_sources import DemoSignalSource, JsonlSignalSource
+from engine.config import EngineConfig
+from engine.errors import ConfigError
+from engine.model import SignalOutcome, WaveRecord
+from engine.nursery.engine import Engine
+from engine.ports import SignalSource
+from engine.report import wave_json
+from engine.scenario import ExchangeSpec, MarketSpec, parse_exchange
+
+from engine.app.storage import open_storage
+from engine.app.tables import positions_table, wave_table
+
+# Paper markets: a plausible USDⓈ-M universe, prices as of the project's start.
+PAPER_PRICES = {
+    "BTCUSDT": 67_000.0, "ETHUSDT": 2_600.0, "BNBUSDT": 600.0, "SOLUSDT": 150.0, "XRPUSDT": 0.55,
+    "DOGEUSDT": 0.12, "ADAUSDT": 0.35, "AVAXUSDT": 27.0, "LINKUSDT": 11.0, "DOTUSDT": 4.2,
+    "LTCUSDT": 66.0, "NEOUSDT": 10.0, "FILUSDT": 3.6, "ALGOUSDT": 0.13, "ALICEUSDT": 0.6,
+    "FORMUSDT": 0.8132, "ATOMUSDT": 4.5, "NEARUSDT": 4.8, "ARBUSDT": 0.55, "OPUSDT": 1.6,
+}
+
+
+@attrs.frozen
+class RunSettings:
+    engine: EngineConfig
+    paper: ExchangeSpec
+
+
+def load_run_config(path: str | None) -> RunSettings:
+    """`--config FILE.toml`: `[engine]` keys and an optional `[paper]` exchange table."""
+    default_paper = ExchangeSpec(markets=tuple(MarketSpec(s, p) for s, p in PAPER_PRICES.items()))
+    if path is None:
+        return RunSettings(EngineConfig(), default_paper)
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError("--config", path, f"a readable TOML file ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("--config", path, f"valid TOML ({exc})") from None
+    for key, value in data.items():
+        if key not in ("engine", "paper"):
+            raise ConfigError(key, value, "a table named engine or paper", where=path)
+    try:
+        engine = EngineConfig.from_mapping(data.get("engine", {}))
+        paper = parse_exchange(data["paper"], "paper") if "paper" in data else default_paper
+    except ConfigError as exc:
+        raise ConfigError(exc.key, exc.value, exc.expected, where=path) from None
+    if not paper.markets:
+        paper = attrs.evolve(paper, markets=default_paper.markets)
+    return RunSettings(engine, paper)
+
+
+async def random_walk(exchange: SimExchange, symbols: list[str], *, seed: int | None,
+                      interval: float = 1.0, volatility: float = 0.0008) -> None:
+    """Moves every price each `interval` seconds (real time): stops trigger as they would."""
+    rng = random.Random(seed)
+    while True:
+        await trio.sleep(interval)
+        for symbol in symbols:
+            exchange.set_price(symbol, exchange.price(symbol) * math.exp(rng.gauss(0.0, volatility)))
+
+
+async def run(
+    *,
+    settings: RunSettings,
+    db_url: str,
+    signals_file: str | None,
+    wave_interval: float,
+    waves: int | None,
+    seed: int | None,
+    out: TextIO = sys.stdout,
+    ready: Callable[[], None] | None = None,
+) -> int:
+    exchange = SimExchange.from_spec(settings.paper)
+    symbols = [m.symbol for m in settings.paper.markets]
+    source: SignalSource
+    if signals_file is not None:
+        source = JsonlSignalSource(signals_file, interval=wave_interval)
+    else:
+        source = DemoSignalSource(symbols, interval=wave_interval, seed=seed, first_id=_id_base())
+    storage = await open_storage(db_url, call_timeout=settings.engine.call_timeout)
+    try:
+        def progress(wave_id: str, outcome: SignalOutcome) -> None:
+            where = f" position {outcome.position_id}" if outcome.position_id is not None else ""
+            why = f" — {outcome.reason}" if outcome.reason else ""
+            print(f"  [{wave_id}] {outcome.signal_id:>10} {outcome.symbol:<10} {outcome.side:<5} "
+                  f"{outcome.outcome}{where}{why}", file=out, flush=True)
+
+        async with Engine.open(settings.engine, exchange, storage, listener=progress) as engine:
+            print(f"trio-bot: paper exchange, {len(symbols)} markets, store {db_url}; "
+                  f"{len(engine.positions())} open positions loaded. Ctrl-C to stop.", file=out, flush=True)
+            done = 0
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(random_walk, exchange, symbols, seed)
+                stopping = trio.CancelScope()
+
+                async def watch_signals() -> None:
+                    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                        if ready is not None:
+                            ready()
+                        async for signum in signals:
+                            print(f"trio-bot: {signal.Signals(signum).name}: finishing up", file=out,
+                                  flush=True)
+                            engine.stop_current_wave("the engine is shutting down")
+                            stopping.cancel()
+                            return
+
+                nursery.start_soon(watch_signals)
+                with stopping:
+                    async for raw in source.waves():
+                        print(f"trio-bot: wave of {len(raw)} signals", file=out, flush=True)
+                        record = await engine.process_wave(raw)
+                        _print_wave(record, engine, out)
+                        done += 1
+                        if waves is not None and done >= waves:
+                            break
+                nursery.cancel_scope.cancel()
+        return 0
+    finally:
+        with trio.CancelScope(shield=True):
+            await storage.aclose()
+
+
+def _id_base() -> int:
+    # Demo ids should not collide across runs on the same store; wall time only names them.
+    return int(time.time()) % 10_000_000 * 100
+
+
+def _print_wave(record: WaveRecord, engine: Engine, out: TextIO) -> None:
+    positions = {p.id: p for p in engine.positions(include_closed=True)}
+    print(wave_table(wave_json(record, positions), positions), file=out)
+    print(positions_table(engine.positions()), file=out, flush=True)
+
+
+def print_error(exc: Exception) -> None:
+    print(f"trio-bot: error: {exc}", file=sys.stderr)
+

@@ -1,0 +1,41 @@
+"""Plain-text tables for operators (the JSON shapes come from `engine.report`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from engine.model import Position
+
+
+def render_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    text = [[("-" if v is None else f"{v:g}" if isinstance(v, float) else str(v)) for v in row]
+            for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in text]) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    body = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in text]
+    return "\n".join([line, "  ".join("-" * w for w in widths), *body])
+
+
+def wave_table(wave: Mapping[str, Any], positions: Mapping[int, Position]) -> str:
+    c = wave["counts"]
+    head = (f"wave {wave['id']}: {c['opened']} opened, {c['failed']} failed, {c['timed_out']} timed out, "
+            f"{c['skipped']} skipped, {c['rejected']} rejected of {c['candidates']}"
+            + (f" in {wave['duration']:.2f}s" if wave.get("duration") is not None else ""))
+    rows = []
+    for s in wave["signals"]:
+        pos = positions.get(s["position_id"]) if s["position_id"] is not None else None
+        rows.append([s["id"], s["symbol"], s["side"], s["outcome"], s["position_id"],
+                     pos.stop_price if pos else None, s["trailing"], s["reason"] or ""])
+    return head + "\n" + render_table(["signal", "symbol", "side", "outcome", "position", "stop", "trailing",
+                                 "reason"], rows)
+
+
+def positions_table(positions: Iterable[Position]) -> str:
+    rows = [[p.id, p.symbol, p.side.value, p.status.value, p.quantity, p.entry_price, p.stop_price,
+             p.trailing.value, p.exit_price, p.exit_reason.value if p.exit_reason else None, p.realized_pnl]
+            for p in positions]
+    if not rows:
+        return "no positions"
+    return render_table(["id", "symbol", "side", "status", "qty", "entry", "stop", "trailing", "exit",
+                   "exit reason", "pnl"], rows)

@@ -1,0 +1,151 @@
+"""`trio-bot` command line: argument parsing and wiring only.
+
+Exit status: 0 done, 1 an invariant broke (simulate) or a runtime failure,
+2 bad input (config, scenario, signals file, --db URL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import trio
+
+from engine.errors import ConfigError, TrioBotError
+
+EXIT_OK, EXIT_BROKEN, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    from engine.app.storage import DEFAULT_DB
+
+    parser = argparse.ArgumentParser(prog="trio-bot", description="Signal-execution engine for crypto futures.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every engine event to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sim = sub.add_parser("simulate", help="replay a scenario file in virtual time and print a report")
+    sim.add_argument("scenario", help="scenario TOML file (see SCENARIOS.md)")
+    sim.add_argument("--json", action="store_true", help="print the report as one JSON document")
+
+    run = sub.add_parser("run", help="run the engine on the paper exchange")
+    run.add_argument("--config", help="TOML file with [engine] keys and an optional [paper] exchange")
+    run.add_argument("--db", default=DEFAULT_DB, help=f"storage URL (default {DEFAULT_DB})")
+    run.add_argument("--signals", help="JSON Lines file, one wave per line (default: demo generator)")
+    run.add_argument("--wave-interval", type=float, default=180.0, help="seconds between waves (default 180)")
+    run.add_argument("--waves", type=int, help="exit after this many waves")
+    run.add_argument("--seed", type=int, help="seed for the demo signals and the price walk")
+
+    waves = sub.add_parser("waves", help="show stored waves")
+    waves.add_argument("--db", default=DEFAULT_DB)
+    waves.add_argument("--last", type=int, help="only the newest N waves")
+    waves.add_argument("--json", action="store_true")
+
+    positions = sub.add_parser("positions", help="show stored positions")
+    positions.add_argument("--db", default=DEFAULT_DB)
+    positions.add_argument("--all", action="store_true", help="include closed positions")
+    positions.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "simulate":
+            return _simulate(args)
+        if args.command == "run":
+            return _run(args)
+        if args.command == "waves":
+            return trio.run(_waves, args)
+        return trio.run(_positions, args)
+    except ConfigError as exc:
+        print(f"trio-bot: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except TrioBotError as exc:
+        print(f"trio-bot: error: {exc}", file=sys.stderr)
+        return EXIT_BROKEN
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from engine.app.simulate import invariants_hold, simulate
+    from engine.app.tables import positions_table, wave_table
+    from engine.scenario import load_scenario
+
+    report = simulate(load_scenario(args.scenario))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"scenario {report['scenario']}: {report['virtual_seconds']:g} virtual seconds")
+        for wave in report["waves"]:
+            print(wave_table(wave, {}))
+        print(_positions_text(report["positions"]))
+        print("invariants: " + ", ".join(f"{k}={v}" for k, v in report["invariants"].items()))
+    return EXIT_OK if invariants_hold(report) else EXIT_BROKEN
+
+
+def _positions_text(rows: list[dict[str, Any]]) -> str:
+    from engine.app.tables import render_table
+
+    if not rows:
+        return "no positions"
+    return render_table(["id", "signal", "symbol", "side", "status", "qty", "entry", "stop", "exit", "exit reason"],
+                  [[r["id"], r["signal_id"], r["symbol"], r["side"], r["status"], r["quantity"],
+                    r["entry_price"], r["stop_price"], r["exit_price"], r["exit_reason"]] for r in rows])
+
+
+def _run(args: argparse.Namespace) -> int:
+    from engine.app.run import load_run_config, run
+
+    settings = load_run_config(args.config)
+    if args.waves is not None and args.waves < 1:
+        raise ConfigError("--waves", args.waves, "an integer >= 1")
+    if not args.wave_interval > 0:
+        raise ConfigError("--wave-interval", args.wave_interval, "a number of seconds > 0")
+    return trio.run(lambda: run(settings=settings, db_url=args.db, signals_file=args.signals,
+                                wave_interval=args.wave_interval, waves=args.waves, seed=args.seed))
+
+
+async def _waves(args: argparse.Namespace) -> int:
+    from engine.app.storage import open_storage
+    from engine.app.tables import wave_table
+    from engine.report import wave_json
+
+    store = await open_storage(args.db, call_timeout=10.0)
+    try:
+        records = await store.waves(last=args.last)
+        positions = {p.id: p for p in await store.positions(include_closed=True)}
+    finally:
+        await store.aclose()
+    shaped = [wave_json(w, positions) for w in records]
+    if args.json:
+        print(json.dumps({"waves": shaped}, indent=2))
+    else:
+        print("\n\n".join(wave_table(w, positions) for w in shaped) or "no waves")
+    return EXIT_OK
+
+
+async def _positions(args: argparse.Namespace) -> int:
+    from engine.app.storage import open_storage
+    from engine.report import position_json, reportable_positions
+
+    store = await open_storage(args.db, call_timeout=10.0)
+    try:
+        rows = reportable_positions(await store.positions(include_closed=args.all))
+    finally:
+        await store.aclose()
+    shaped = [position_json(p) for p in rows]
+    if args.json:
+        print(json.dumps({"positions": shaped}, indent=2))
+    else:
+        print(_positions_text(shaped))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Everything that owns tasks and time: the engine, the wave nursery, services."""

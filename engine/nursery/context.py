@@ -1,0 +1,54 @@
+"""What every task of one engine shares: ports, config, the writer and the timeline."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import ParamSpec, TypeVar
+
+import attrs
+
+from engine.config import EngineConfig
+from engine.model import Event, Market, Position
+from engine.nursery.calls import bounded
+from engine.nursery.writer import StateWriter
+from engine.ports import Exchange, Storage, WallClock
+
+log = logging.getLogger("trio_bot.engine")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+@attrs.define
+class EngineContext:
+    config: EngineConfig
+    exchange: Exchange
+    storage: Storage
+    writer: StateWriter
+    clock: WallClock
+    markets: dict[str, Market] = attrs.field(factory=dict)
+    positions: dict[int, Position] = attrs.field(factory=dict)  # live mirror of stored rows
+
+    async def call(self, what: str, fn: Callable[P, Awaitable[T]], /, *args: P.args,
+                   **kwargs: P.kwargs) -> T:
+        """A port call under `call_timeout`."""
+        return await bounded(what, self.config.call_timeout, fn, *args, **kwargs)
+
+    def event(self, kind: str, detail: str = "", *, wave_id: str | None = None,
+              signal_id: str | None = None, position_id: int | None = None) -> None:
+        """Append to the timeline (persisted by the writer) and to the log."""
+        log.info("%s%s%s%s", kind,
+                 f" signal={signal_id}" if signal_id else "",
+                 f" position={position_id}" if position_id is not None else "",
+                 f": {detail}" if detail else "")
+        self.writer.submit(Event(at=self.clock.now(), kind=kind, wave_id=wave_id,
+                                 signal_id=signal_id, position_id=position_id, detail=detail))
+
+    def save_position(self, position: Position) -> None:
+        self.positions[position.id] = position
+        self.writer.submit(position)
+
+    @property
+    def busy_symbols(self) -> frozenset[str]:
+        return frozenset(p.symbol for p in self.positions.values() if p.status != "closed")

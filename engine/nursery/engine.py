@@ -1,0 +1,137 @@
+"""The engine: owns the service nursery, the ports and the waves.
+
+    async with Engine.open(config, exchange, storage) as engine:
+        record = await engine.process_wave(signals)
+
+`open` loads markets and state, resolves positions left `opening` by a crash
+(invariant 5), and starts the state writer. Leaving the block drains the
+writer for at most `shutdown_timeout` seconds, then stops every service:
+nothing the engine started outlives it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import trio
+
+
+from engine.clock import SystemClock
+from engine.config import EngineConfig
+from engine.lifecycle import OpenProgress
+from engine.model import Position, PositionStatus, Signal, TrailingRecord, TrailingStatus, WaveRecord
+from engine.nursery.context import EngineContext
+from engine.nursery.opener import Opener
+from engine.nursery.wave import OutcomeListener, WaveRunner
+from engine.nursery.writer import StateWriter
+from engine.ports import Exchange, Storage, WallClock
+
+log = logging.getLogger("trio_bot.engine")
+
+
+class Engine:
+    def __init__(self, ctx: EngineContext, listener: OutcomeListener | None = None) -> None:
+        self.ctx = ctx
+        self._next_position_id = 1
+        self._waves_started = 0
+        self.opener = Opener(ctx)
+        self.waves = WaveRunner(ctx, self.opener, self._allocate_position_id, listener)
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        config: EngineConfig,
+        exchange: Exchange,
+        storage: Storage,
+        *,
+        clock: WallClock | None = None,
+        listener: OutcomeListener | None = None,
+    ) -> AsyncIterator[Engine]:
+        engine: Engine | None = None
+
+        def trailing_saved(record: TrailingRecord) -> None:
+            if engine is not None:
+                engine._trailing_saved(record)
+
+        writer = StateWriter(storage, config, on_trailing_saved=trailing_saved)
+        ctx = EngineContext(config, exchange, storage, writer, clock or SystemClock())
+        engine = cls(ctx, listener)
+        async with trio.open_nursery() as services:
+            await services.start(writer.run)
+            try:
+                await engine._start()
+                yield engine
+            finally:
+                with trio.move_on_after(config.shutdown_timeout, shield=True):
+                    await writer.drain()
+                if writer.backlog:
+                    log.error("shutdown: %d state records could not be stored within %gs",
+                              writer.backlog, config.shutdown_timeout)
+                services.cancel_scope.cancel()
+
+    @property
+    def config(self) -> EngineConfig:
+        return self.ctx.config
+
+    def positions(self, *, include_closed: bool = False) -> list[Position]:
+        """The engine's live view (what it has written or is writing)."""
+        return [p for p in sorted(self.ctx.positions.values(), key=lambda p: p.id)
+                if include_closed or p.status is not PositionStatus.CLOSED]
+
+    async def process_wave(self, raw_signals: Sequence[Mapping[str, Any]]) -> WaveRecord:
+        """Run one wave to completion; always returns, with one outcome per signal."""
+        self._waves_started += 1
+        return await self.waves.run(f"w{self._waves_started}", raw_signals)
+
+    def stop_current_wave(self, reason: str) -> None:
+        """For graceful shutdown: the running wave ends now, cleanup still runs."""
+        self.waves.stop_current(reason)
+
+    async def flush(self) -> bool:
+        """Wait (bounded by `shutdown_timeout`) until queued state is stored; True if it was."""
+        with trio.move_on_after(self.config.shutdown_timeout):
+            await self.ctx.writer.drain()
+            return True
+        return False
+
+    def _allocate_position_id(self) -> int:
+        # Allocated in rank order by the wave, so ids (and client order ids) are deterministic.
+        pid = self._next_position_id
+        self._next_position_id += 1
+        return pid
+
+    async def _start(self) -> None:
+        ctx = self.ctx
+        ctx.markets = await ctx.call("exchange.load_markets", ctx.exchange.load_markets)
+        self._next_position_id = await ctx.call("storage.read", ctx.storage.max_position_id) + 1
+        self._waves_started = await ctx.call("storage.read", ctx.storage.wave_count)
+        for position in await ctx.call("storage.read", ctx.storage.positions):
+            ctx.positions[position.id] = position
+        for position in [p for p in ctx.positions.values() if p.status is PositionStatus.OPENING]:
+            await self._reconcile_opening(position)
+
+    async def _reconcile_opening(self, position: Position) -> None:
+        """An intent left by a crash: ask the exchange what became of its entry, then protect."""
+        signal = Signal(position.signal_id, position.symbol, position.side, 0.0, 0)
+        progress = OpenProgress(signal=signal, position_id=position.id, quantity=position.quantity,
+                                intent_stored=True, entry_sent=True,
+                                entry_error="found `opening` at start-up")
+        self.ctx.event("reconcile_opening", position.entry_client_id, position_id=position.id)
+        await self.opener.settle_shielded(progress, position)
+        if progress.protected:
+            self.waves.register_trailing(position.id)
+
+    def _trailing_saved(self, record: TrailingRecord) -> None:
+        position = self.ctx.positions.get(record.position_id)
+        if position is not None and position.trailing is not TrailingStatus.ACTIVE \
+                and position.status is PositionStatus.OPEN:
+            self.ctx.save_position(attrs.evolve(position, trailing=TrailingStatus.ACTIVE))
+            self.ctx.event("trailing_saved", f"stop {record.stop_price:g}", position_id=record.position_id)
+
+
+

@@ -1,0 +1,196 @@
+"""The wave nursery: one child per signal, filled to the target, always finishing.
+
+Each signal runs in its own nursery child under `signal_timeout`; the wave
+runs under `wave_timeout`. A child records its one outcome synchronously in
+its `finally`, so even a child cancelled by the wave deadline answers, and the
+report is derived from those outcomes — never from how many were "validated".
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+import trio
+
+from engine import ids
+from engine.lifecycle import OpenProgress, decide_outcome, initial_trailing
+from engine.model import (
+    Balance,
+    Outcome,
+    Position,
+    PositionStatus,
+    Signal,
+    SignalOutcome,
+    WaveOutcome,
+    WaveRecord,
+)
+from engine.nursery.context import EngineContext
+from engine.nursery.opener import Opener
+from engine.validation import screen_size, screen_wave
+from engine.wave_book import WaveBook
+
+log = logging.getLogger("trio_bot.wave")
+
+OutcomeListener = Callable[[str, SignalOutcome], None]
+
+
+@attrs.define
+class _Snapshot:
+    prices: dict[str, float]
+    balance: Balance
+
+
+class WaveRunner:
+    def __init__(self, ctx: EngineContext, opener: Opener, allocate_position_id: Callable[[], int],
+                 listener: OutcomeListener | None = None) -> None:
+        self.ctx = ctx
+        self.opener = opener
+        self._allocate = allocate_position_id
+        self._listener = listener
+        self._current: trio.CancelScope | None = None
+        self._stop_reason: str | None = None
+
+    def stop_current(self, reason: str) -> None:
+        """Cancel the running wave: children clean up (shielded), the rest are skipped."""
+        if self._current is not None:
+            self._stop_reason = reason
+            self._current.cancel()
+
+    async def run(self, wave_id: str, raw_signals: Sequence[Mapping[str, Any]]) -> WaveRecord:
+        ctx, cfg = self.ctx, self.ctx.config
+        t0 = trio.current_time()
+        started_at = ctx.clock.now()
+        ctx.event("wave_started", f"{len(raw_signals)} signals", wave_id=wave_id)
+        screened = screen_wave(raw_signals, ctx.markets, ctx.busy_symbols)
+        book = WaveBook(screened.candidates, target=cfg.max_positions_per_wave,
+                        concurrency=cfg.max_concurrent_signals)
+        book.add(screened.rejected)
+        for outcome in screened.rejected:
+            self._announce(wave_id, outcome)
+        ctx.writer.submit(WaveRecord(wave_id, t0, started_at, None, book.outcomes))
+        skip_reason = f"the wave's target of {cfg.max_positions_per_wave} positions was reached"
+        self._stop_reason = None
+        with trio.move_on_after(cfg.wave_timeout) as wave_scope:
+            self._current = wave_scope
+            snapshot = await self._snapshot(wave_id, sorted({s.symbol for s in screened.candidates}))
+            if isinstance(snapshot, str):
+                skip_reason = snapshot
+            else:
+                await self._fill(wave_id, book, snapshot)
+        self._current = None
+        if wave_scope.cancelled_caught:
+            skip_reason = self._stop_reason or (
+                f"the wave deadline ({cfg.wave_timeout:g}s) passed before it was attempted")
+        book.skip_rest(skip_reason)
+        record = WaveRecord(wave_id, t0, started_at, trio.current_time() - t0, book.outcomes)
+        ctx.writer.submit(record)
+        c = record.counts
+        ctx.event("wave_finished", f"{c.opened} opened, {c.failed} failed, {c.timed_out} timed out, "
+                  f"{c.skipped} skipped, {c.rejected} rejected in {record.duration:.2f}s", wave_id=wave_id)
+        return record
+
+    async def _snapshot(self, wave_id: str, symbols: list[str]) -> _Snapshot | str:
+        """Prices and free margin, read concurrently; a reason string if the exchange can't say."""
+        if not symbols:
+            return _Snapshot({}, Balance(0.0, 0.0))
+        ctx = self.ctx
+        result: dict[str, Any] = {}
+
+        async def read(key: str, fn: Callable[[], Any]) -> None:
+            try:
+                result[key] = await fn()
+            except Exception as exc:
+                result.setdefault("error", f"could not read {key} from the exchange: {exc}")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read, "prices", lambda: ctx.call("exchange.query", ctx.exchange.fetch_prices,
+                                                                symbols))
+            nursery.start_soon(read, "balance", lambda: ctx.call("exchange.query", ctx.exchange.fetch_balance))
+        if "error" in result:
+            ctx.event("wave_snapshot_failed", result["error"], wave_id=wave_id)
+            return str(result["error"])
+        return _Snapshot(result["prices"], result["balance"])
+
+    async def _fill(self, wave_id: str, book: WaveBook, snapshot: _Snapshot) -> None:
+        ctx, cfg = self.ctx, self.ctx.config
+        free = snapshot.balance.free
+        wake_send, wake_receive = trio.open_memory_channel[None](math.inf)
+
+        def release(margin: float) -> None:
+            nonlocal free
+            free += margin
+
+        async with trio.open_nursery() as nursery:
+            while True:
+                while (signal := book.next_to_start()) is not None:
+                    price = snapshot.prices.get(signal.symbol)
+                    market = ctx.markets[signal.symbol]
+                    if price is None:
+                        quantity, why = 0.0, f"the exchange gave no price for {signal.symbol}"
+                    else:
+                        quantity, why = screen_size(cfg.position_size_usdt, cfg.leverage, price, market, free)
+                    if why is not None or price is None:
+                        outcome = SignalOutcome(signal.id, signal.rank, signal.symbol, signal.side.value,
+                                                Outcome.REJECTED, why, score=signal.score)
+                        book.finish(outcome)
+                        self._announce(wave_id, outcome)
+                        continue
+                    margin = quantity * price / cfg.leverage
+                    free -= margin
+                    nursery.start_soon(self._child, wave_id, book, signal, quantity, margin, release,
+                                       wake_send, self._allocate(), name=f"signal-{signal.id}")
+                if book.idle:
+                    break
+                await wake_receive.receive()
+
+    async def _child(self, wave_id: str, book: WaveBook, signal: Signal, quantity: float, margin: float,
+                     release: Callable[[float], None], wake: trio.MemorySendChannel[None],
+                     position_id: int) -> None:
+        ctx, cfg = self.ctx, self.ctx.config
+        progress = OpenProgress(signal=signal, position_id=position_id, quantity=quantity)
+        base = Position(id=position_id, signal_id=signal.id, wave_id=wave_id, symbol=signal.symbol,
+                        side=signal.side, status=PositionStatus.OPENING, quantity=quantity,
+                        entry_client_id=ids.entry_id(position_id))
+        ctx.event("signal_started", f"rank {signal.rank}: {signal.side} {signal.symbol}",
+                  wave_id=wave_id, signal_id=signal.id)
+        timed_out, deadline, crash = False, "signal deadline", None
+        try:
+            with trio.move_on_after(cfg.signal_timeout) as scope:
+                await self.opener.open(progress, base)
+            timed_out = scope.cancelled_caught
+        except trio.Cancelled:
+            timed_out, deadline = True, "wave deadline"
+            raise
+        except Exception as exc:  # a bug in one child must not crash the wave
+            log.exception("signal %s crashed", signal.id)
+            crash = exc
+        finally:
+            outcome = decide_outcome(progress, timed_out=timed_out, deadline=deadline)
+            if crash is not None and outcome.outcome is not Outcome.OPENED and not progress.exposed:
+                outcome = attrs.evolve(outcome, outcome=Outcome.FAILED, reason=f"internal error: {crash!r}")
+            if outcome.outcome is not Outcome.OPENED:
+                release(margin)
+            else:
+                self.register_trailing(position_id)
+            book.finish(outcome)
+            ctx.writer.submit(WaveOutcome(wave_id, outcome))
+            self._announce(wave_id, outcome)
+            wake.send_nowait(None)
+
+    def register_trailing(self, position_id: int) -> None:
+        """Hand the trailing state to the writer; the outcome never waits for it."""
+        ctx, cfg = self.ctx, self.ctx.config
+        position = ctx.positions[position_id]
+        ctx.writer.submit_trailing(initial_trailing(
+            position, activation_percent=cfg.trailing_activation_percent,
+            callback_percent=cfg.trailing_callback_percent, now=ctx.clock.now()))
+
+    def _announce(self, wave_id: str, outcome: SignalOutcome) -> None:
+        self.ctx.event("signal_outcome", f"{outcome.outcome}" + (f": {outcome.reason}" if outcome.reason else ""),
+                       wave_id=wave_id, signal_id=outcome.signal_id, position_id=outcome.position_id)
+        if self._listener is not None:
+            self._listener(wave_id, outcome)

@@ -1,0 +1,134 @@
+"""The state writer: a long-lived service that persists engine state off the hot path.
+
+Lifetime: started by `Engine.open`, lives until the engine closes, then gets
+`shutdown_timeout` to drain. Restart policy: a failed batch is retried with
+exponential backoff (`writer_retry_backoff` doubling up to
+`writer_max_backoff`) until it lands or the engine closes; it is never dropped
+silently — what is still queued at close is logged.
+
+Two lanes, so a hanging trailing-state save (the incident) cannot hold up
+position and outcome records, and vice versa:
+
+* records — positions, orders, waves, outcomes, events: FIFO, batched, one
+  transaction per batch (order matters: an `open` must not overtake its
+  `opening`).
+* trailing — newest state per position wins; a retry writes the latest state,
+  so a slow store never builds a backlog of stale stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+
+import trio
+
+from engine.config import EngineConfig
+from engine.model import TrailingRecord
+from engine.nursery.calls import bounded
+from engine.ports import Record, Storage
+
+log = logging.getLogger("trio_bot.writer")
+
+MAX_BATCH = 500
+
+
+class StateWriter:
+    def __init__(
+        self,
+        storage: Storage,
+        config: EngineConfig,
+        on_trailing_saved: Callable[[TrailingRecord], None] = lambda r: None,
+    ) -> None:
+        self._storage = storage
+        self._config = config
+        self._on_trailing_saved = on_trailing_saved
+        self._send, self._receive = trio.open_memory_channel[Record](math.inf)
+        self._records: list[Record] = []
+        self._trailing: dict[int, TrailingRecord] = {}
+        self._trailing_wake = trio.Event()
+        self._busy = {"records": False, "trailing": False}
+        self._idle = trio.Event()
+        self.failures = 0
+
+    # --- producers (synchronous: callable from a cancelled child's cleanup) ---
+
+    def submit(self, *records: Record) -> None:
+        for record in records:
+            self._send.send_nowait(record)
+
+    def submit_trailing(self, record: TrailingRecord) -> None:
+        self._trailing[record.position_id] = record
+        self._trailing_wake.set()
+
+    @property
+    def backlog(self) -> int:
+        return self._receive.statistics().current_buffer_used + len(self._records) + len(self._trailing)
+
+    # --- service ---
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._records_lane)
+            nursery.start_soon(self._trailing_lane)
+            task_status.started()
+
+    async def drain(self) -> None:
+        """Wait until everything submitted so far is stored (callers bound this)."""
+        while self.backlog or any(self._busy.values()):
+            self._idle = trio.Event()
+            await self._idle.wait()
+
+    def _maybe_idle(self) -> None:
+        if not self.backlog and not any(self._busy.values()):
+            self._idle.set()
+
+    async def _records_lane(self) -> None:
+        while True:
+            if not self._records:
+                self._maybe_idle()
+                self._records.append(await self._receive.receive())
+            while len(self._records) < MAX_BATCH:
+                try:
+                    self._records.append(self._receive.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            self._busy["records"] = True
+            try:
+                await self._write_with_retry("records", self._records)
+            finally:
+                self._busy["records"] = False
+            self._records = []
+
+    async def _trailing_lane(self) -> None:
+        while True:
+            if not self._trailing:
+                self._maybe_idle()
+                await self._trailing_wake.wait()
+                self._trailing_wake = trio.Event()
+                continue
+            batch = dict(self._trailing)
+            self._busy["trailing"] = True
+            try:
+                await self._write_with_retry("trailing", list(batch.values()))
+            finally:
+                self._busy["trailing"] = False
+            for pid, record in batch.items():
+                if self._trailing.get(pid) is record:  # not superseded meanwhile
+                    del self._trailing[pid]
+                self._on_trailing_saved(record)
+
+    async def _write_with_retry(self, lane: str, batch: Sequence[Record]) -> None:
+        backoff = self._config.writer_retry_backoff
+        while True:
+            try:
+                await bounded(f"storage write ({lane})", self._config.call_timeout,
+                              self._storage.write, list(batch))
+                return
+            except Exception as exc:  # any storage failure: keep the data, retry later
+                self.failures += 1
+                log.warning("state writer: %s batch of %d failed (%s); retrying in %.1fs",
+                            lane, len(batch), exc, backoff)
+            await trio.sleep(backoff)
+            backoff = min(backoff * 2, self._config.writer_max_backoff)
