@@ -1,0 +1,76 @@
+import math
+
+import pytest
+
+from engine.model import Market, Outcome, Side
+from engine.validation import screen_size, screen_wave
+
+MARKETS = {
+    "BTCUSDT": Market("BTCUSDT", 0.1, 0.001, 100.0),
+    "FORMUSDT": Market("FORMUSDT", 0.0001, 1.0, 5.0),
+    "NEOUSDT": Market("NEOUSDT", 0.001, 0.01, 5.0),
+}
+
+
+def sig(i, symbol="FORMUSDT", side="long", score=5.0, **extra):
+    return {"id": str(i), "symbol": symbol, "side": side, "score": score, **extra}
+
+
+@pytest.mark.parametrize(
+    ("signal", "reason"),
+    [
+        (sig(1, symbol="NOPEUSDT"), "unknown symbol 'NOPEUSDT'"),
+        (sig(1, symbol=""), "empty or missing symbol"),
+        ({"id": "1", "side": "long", "score": 1.0}, "empty or missing symbol"),
+        (sig(1, side="up"), "side 'up' is not one of long, short, buy, sell"),
+        (sig(1, side=None), "side None is not one of"),
+        (sig(1, score=math.nan), "score nan is not a finite number"),
+        (sig(1, score=math.inf), "score inf is not a finite number"),
+        (sig(1, score="9"), "score '9' is not a finite number"),
+        ({"symbol": "FORMUSDT", "side": "long", "score": 1.0}, "signal id None is missing"),
+        ("not a signal", "is not an object"),
+    ],
+)
+def test_each_rejection_has_its_reason(signal, reason):
+    screened = screen_wave([signal], MARKETS, set())
+    assert screened.candidates == ()
+    (rejected,) = screened.rejected
+    assert rejected.outcome is Outcome.REJECTED
+    assert reason in rejected.reason
+
+
+def test_buy_and_sell_mean_long_and_short():
+    screened = screen_wave([sig(1, side="BUY"), sig(2, "NEOUSDT", side="sell")], MARKETS, set())
+    assert [c.side for c in screened.candidates] == [Side.LONG, Side.SHORT]
+
+
+def test_duplicate_id_rejects_the_lower_ranked_copy():
+    screened = screen_wave([sig(7, score=1.0), sig(7, "NEOUSDT", score=2.0)], MARKETS, set())
+    assert [c.symbol for c in screened.candidates] == ["NEOUSDT"]
+    assert "duplicate signal id 7" in screened.rejected[0].reason
+
+
+def test_busy_symbol_and_same_symbol_twice():
+    screened = screen_wave([sig(1, score=3.0), sig(2, "NEOUSDT", score=2.0), sig(3, "NEOUSDT", score=1.0)],
+                           MARKETS, {"FORMUSDT"})
+    reasons = {r.signal_id: r.reason for r in screened.rejected}
+    assert "already open or opening on FORMUSDT" in reasons["1"]
+    assert "already targeted by higher-ranked signal 2" in reasons["3"]
+    assert [c.id for c in screened.candidates] == ["2"]
+
+
+def test_ranked_by_score_with_unusable_scores_last():
+    screened = screen_wave([sig(1, score=1.0), sig(2, "NEOUSDT", score=math.nan), sig(3, "BTCUSDT", score=9.0)],
+                           MARKETS, set())
+    assert [c.id for c in screened.candidates] == ["3", "1"]
+    assert [c.rank for c in screened.candidates] == [0, 1]
+    assert screened.rejected[0].rank == 2
+
+
+def test_min_notional_and_margin():
+    qty, why = screen_size(50.0, 1, 60_000.0, MARKETS["BTCUSDT"], 10_000.0)
+    assert "below the market's min notional of 100 USDT" in why
+    qty, why = screen_size(200.0, 1, 0.8132, MARKETS["FORMUSDT"], 150.0)
+    assert qty == 245.0 and "not enough free margin: need 199.23 USDT, 150.00 free" == why
+    qty, why = screen_size(200.0, 2, 0.8132, MARKETS["FORMUSDT"], 150.0)
+    assert why is None
