@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _simulate(args: argparse.Namespace) -> int:
     from engine.app.simulate import invariants_hold, simulate
-    from engine.app.tables import positions_table, wave_table
+    from engine.app.tables import wave_table
     from engine.scenario import load_scenario
 
     report = simulate(load_scenario(args.scenario))

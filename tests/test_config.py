@@ -30,14 +30,14 @@ def test_bad_value_names_key_value_and_expectation(key, value, expected):
 
 
 def test_unknown_key_is_an_error_listing_the_known_ones():
-    with pytest.raises(ConfigError, match="stop_los_percent = 2.*max_positions_per_wave"):
+    with pytest.raises(ConfigError, match=r"stop_los_percent = 2.*max_positions_per_wave"):
         EngineConfig.from_mapping({"stop_los_percent": 2})
 
 
 def test_deadlines_must_nest():
-    with pytest.raises(ConfigError, match="call_timeout = 30.0: expected less than signal_timeout"):
+    with pytest.raises(ConfigError, match=r"call_timeout = 30.0: expected less than signal_timeout"):
         EngineConfig.from_mapping({"call_timeout": 30.0, "signal_timeout": 30.0})
-    with pytest.raises(ConfigError, match="signal_timeout = 200.0: expected at most wave_timeout"):
+    with pytest.raises(ConfigError, match=r"signal_timeout = 200.0: expected at most wave_timeout"):
         EngineConfig.from_mapping({"signal_timeout": 200.0})
 
 

@@ -71,6 +71,6 @@ def test_min_notional_and_margin():
     qty, why = screen_size(50.0, 1, 60_000.0, MARKETS["BTCUSDT"], 10_000.0)
     assert "below the market's min notional of 100 USDT" in why
     qty, why = screen_size(200.0, 1, 0.8132, MARKETS["FORMUSDT"], 150.0)
-    assert qty == 245.0 and "not enough free margin: need 199.23 USDT, 150.00 free" == why
+    assert qty == 245.0 and why == "not enough free margin: need 199.23 USDT, 150.00 free"
     qty, why = screen_size(200.0, 2, 0.8132, MARKETS["FORMUSDT"], 150.0)
     assert why is None

@@ -44,7 +44,7 @@ def test_filling_rules_hold_for_any_sequence(n, target, concurrency, results):
     book = WaveBook(signals(n), target=target, concurrency=concurrency)
     results = iter(results)
     while True:
-        while (s := book.next_to_start()) is not None:
+        while book.next_to_start() is not None:
             pass
         assert len(book.in_flight) <= concurrency
         assert book.opened + len(book.in_flight) <= target

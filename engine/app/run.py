@@ -14,14 +14,17 @@ import sys
 import time
 import tomllib
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TextIO
 
 import attrs
 import trio
 
-from adapters.sim_exchange import SimExchange
 from adapters.signal_sources import DemoSignalSource, JsonlSignalSource
+from adapters.sim_exchange import SimExchange
+from engine.app.storage import open_storage
+from engine.app.tables import positions_table, wave_table
 from engine.config import EngineConfig
 from engine.errors import ConfigError
 from engine.model import SignalOutcome, WaveRecord
@@ -29,9 +32,6 @@ from engine.nursery.engine import Engine
 from engine.ports import SignalSource
 from engine.report import wave_json
 from engine.scenario import ExchangeSpec, MarketSpec, parse_exchange
-
-from engine.app.storage import open_storage
-from engine.app.tables import positions_table, wave_table
 
 # Paper markets: a plausible USDⓈ-M universe, prices as of the project's start.
 PAPER_PRICES = {
@@ -113,7 +113,7 @@ async def run(
                   f"{len(engine.positions())} open positions loaded. Ctrl-C to stop.", file=out, flush=True)
             done = 0
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(random_walk, exchange, symbols, seed)
+                nursery.start_soon(partial(random_walk, exchange, symbols, seed=seed))
                 stopping = trio.CancelScope()
 
                 async def watch_signals() -> None:

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
 import attrs
+import trio
 
 from engine.config import EngineConfig
 from engine.model import Event, Market, Position
@@ -34,6 +35,22 @@ class EngineContext:
                    **kwargs: P.kwargs) -> T:
         """A port call under `call_timeout`."""
         return await bounded(what, self.config.call_timeout, fn, *args, **kwargs)
+
+    async def read(self, what: str, fn: Callable[P, Awaitable[T]], /, *args: P.args,
+                   **kwargs: P.kwargs) -> T:
+        """A read, retried with backoff: reads change nothing, so repeating them is always safe."""
+        backoff = self.config.retry_backoff
+        attempts = self.config.stop_loss_retries
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self.call(what, fn, *args, **kwargs)
+            except Exception as exc:
+                if attempt == attempts:
+                    raise
+                log.warning("%s failed (%s); attempt %d/%d", what, exc, attempt, attempts)
+            await trio.sleep(backoff)
+            backoff *= 2
+        raise AssertionError("unreachable")
 
     def event(self, kind: str, detail: str = "", *, wave_id: str | None = None,
               signal_id: str | None = None, position_id: int | None = None) -> None:

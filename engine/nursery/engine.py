@@ -19,7 +19,6 @@ from typing import Any
 import attrs
 import trio
 
-
 from engine.clock import SystemClock
 from engine.config import EngineConfig
 from engine.lifecycle import OpenProgress

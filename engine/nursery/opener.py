@@ -107,18 +107,12 @@ class Opener:
         self._record_entry(p, found)
 
     async def _lookup(self, p: OpenProgress, cid: str) -> tuple[OrderState | None, bool]:
-        """(order, known): asks by client id, retrying reads with backoff."""
-        ctx = self.ctx
-        backoff = ctx.config.retry_backoff
-        for attempt in range(ctx.config.stop_loss_retries):
-            try:
-                return await ctx.call("exchange.query", ctx.exchange.fetch_order, p.signal.symbol, cid), True
-            except Exception as exc:
-                self._event(p, "lookup_failed", f"{cid}: {exc}")
-            if attempt + 1 < ctx.config.stop_loss_retries:
-                await trio.sleep(backoff)
-                backoff *= 2
-        return None, False
+        """(order, known): the order with this client id; known=False if the exchange can't say."""
+        try:
+            return await self.ctx.read("exchange.query", self.ctx.exchange.fetch_order, p.signal.symbol, cid), True
+        except Exception as exc:
+            self._event(p, "lookup_failed", f"{cid}: {exc}")
+            return None, False
 
     # --- protection ---
 
@@ -201,7 +195,7 @@ class Opener:
 
     async def _flat(self, p: OpenProgress) -> bool:
         try:
-            positions = await self.ctx.call("exchange.query", self.ctx.exchange.fetch_positions)
+            positions = await self.ctx.read("exchange.query", self.ctx.exchange.fetch_positions)
         except Exception:
             return False
         return not any(x.symbol == p.signal.symbol for x in positions)

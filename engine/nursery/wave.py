@@ -107,9 +107,9 @@ class WaveRunner:
                 result.setdefault("error", f"could not read {key} from the exchange: {exc}")
 
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(read, "prices", lambda: ctx.call("exchange.query", ctx.exchange.fetch_prices,
+            nursery.start_soon(read, "prices", lambda: ctx.read("exchange.query", ctx.exchange.fetch_prices,
                                                                 symbols))
-            nursery.start_soon(read, "balance", lambda: ctx.call("exchange.query", ctx.exchange.fetch_balance))
+            nursery.start_soon(read, "balance", lambda: ctx.read("exchange.query", ctx.exchange.fetch_balance))
         if "error" in result:
             ctx.event("wave_snapshot_failed", result["error"], wave_id=wave_id)
             return str(result["error"])
@@ -129,9 +129,9 @@ class WaveRunner:
                 while (signal := book.next_to_start()) is not None:
                     price = snapshot.prices.get(signal.symbol)
                     market = ctx.markets[signal.symbol]
-                    if price is None:
-                        quantity, why = 0.0, f"the exchange gave no price for {signal.symbol}"
-                    else:
+                    why: str | None = f"the exchange gave no price for {signal.symbol}"
+                    quantity = 0.0
+                    if price is not None:
                         quantity, why = screen_size(cfg.position_size_usdt, cfg.leverage, price, market, free)
                     if why is not None or price is None:
                         outcome = SignalOutcome(signal.id, signal.rank, signal.symbol, signal.side.value,
