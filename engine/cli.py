@@ -82,8 +82,9 @@ def _simulate(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         print(f"scenario {report['scenario']}: {report['virtual_seconds']:g} virtual seconds")
+        stops = {p["id"]: p["stop_price"] for p in report["positions"]}
         for wave in report["waves"]:
-            print(wave_table(wave, {}))
+            print(wave_table(wave, stops))
         print(_positions_text(report["positions"]))
         print("invariants: " + ", ".join(f"{k}={v}" for k, v in report["invariants"].items()))
     return EXIT_OK if invariants_hold(report) else EXIT_BROKEN
@@ -126,7 +127,8 @@ async def _waves(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"waves": shaped}, indent=2))
     else:
-        print("\n\n".join(wave_table(w, positions) for w in shaped) or "no waves")
+        stops = {pid: p.stop_price for pid, p in positions.items()}
+        print("\n\n".join(wave_table(w, stops) for w in shaped) or "no waves")
     return EXIT_OK
 
 

@@ -150,7 +150,8 @@ def _id_base() -> int:
 
 def _print_wave(record: WaveRecord, engine: Engine, out: TextIO) -> None:
     positions = {p.id: p for p in engine.positions(include_closed=True)}
-    print(wave_table(wave_json(record, positions), positions), file=out)
+    stops = {pid: p.stop_price for pid, p in positions.items()}
+    print(wave_table(wave_json(record, positions), stops), file=out)
     print(positions_table(engine.positions()), file=out, flush=True)
 
 

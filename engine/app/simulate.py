@@ -63,9 +63,9 @@ async def run_scenario(scenario: Scenario) -> dict[str, Any]:
             nursery.start_soon(drive_waves)
             await trio.sleep_until(start + scenario.until)
             ticks_scope.cancel()  # waves still running finish; they always do
+        elapsed = trio.current_time() - start
         faults.armed = False  # let the final flush through: the report reads the store
         await engine.flush()
-    elapsed = trio.current_time() - start
     stored = {p.id: p for p in await inner.positions(include_closed=True)}
     waves = await inner.waves()
     final = {w.id: w for w in waves}

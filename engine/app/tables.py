@@ -17,16 +17,16 @@ def render_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join([line, "  ".join("-" * w for w in widths), *body])
 
 
-def wave_table(wave: Mapping[str, Any], positions: Mapping[int, Position]) -> str:
+def wave_table(wave: Mapping[str, Any], stops: Mapping[int, float | None]) -> str:
+    """`stops`: current stop price per position id (from the engine, the store or a report)."""
     c = wave["counts"]
     head = (f"wave {wave['id']}: {c['opened']} opened, {c['failed']} failed, {c['timed_out']} timed out, "
             f"{c['skipped']} skipped, {c['rejected']} rejected of {c['candidates']}"
             + (f" in {wave['duration']:.2f}s" if wave.get("duration") is not None else ""))
     rows = []
     for s in wave["signals"]:
-        pos = positions.get(s["position_id"]) if s["position_id"] is not None else None
         rows.append([s["id"], s["symbol"], s["side"], s["outcome"], s["position_id"],
-                     pos.stop_price if pos else None, s["trailing"], s["reason"] or ""])
+                     stops.get(s["position_id"]), s["trailing"], s["reason"] or ""])
     return head + "\n" + render_table(["signal", "symbol", "side", "outcome", "position", "stop", "trailing",
                                  "reason"], rows)
 

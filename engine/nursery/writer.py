@@ -121,14 +121,20 @@ class StateWriter:
 
     async def _write_with_retry(self, lane: str, batch: Sequence[Record]) -> None:
         backoff = self._config.writer_retry_backoff
+        attempt = 0
         while True:
+            attempt += 1
             try:
                 await bounded(f"storage write ({lane})", self._config.call_timeout,
                               self._storage.write, list(batch))
+                if attempt > 1:
+                    log.warning("state writer: %s batch of %d stored after %d attempts", lane, len(batch), attempt)
                 return
             except Exception as exc:  # any storage failure: keep the data, retry later
                 self.failures += 1
-                log.warning("state writer: %s batch of %d failed (%s); retrying in %.1fs",
-                            lane, len(batch), exc, backoff)
+                # Say it loudly once; repeats of the same outage only at INFO (visible with -v).
+                log.log(logging.WARNING if attempt == 1 else logging.INFO,
+                        "state writer: %s batch of %d failed (%s); retrying in %.1fs",
+                        lane, len(batch), exc, backoff)
             await trio.sleep(backoff)
             backoff = min(backoff * 2, self._config.writer_max_backoff)
