@@ -1,0 +1,165 @@
+"""The trio-bot command line, end to end: run, simulate, waves, positions."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+INCIDENT = ROOT / "examples" / "incident-2025-10-19.toml"
+
+
+def test_simulate_json_report(capsys):
+    assert main(["simulate", str(INCIDENT), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["scenario"] == "incident-2025-10-19"
+    assert report["virtual_seconds"] == 900.0
+    assert report["waves"][0]["counts"]["opened"] == 5
+    assert set(report) >= {"scenario", "virtual_seconds", "waves", "positions", "exchange", "invariants"}
+
+
+def test_simulate_text_report(capsys):
+    assert main(["simulate", str(INCIDENT)]) == 0
+    out = capsys.readouterr().out
+    assert "5 opened, 0 failed, 0 timed out, 1 skipped" in out and "0.7969" in out
+
+
+def test_broken_invariant_exits_1(tmp_path, capsys):
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(INCIDENT.read_text() + """
+[[faults]]
+point = "exchange.stop_order"
+effect = "reject"
+[[faults]]
+point = "exchange.close_order"
+effect = "error"
+""")
+    assert main(["simulate", str(scenario), "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["invariants"]["unprotected_positions"] > 0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[[faults]]\npoint = "exchange.nope"\neffect = "hang"\n', "faults[0].point = 'exchange.nope'"),
+        ('[[faults]]\npoint = "exchange.query"\neffect = "explode"\n', "faults[0].effect = 'explode'"),
+        ('[engine]\nmax_concurrent_signals = "5"\n', "engine.max_concurrent_signals = '5': expected an integer"),
+        ('bogus = 1\n', "scenario: bogus = 1: expected one of"),
+        ('[[waves]]\nat = 0\nsignals = "x"\n', "waves[0].signals = 'x': expected an array"),
+        ('name = [\n', "valid TOML"),
+    ],
+)
+def test_bad_scenario_exits_2_with_the_key(tmp_path, capsys, text, message):
+    scenario = tmp_path / "bad.toml"
+    scenario.write_text(text)
+    assert main(["simulate", str(scenario)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_malformed_signal_is_rejected_not_a_bad_file(tmp_path, capsys):
+    scenario = tmp_path / "s.toml"
+    scenario.write_text("""
+[exchange.markets.BTCUSDT]
+price = 60000.0
+[[waves]]
+at = 0
+signals = [{ id = "a", symbol = "BTCUSDT", side = "sideways", score = 1.0 }, { id = "b" }]
+""")
+    assert main(["simulate", str(scenario), "--json"]) == 0
+    signals = json.loads(capsys.readouterr().out)["waves"][0]["signals"]
+    assert [s["outcome"] for s in signals] == ["rejected", "rejected"]
+
+
+def run_cli(*args, db, **kw):
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args, "--db", f"sqlite:///{db}"],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT, **kw)
+
+
+def test_run_then_read_back_waves_and_positions(tmp_path):
+    db = tmp_path / "bot.db"
+    signals = tmp_path / "waves.jsonl"
+    signals.write_text(
+        json.dumps([{"id": "1", "symbol": "BTCUSDT", "side": "long", "score": 9},
+                    {"id": "2", "symbol": "ETHUSDT", "side": "sell", "score": 8},
+                    {"id": "3", "symbol": "NOPEUSDT", "side": "long", "score": 7}]) + "\n"
+        + json.dumps({"signals": [{"id": "4", "symbol": "BTCUSDT", "side": "long", "score": 9}]}) + "\n")
+    result = run_cli("run", "--signals", str(signals), "--waves", "2", "--wave-interval", "0.2", db=db)
+    assert result.returncode == 0, result.stderr
+    assert "wave w1: 2 opened" in result.stdout and "unknown symbol 'NOPEUSDT'" in result.stdout
+
+    waves = run_cli("waves", "--json", db=db)
+    data = json.loads(waves.stdout)["waves"]
+    assert [w["id"] for w in data] == ["w1", "w2"]
+    assert data[0]["counts"] == {"candidates": 3, "rejected": 1, "skipped": 0, "attempted": 2, "opened": 2,
+                                 "failed": 0, "timed_out": 0}
+    assert data[1]["signals"][0]["reason"] == "a position is already open or opening on BTCUSDT"
+    last = json.loads(run_cli("waves", "--json", "--last", "1", db=db).stdout)["waves"]
+    assert [w["id"] for w in last] == ["w2"]
+
+    positions = json.loads(run_cli("positions", "--json", db=db).stdout)["positions"]
+    assert {(p["symbol"], p["side"], p["status"]) for p in positions} == {
+        ("BTCUSDT", "long", "open"), ("ETHUSDT", "short", "open")}
+    assert all(p["stop_price"] and p["trailing"] in ("active", "pending") for p in positions)
+    text = run_cli("positions", "--all", db=db).stdout
+    assert "BTCUSDT" in text and "ETHUSDT" in text
+
+
+def test_run_stops_cleanly_on_sigterm(tmp_path):
+    db = tmp_path / "bot.db"
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "--db", f"sqlite:///{db}",
+                             "--wave-interval", "600", "--seed", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("id  symbol"):  # the first wave's positions table is printed
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "SIGTERM: finishing up" in out
+    waves = json.loads(run_cli("waves", "--json", db=db).stdout)["waves"]
+    assert len(waves) == 1 and waves[0]["counts"]["opened"] == 5
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--waves", "0"], "--waves = 0: expected an integer >= 1"),
+        (["run", "--db", "mysql://x"], "--db = 'mysql://x': expected a URL like sqlite:///trio-bot.db"),
+        (["waves", "--db", "nope"], "--db = 'nope'"),
+    ],
+)
+def test_bad_arguments_exit_2(args, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_config_file_names_the_key(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "c.toml"
+    config.write_text("[engine]\nstop_loss_percent = 120\n")
+    assert main(["run", "--config", str(config), "--waves", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "stop_loss_percent = 120" in err and "percentage between 0 and 100" in err
+    assert not (tmp_path / "trio-bot.db").exists(), "nothing ran"
+
+
+def test_bad_signals_file_names_the_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    signals = tmp_path / "s.jsonl"
+    signals.write_text('[{"id": "1"}]\n{not json\n')
+    assert main(["run", "--signals", str(signals), "--waves", "1"]) == 2
+    assert f"{signals}:2" in capsys.readouterr().err
+
+
+if os.name != "posix":  # pragma: no cover
+    pytest.skip("signals need POSIX", allow_module_level=True)

@@ -1,0 +1,33 @@
+"""The append-only timeline: every step of every signal, with its time — the record the
+incident had to rebuild from log files."""
+
+from adapters.clocks import VirtualWallClock
+from adapters.faults import FaultPlan
+from adapters.faulty_storage import FaultyStorage
+from adapters.sim_exchange import SimExchange
+from adapters.sqlite_store import SQLiteStore
+from engine import Engine, EngineConfig
+from engine.scenario import ExchangeSpec, FaultSpec, MarketSpec
+from tests.conftest import PRICES, wave_signals
+
+SPEC = ExchangeSpec(latency=0.05, markets=tuple(MarketSpec(s, p) for s, p in PRICES.items()))
+
+
+async def test_each_step_of_a_signal_is_an_event_in_order(autojump_clock):
+    faults = FaultPlan([FaultSpec("exchange.stop_order", "error", {"symbol": "FORMUSDT"}, "502 Bad Gateway", 1)])
+    inner = await SQLiteStore.open(":memory:")
+    async with Engine.open(EngineConfig(), SimExchange.from_spec(SPEC, faults=faults), FaultyStorage(inner, faults),
+                           clock=VirtualWallClock()) as engine:
+        await engine.process_wave(wave_signals(6))
+    events = await inner.events(signal_id="4974690")
+    kinds = [e.kind for e in events]
+    assert kinds == ["signal_started", "intent_stored", "entry_sent", "entry_filled", "stop_attempt_failed",
+                     "stop_placed", "signal_outcome"]
+    assert "502 Bad Gateway" in events[4].detail
+    times = [e.at for e in events]
+    assert times == sorted(times) and times[-1] - times[0] > 0.5  # the retry's backoff shows
+    position_events = [e.kind for e in await inner.events(position_id=1)]
+    assert position_events[-1] == "trailing_saved"
+    wave_events = [e.kind for e in await inner.events() if e.wave_id == "w1" and e.signal_id is None]
+    assert wave_events == ["wave_started", "wave_finished"]
+    await inner.aclose()
