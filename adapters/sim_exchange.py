@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import trio
@@ -241,6 +241,32 @@ class SimExchange:
         """Resting stops, sorted by symbol and client id for the same reason as positions."""
         resting = [o for o in self._orders.values() if o.status is OrderStatus.NEW]
         return sorted(resting, key=lambda o: (o.symbol, o.client_order_id))
+
+    def export_state(self) -> dict[str, Any]:
+        """Account state as plain JSON data, so a paper account survives a restart like a real one."""
+        return {
+            "balance": self._balance,
+            "prices": dict(self._prices),
+            "leverage": dict(self._leverage),
+            "holdings": {s: [h.quantity, h.entry_price] for s, h in self._holdings.items() if h.quantity},
+            "orders": [attrs.asdict(o) for o in self._orders.values()],
+            "next_order_id": self._next_order_id,
+        }
+
+    def import_state(self, state: Mapping[str, Any]) -> None:
+        """Restore `export_state` output; markets not listed any more are dropped with their state."""
+        known = self._markets
+        self._balance = float(state["balance"])
+        self._prices.update({s: float(p) for s, p in state["prices"].items() if s in known})
+        self._leverage = {s: int(n) for s, n in state["leverage"].items() if s in known}
+        self._holdings = {s: _Holding(float(q), float(e)) for s, (q, e) in state["holdings"].items() if s in known}
+        self._orders = {}
+        for raw in state["orders"]:
+            if raw["symbol"] in known:
+                order = OrderState(**{**raw, "side": OrderSide(raw["side"]), "kind": OrderKind(raw["kind"]),
+                                      "status": OrderStatus(raw["status"])})
+                self._orders[order.client_order_id] = order
+        self._next_order_id = int(state["next_order_id"])
 
     def entry_fill_counts(self) -> dict[int, int]:
         """Position id → entry fills. More than one means an entry was sent twice and both filled."""

@@ -163,3 +163,22 @@ def test_bad_signals_file_names_the_line(tmp_path, capsys, monkeypatch):
 
 if os.name != "posix":  # pragma: no cover
     pytest.skip("signals need POSIX", allow_module_level=True)
+
+
+def test_paper_account_survives_a_restart(tmp_path):
+    db = tmp_path / "bot.db"
+    first = run_cli("run", "--waves", "1", "--seed", "5", db=db)
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "bot.db.paper.json").exists()
+    second = run_cli("run", "--waves", "1", "--seed", "5", "--wave-interval", "1", db=db)
+    assert second.returncode == 0, second.stderr
+    assert "5 open positions loaded" in second.stdout
+    # The same demo seed picks the same six symbols: the five held ones are busy now.
+    assert "wave w2: 1 opened, 0 failed, 0 timed out, 0 skipped, 5 rejected" in second.stdout
+
+
+def test_embedding_example_runs():
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / "embed.py")], capture_output=True,
+                            text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "w1: 2 opened" in result.stdout and "open: #1" in result.stdout

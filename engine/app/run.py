@@ -7,6 +7,7 @@ flushed for at most `shutdown_timeout`, and the process exits 0.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import signal
@@ -94,6 +95,9 @@ async def run(
     ready: Callable[[], None] | None = None,
 ) -> int:
     exchange = SimExchange.from_spec(settings.paper)
+    paper_file = paper_state_path(db_url)
+    if paper_file is not None and paper_file.exists():
+        exchange.import_state(json.loads(paper_file.read_text(encoding="utf-8")))
     symbols = [m.symbol for m in settings.paper.markets]
     source: SignalSource
     if signals_file is not None:
@@ -132,15 +136,31 @@ async def run(
                     async for raw in source.waves():
                         print(f"trio-bot: wave of {len(raw)} signals", file=out, flush=True)
                         record = await engine.process_wave(raw)
+                        save_paper_state(exchange, paper_file)
                         _print_wave(record, engine, out)
                         done += 1
                         if waves is not None and done >= waves:
                             break
                 nursery.cancel_scope.cancel()
+        save_paper_state(exchange, paper_file)
         return 0
     finally:
         with trio.CancelScope(shield=True):
             await storage.aclose()
+
+
+def paper_state_path(db_url: str) -> Path | None:
+    """The paper account lives next to a file database (`trio-bot.db` → `trio-bot.db.paper.json`)."""
+    if not db_url.startswith("sqlite:///") or db_url.endswith(":memory:"):
+        return None
+    return Path(db_url.removeprefix("sqlite:///") + ".paper.json")
+
+
+def save_paper_state(exchange: SimExchange, path: Path | None) -> None:
+    if path is not None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(exchange.export_state()), encoding="utf-8")
+        tmp.replace(path)  # atomic: a crash never leaves half a file
 
 
 def _id_base() -> int:
