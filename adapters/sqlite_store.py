@@ -144,8 +144,11 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             wave_id TEXT,
             signal_id TEXT,
             position_id INTEGER,
-            detail TEXT NOT NULL
+            detail TEXT NOT NULL,
+            uid TEXT NOT NULL
         )""",
+        # A retried batch (after a lost answer) must not log its events twice.
+        "CREATE UNIQUE INDEX events_uid ON events (uid) WHERE uid != ''",
         "CREATE INDEX events_position ON events (position_id)",
         "CREATE INDEX events_signal ON events (signal_id)",
     )),
@@ -476,7 +479,7 @@ def _write_one(conn: sqlite3.Connection, record: object) -> None:
     elif isinstance(record, WaveOutcome):
         conn.execute(_OUTCOMES.upsert(), _OUTCOMES.encode(record.outcome, record.wave_id))
     elif isinstance(record, Event):
-        conn.execute(_EVENTS.insert(), _EVENTS.encode(record))
+        conn.execute(_EVENTS.insert().replace("INSERT", "INSERT OR IGNORE", 1), _EVENTS.encode(record))
     elif isinstance(record, SignalOutcome):
         raise TypeError("a SignalOutcome needs its wave: write it as WaveOutcome(wave_id, outcome)")
     else:

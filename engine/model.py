@@ -275,3 +275,4 @@ class Event:
     signal_id: str | None = None
     position_id: int | None = None
     detail: str = ""
+    uid: str = ""  # unique per event; makes a retried write idempotent

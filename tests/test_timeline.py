@@ -1,6 +1,8 @@
 """The append-only timeline: every step of every signal, with its time — the record the
 incident had to rebuild from log files."""
 
+import trio
+
 from adapters.clocks import VirtualWallClock
 from adapters.faults import FaultPlan
 from adapters.faulty_storage import FaultyStorage
@@ -30,4 +32,17 @@ async def test_each_step_of_a_signal_is_an_event_in_order(autojump_clock):
     assert position_events[-1] == "trailing_saved"
     wave_events = [e.kind for e in await inner.events() if e.wave_id == "w1" and e.signal_id is None]
     assert wave_events == ["wave_started", "wave_finished"]
+    await inner.aclose()
+
+
+async def test_a_lost_write_retried_does_not_duplicate_events(autojump_clock):
+    faults = FaultPlan([FaultSpec("storage.write", "lost_response", {"symbol": "FORMUSDT"}, times=2)])
+    inner = await SQLiteStore.open(":memory:")
+    async with Engine.open(EngineConfig(), SimExchange.from_spec(SPEC), FaultyStorage(inner, faults)) as engine:
+        await engine.process_wave(wave_signals(1))
+        await trio.sleep(30)  # virtual: one call deadline and a backoff
+        assert engine.ctx.writer.failures >= 1  # a batch landed, its answer was lost, it was retried
+    events = await inner.events()
+    assert len({e.uid for e in events}) == len(events)
+    assert [e.kind for e in events].count("signal_outcome") == 1
     await inner.aclose()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
@@ -30,6 +32,8 @@ class EngineContext:
     clock: WallClock
     markets: dict[str, Market] = attrs.field(factory=dict)
     positions: dict[int, Position] = attrs.field(factory=dict)  # live mirror of stored rows
+    run_id: str = attrs.field(factory=lambda: secrets.token_hex(4))
+    _events: itertools.count[int] = attrs.field(factory=itertools.count)
 
     async def call(self, what: str, fn: Callable[P, Awaitable[T]], /, *args: P.args,
                    **kwargs: P.kwargs) -> T:
@@ -59,8 +63,9 @@ class EngineContext:
                  f" signal={signal_id}" if signal_id else "",
                  f" position={position_id}" if position_id is not None else "",
                  f": {detail}" if detail else "")
-        self.writer.submit(Event(at=self.clock.now(), kind=kind, wave_id=wave_id,
-                                 signal_id=signal_id, position_id=position_id, detail=detail))
+        self.writer.submit(Event(at=self.clock.now(), kind=kind, wave_id=wave_id, signal_id=signal_id,
+                                 position_id=position_id, detail=detail,
+                                 uid=f"{self.run_id}-{next(self._events)}"))
 
     def save_position(self, position: Position) -> None:
         self.positions[position.id] = position
