@@ -59,6 +59,9 @@ _CHECKS = {
     "writer_retry_backoff": _positive,
     "writer_max_backoff": _positive,
     "shutdown_timeout": _positive,
+    "order_rate_per_second": _positive,
+    "order_burst": _positive_int,
+    "sweep_interval": _non_negative,
 }
 
 
@@ -84,6 +87,9 @@ class EngineConfig:
     writer_retry_backoff: float = 1.0
     writer_max_backoff: float = 30.0
     shutdown_timeout: float = 10.0
+    order_rate_per_second: float = 10.0
+    order_burst: int = 10
+    sweep_interval: float = 30.0
 
     def __attrs_post_init__(self) -> None:
         for key, check in _CHECKS.items():

@@ -14,6 +14,7 @@ import trio
 from engine.config import EngineConfig
 from engine.model import Event, Market, Position
 from engine.nursery.calls import bounded
+from engine.nursery.ratelimit import RateLimiter
 from engine.nursery.writer import StateWriter
 from engine.ports import Exchange, Storage, WallClock
 
@@ -32,6 +33,7 @@ class EngineContext:
     clock: WallClock
     markets: dict[str, Market] = attrs.field(factory=dict)
     positions: dict[int, Position] = attrs.field(factory=dict)  # live mirror of stored rows
+    limiter: RateLimiter = attrs.field(default=None)
     run_id: str = attrs.field(factory=lambda: secrets.token_hex(4))
     _events: itertools.count[int] = attrs.field(factory=itertools.count)
 
@@ -39,6 +41,23 @@ class EngineContext:
                    **kwargs: P.kwargs) -> T:
         """A port call under `call_timeout`."""
         return await bounded(what, self.config.call_timeout, fn, *args, **kwargs)
+
+    def __attrs_post_init__(self) -> None:
+        if self.limiter is None:
+            self.limiter = RateLimiter(self.config.order_rate_per_second, self.config.order_burst)
+
+    async def order(self, what: str, priority: bool, fn: Callable[P, Awaitable[T]], /, *args: P.args,
+                    **kwargs: P.kwargs) -> T:
+        """An order-changing call: a rate-limiter token, then the call, both within `call_timeout`.
+
+        `priority` (stops, closes, cancels) goes ahead of entries.
+        """
+
+        async def limited() -> T:
+            await self.limiter.acquire(priority=priority)
+            return await fn(*args, **kwargs)
+
+        return await bounded(what, self.config.call_timeout, limited)
 
     async def read(self, what: str, fn: Callable[P, Awaitable[T]], /, *args: P.args,
                    **kwargs: P.kwargs) -> T:

@@ -25,6 +25,7 @@ from engine.model import (
     OrderStatus,
     Position,
 )
+from engine.nursery import orders
 from engine.nursery.context import EngineContext
 from engine.sizing import initial_stop_price
 
@@ -52,7 +53,7 @@ class Opener:
         try:
             p.entry_sent = True
             self._event(p, "entry_sent", entry.client_order_id)
-            self._record_entry(p, await ctx.call("exchange.entry_order", ctx.exchange.place_order, entry))
+            self._record_entry(p, await ctx.order("exchange.entry_order", False, ctx.exchange.place_order, entry))
         except DuplicateOrderError as exc:
             p.entry_error = str(exc)  # an earlier send landed: look it up
         except PermanentError as exc:
@@ -96,7 +97,7 @@ class Opener:
 
     async def _resolve_entry(self, p: OpenProgress) -> None:
         cid = ids.entry_id(p.position_id)
-        found, known = await self._lookup(p, cid)
+        found, known = await orders.lookup(self.ctx, p.signal.symbol, cid, self._emitter(p))
         if not known:
             self._event(p, "entry_unresolved", "could not look up the entry order")
             return
@@ -105,14 +106,6 @@ class Opener:
             self._event(p, "entry_not_found", f"{cid}: the exchange never saw it")
             return
         self._record_entry(p, found)
-
-    async def _lookup(self, p: OpenProgress, cid: str) -> tuple[OrderState | None, bool]:
-        """(order, known): the order with this client id; known=False if the exchange can't say."""
-        try:
-            return await self.ctx.read("exchange.query", self.ctx.exchange.fetch_order, p.signal.symbol, cid), True
-        except Exception as exc:
-            self._event(p, "lookup_failed", f"{cid}: {exc}")
-            return None, False
 
     # --- protection ---
 
@@ -130,75 +123,37 @@ class Opener:
 
     async def _protect(self, p: OpenProgress) -> None:
         ctx, s = self.ctx, p.signal
-        cfg = ctx.config
         assert p.fill_price is not None
-        p.stop_price = initial_stop_price(s.side, p.fill_price, cfg.stop_loss_percent,
+        p.stop_price = initial_stop_price(s.side, p.fill_price, ctx.config.stop_loss_percent,
                                           ctx.markets[s.symbol].tick_size)
         p.stop_client_id = ids.stop_id(p.position_id, 1)
         request = OrderRequest(s.symbol, s.side.exit_order_side, OrderKind.STOP, p.filled_quantity,
                                p.stop_client_id, p.stop_price)
-        backoff = cfg.retry_backoff
-        for attempt in range(1, cfg.stop_loss_retries + 1):
-            try:
-                self._record_stop(p, await ctx.call("exchange.stop_order", ctx.exchange.place_order, request))
-                return
-            except DuplicateOrderError:
-                pass  # an earlier attempt landed; the look-up below finds it
-            except PermanentError as exc:
-                p.stop_error = f"rejected: {exc}"
-                self._event(p, "stop_rejected", str(exc))
-                return
-            except Exception as exc:
-                p.stop_error = str(exc) or type(exc).__name__
-                self._event(p, "stop_attempt_failed", f"attempt {attempt}/{cfg.stop_loss_retries}: {p.stop_error}")
-            found, _ = await self._lookup(p, request.client_order_id)
-            if found is not None and found.status in (OrderStatus.NEW, OrderStatus.FILLED):
-                self._record_stop(p, found)
-                return
-            if attempt < cfg.stop_loss_retries:
-                await trio.sleep(backoff)
-                backoff *= 2
-        p.stop_error = f"{cfg.stop_loss_retries} attempts failed, last: {p.stop_error}"
+        placed = await orders.place(ctx, request, self._emitter(p))
+        if placed.state is not None:
+            self._record_stop(p, placed.state)
+        else:
+            p.stop_error = placed.error
 
     async def _emergency_close(self, p: OpenProgress) -> None:
         ctx, s = self.ctx, p.signal
-        cfg = ctx.config
         self._event(p, "emergency_close", p.stop_error or "")
         request = OrderRequest(s.symbol, s.side.exit_order_side, OrderKind.CLOSE, p.filled_quantity,
                                ids.close_id(p.position_id))
-        backoff = cfg.retry_backoff
-        for attempt in range(1, cfg.stop_loss_retries + 1):
-            try:
-                state = await ctx.call("exchange.close_order", ctx.exchange.place_order, request)
-            except DuplicateOrderError:
-                state = None
-            except Exception as exc:
-                p.close_error = str(exc) or type(exc).__name__
-                self._event(p, "close_attempt_failed", f"attempt {attempt}: {p.close_error}")
-                state = None
-                if isinstance(exc, PermanentError) and await self._flat(p):
-                    p.closed = True
-                    self._event(p, "closed", "no position left on the exchange")
-                    return
-            if state is None:
-                state, _ = await self._lookup(p, request.client_order_id)
-            if state is not None and state.filled_quantity > 0:
-                p.closed = True
-                p.close_price = state.average_price
-                self._event(p, "closed", f"emergency close filled @ {state.average_price}")
-                return
-            if attempt < cfg.stop_loss_retries:
-                await trio.sleep(backoff)
-                backoff *= 2
+        # A refused close is retried too: the money is at risk until it goes through.
+        placed = await orders.place(ctx, request, self._emitter(p), retry_refused=True)
+        if placed.state is not None and placed.state.filled_quantity > 0:
+            p.closed = True
+            p.close_price = placed.state.average_price
+            self._event(p, "closed", f"emergency close filled @ {placed.state.average_price}")
+            return
+        if await orders.is_flat(ctx, s.symbol):
+            p.closed = True
+            self._event(p, "closed", "no position left on the exchange")
+            return
+        p.close_error = placed.error
         self._event(p, "UNPROTECTED", f"no stop-loss and close failed: {p.close_error}")
         log.error("position %s on %s is UNPROTECTED: %s", p.position_id, s.symbol, p.close_error)
-
-    async def _flat(self, p: OpenProgress) -> bool:
-        try:
-            positions = await self.ctx.read("exchange.query", self.ctx.exchange.fetch_positions)
-        except Exception:
-            return False
-        return not any(x.symbol == p.signal.symbol for x in positions)
 
     # --- records ---
 
@@ -231,6 +186,9 @@ class Opener:
                                        s.side.exit_order_side, p.filled_quantity, OrderStatus.FILLED,
                                        fill_price=p.close_price, updated_at=now))
         ctx.writer.submit(*records)
+
+    def _emitter(self, p: OpenProgress) -> orders.Emit:
+        return lambda kind, detail: self._event(p, kind, detail)
 
     def _event(self, p: OpenProgress, kind: str, detail: str = "") -> None:
         self.ctx.event(kind, detail, signal_id=p.signal.id,

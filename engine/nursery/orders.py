@@ -1,0 +1,96 @@
+"""Idempotent order operations shared by the open, the trailing manager and the sweep.
+
+Every operation reuses one client order id across its retries and looks the
+order up by that id after any answer it did not get (error, timeout, lost
+response), so a retry can never produce a second order. Protective orders
+take the rate limiter's priority lane.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import attrs
+import trio
+
+from engine.errors import DuplicateOrderError, PermanentError
+from engine.model import OrderKind, OrderRequest, OrderState, OrderStatus
+from engine.nursery.context import EngineContext
+
+Emit = Callable[[str, str], None]
+
+_POINT = {OrderKind.ENTRY: "exchange.entry_order", OrderKind.STOP: "exchange.stop_order",
+          OrderKind.CLOSE: "exchange.close_order"}
+
+
+@attrs.frozen
+class Placed:
+    state: OrderState | None  # the order as the exchange has it, None if it was not placed
+    error: str | None = None
+    refused: bool = False  # the exchange said no (a permanent error)
+
+
+async def lookup(ctx: EngineContext, symbol: str, client_order_id: str,
+                 emit: Emit) -> tuple[OrderState | None, bool]:
+    """(order, known): the order with this client id; known=False if the exchange couldn't say."""
+    try:
+        return await ctx.read("exchange.query", ctx.exchange.fetch_order, symbol, client_order_id), True
+    except Exception as exc:
+        emit("lookup_failed", f"{client_order_id}: {exc}")
+        return None, False
+
+
+async def place(ctx: EngineContext, request: OrderRequest, emit: Emit, *, retry_refused: bool = False) -> Placed:
+    """Place a protective order (stop or close) with retries; `stop_loss_retries` attempts."""
+    cfg = ctx.config
+    kind = request.kind.value
+    backoff, error = cfg.retry_backoff, "no attempt"
+    for attempt in range(1, cfg.stop_loss_retries + 1):
+        try:
+            return Placed(await ctx.order(_POINT[request.kind], True, ctx.exchange.place_order, request))
+        except DuplicateOrderError:
+            pass  # an earlier attempt landed; the look-up finds it
+        except PermanentError as exc:
+            error = f"rejected: {exc}"
+            emit(f"{kind}_rejected", str(exc))
+            if not retry_refused:
+                return Placed(None, error, refused=True)
+        except Exception as exc:
+            error = str(exc) or type(exc).__name__
+            emit(f"{kind}_attempt_failed", f"attempt {attempt}/{cfg.stop_loss_retries}: {error}")
+        found, _ = await lookup(ctx, request.symbol, request.client_order_id, emit)
+        if found is not None and (found.status is OrderStatus.NEW or found.filled_quantity > 0):
+            return Placed(found)
+        if attempt < cfg.stop_loss_retries:
+            await trio.sleep(backoff)
+            backoff *= 2
+    return Placed(None, f"{cfg.stop_loss_retries} attempts failed, last: {error}")
+
+
+async def cancel(ctx: EngineContext, symbol: str, client_order_id: str, emit: Emit) -> bool:
+    """Cancel with retries; True once the order is no longer live (cancelled, filled or unknown)."""
+    cfg = ctx.config
+    backoff = cfg.retry_backoff
+    for attempt in range(1, cfg.stop_loss_retries + 1):
+        try:
+            await ctx.order("exchange.cancel_order", True, ctx.exchange.cancel_order, symbol, client_order_id)
+            emit("order_cancelled", client_order_id)
+            return True
+        except Exception as exc:
+            emit("cancel_attempt_failed", f"{client_order_id} attempt {attempt}: {exc}")
+        found, known = await lookup(ctx, symbol, client_order_id, emit)
+        if known and (found is None or found.status is not OrderStatus.NEW):
+            return True
+        if attempt < cfg.stop_loss_retries:
+            await trio.sleep(backoff)
+            backoff *= 2
+    return False
+
+
+async def is_flat(ctx: EngineContext, symbol: str) -> bool | None:
+    """Whether the exchange holds no position on `symbol` (None: it couldn't say)."""
+    try:
+        positions = await ctx.read("exchange.query", ctx.exchange.fetch_positions)
+    except Exception:
+        return None
+    return not any(p.symbol == symbol for p in positions)
