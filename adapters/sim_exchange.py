@@ -149,6 +149,7 @@ class SimExchange:
         self._orders: dict[str, OrderState] = {}  # by client id, insertion = placement order
         self._next_order_id = 1
         self._subscribers: list[trio.MemorySendChannel[tuple[str, float]]] = []
+        self._listeners: list[Callable[[str, float], None]] = []
         self.fills: list[Fill] = []
 
     @classmethod
@@ -197,6 +198,14 @@ class SimExchange:
                                       side=self._side_of(client_order_id), latency=self._latency)
 
     # --- account settings ---
+
+    async def stream_prices(self, on_price: Callable[[str, float], None]) -> None:
+        """Every `set_price` reaches `on_price` synchronously: no buffer, so nothing to overflow."""
+        self._listeners.append(on_price)
+        try:
+            await trio.sleep_forever()
+        finally:
+            self._listeners.remove(on_price)
 
     def set_leverage(self, symbol: str, leverage: int) -> None:
         """Set-up only (not a port call): margin of open positions is recomputed at once."""
@@ -435,6 +444,8 @@ class SimExchange:
         return self._store(attrs.evolve(order, status=OrderStatus.CANCELED))
 
     def _publish(self, symbol: str, price: float) -> None:
+        for listener in list(self._listeners):
+            listener(symbol, price)
         for send in list(self._subscribers):
             try:
                 send.send_nowait((symbol, price))

@@ -17,7 +17,6 @@ from engine.model import (
     PositionStatus,
     Signal,
     SignalOutcome,
-    TrailingRecord,
     TrailingStatus,
 )
 from engine.sizing import realized_pnl
@@ -125,15 +124,3 @@ def position_after(p: OpenProgress, base: Position, now: float) -> Position:
                       if p.closed and p.fill_price is not None and p.close_price is not None else None),
     )
 
-
-def initial_trailing(position: Position, *, activation_percent: float, callback_percent: float,
-                     now: float) -> TrailingRecord:
-    """Trailing state of a freshly protected position: waiting for activation."""
-    assert position.entry_price is not None and position.stop_price is not None
-    sign = position.side.sign
-    return TrailingRecord(
-        position_id=position.id, symbol=position.symbol, side=position.side,
-        entry_price=position.entry_price,
-        activation_price=position.entry_price * (1 + sign * activation_percent / 100),
-        callback_percent=callback_percent, state="waiting", best_price=position.entry_price,
-        stop_price=position.stop_price, stop_client_id=position.stop_client_id, updated_at=now)

@@ -8,7 +8,7 @@ call must stay cancellable at every await.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from engine.model import (
@@ -57,6 +57,14 @@ class Exchange(Protocol):
 
     async def fetch_open_orders(self, symbol: str | None = None) -> list[OrderState]:
         """Resting orders, conditional (stop) orders included."""
+        ...
+
+    async def stream_prices(self, on_price: Callable[[str, float], None]) -> None:
+        """Call `on_price(symbol, price)` for every price update until cancelled.
+
+        `on_price` is synchronous and O(1) (the consumer keeps only the newest price per
+        symbol), so a flood of ticks can never back up into the exchange adapter.
+        """
         ...
 
 

@@ -17,7 +17,7 @@ from enum import StrEnum
 
 import attrs
 
-from engine.model import Side
+from engine.model import Side, TrailingRecord
 from engine.sizing import ceil_to, floor_to
 
 
@@ -95,7 +95,8 @@ class TrailingStop:
             return None
         if self.improvement_percent() < params.min_step_percent:
             return None
-        if self.last_move_at is not None and now - self.last_move_at < params.min_interval:
+        # Same arithmetic as `next_move_at`, so "due at t" means due at t (no float gap to spin in).
+        if self.last_move_at is not None and now < self.last_move_at + params.min_interval:
             return None
         return self.wanted_stop
 
@@ -112,3 +113,23 @@ class TrailingStop:
         tighter = max if self.side is Side.LONG else min
         return attrs.evolve(self, live_stop=stop_price, wanted_stop=tighter(self.wanted_stop, stop_price),
                             last_move_at=now)
+
+
+def to_record(ts: TrailingStop, *, position_id: int, symbol: str, stop_client_id: str | None,
+              now: float) -> TrailingRecord:
+    """What is stored: enough to resume after a restart without loosening the stop."""
+    return TrailingRecord(position_id=position_id, symbol=symbol, side=ts.side, entry_price=ts.entry_price,
+                          activation_price=ts.activation_price, callback_percent=ts.callback_percent,
+                          state=ts.state.value, best_price=ts.best_price, stop_price=ts.live_stop,
+                          stop_client_id=stop_client_id, updated_at=now)
+
+
+def from_record(record: TrailingRecord, tick_size: float) -> TrailingStop:
+    """Resume from storage: best price and live stop as stored; the wanted stop follows from them."""
+    state = TrailState(record.state)
+    ts = TrailingStop(side=record.side, entry_price=record.entry_price, activation_price=record.activation_price,
+                      callback_percent=record.callback_percent, tick_size=tick_size, state=state,
+                      best_price=record.best_price, wanted_stop=record.stop_price, live_stop=record.stop_price,
+                      activated=state is not TrailState.WAITING)
+    # Re-derive the wanted stop from the stored best price (never looser than the live stop).
+    return ts.observe(record.best_price) if state is TrailState.ACTIVE else ts

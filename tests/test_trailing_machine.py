@@ -112,3 +112,11 @@ def test_rounding_never_brings_the_stop_closer_than_the_callback(best, tick, cal
     short_ts = TrailingStop.start(Side.SHORT, 300.0 - best, 310.0, tick, params).observe(300.0 - best)
     assert long_ts.wanted_stop <= best * (1 - callback / 100) + 1e-9
     assert short_ts.wanted_stop >= (300.0 - best) * (1 + callback / 100) - 1e-9
+
+
+@given(st.floats(0.0, 1e6), st.floats(0.0, 100.0))
+def test_a_move_is_due_exactly_when_next_move_at_says(last, interval):
+    params = TrailingParams(1.5, 0.5, 0.0, interval)
+    ts = long_at_100().observe(110.0).moved(100.0, last).observe(110.0)
+    due_at = ts.next_move_at(params)
+    assert due_at is not None and ts.move_due(due_at, params) is not None

@@ -25,6 +25,8 @@ from engine.lifecycle import OpenProgress
 from engine.model import Position, PositionStatus, Signal, TrailingRecord, TrailingStatus, WaveRecord
 from engine.nursery.context import EngineContext
 from engine.nursery.opener import Opener
+from engine.nursery.sweep import ProtectionSweep
+from engine.nursery.trailing_manager import TrailingManager
 from engine.nursery.wave import OutcomeListener, WaveRunner
 from engine.nursery.writer import StateWriter
 from engine.ports import Exchange, Storage, WallClock
@@ -38,7 +40,9 @@ class Engine:
         self._next_position_id = 1
         self._waves_started = 0
         self.opener = Opener(ctx)
-        self.waves = WaveRunner(ctx, self.opener, self._allocate_position_id, listener)
+        self.trailing = TrailingManager(ctx)
+        self.sweep = ProtectionSweep(ctx, self.trailing, self._allocate_position_id)
+        self.waves = WaveRunner(ctx, self.opener, self._allocate_position_id, self._on_protected, listener)
 
     @classmethod
     @asynccontextmanager
@@ -62,8 +66,11 @@ class Engine:
         engine = cls(ctx, listener)
         async with trio.open_nursery() as services:
             await services.start(writer.run)
+            await services.start(engine.trailing.run)
             try:
                 await engine._start()
+                if config.sweep_interval > 0:
+                    await services.start(engine.sweep.run)
                 yield engine
             finally:
                 with trio.move_on_after(config.shutdown_timeout, shield=True):
@@ -113,6 +120,17 @@ class Engine:
             ctx.positions[position.id] = position
         for position in [p for p in ctx.positions.values() if p.status is PositionStatus.OPENING]:
             await self._reconcile_opening(position)
+        for position in [p for p in ctx.positions.values() if p.status is PositionStatus.OPEN]:
+            if position.id in self.trailing.followers or position.stop_price is None:
+                continue  # just protected by reconciliation, or left for the sweep to protect
+            try:
+                record = await ctx.read("storage.trailing", ctx.storage.trailing, position.id)
+            except Exception as exc:
+                ctx.event("trailing_load_failed", str(exc), position_id=position.id)
+                record = None
+            self.trailing.track(position, record)
+            ctx.event("trailing_resumed", f"best {record.best_price:g}, stop {record.stop_price:g}" if record
+                      else "no stored trailing state: starting afresh", position_id=position.id)
 
     async def _reconcile_opening(self, position: Position) -> None:
         """An intent left by a crash: ask the exchange what became of its entry, then protect."""
@@ -123,7 +141,15 @@ class Engine:
         self.ctx.event("reconcile_opening", position.entry_client_id, position_id=position.id)
         await self.opener.settle_shielded(progress, position)
         if progress.protected:
-            self.waves.register_trailing(position.id)
+            self._on_protected(position.id)
+
+    def _on_protected(self, position_id: int) -> None:
+        """A position just got its stop: the trailing manager follows it from now on.
+
+        Its trailing state goes to the writer; the signal's outcome never waits for that save.
+        """
+        follower = self.trailing.track(self.ctx.positions[position_id])
+        self.ctx.writer.submit_trailing(self.trailing.record_of(follower))
 
     def _trailing_saved(self, record: TrailingRecord) -> None:
         position = self.ctx.positions.get(record.position_id)

@@ -17,7 +17,7 @@ import attrs
 import trio
 
 from engine import ids
-from engine.lifecycle import OpenProgress, decide_outcome, initial_trailing
+from engine.lifecycle import OpenProgress, decide_outcome
 from engine.model import (
     Balance,
     Outcome,
@@ -46,10 +46,11 @@ class _Snapshot:
 
 class WaveRunner:
     def __init__(self, ctx: EngineContext, opener: Opener, allocate_position_id: Callable[[], int],
-                 listener: OutcomeListener | None = None) -> None:
+                 on_protected: Callable[[int], None], listener: OutcomeListener | None = None) -> None:
         self.ctx = ctx
         self.opener = opener
         self._allocate = allocate_position_id
+        self._on_protected = on_protected
         self._listener = listener
         self._current: trio.CancelScope | None = None
         self._stop_reason: str | None = None
@@ -175,19 +176,11 @@ class WaveRunner:
             if outcome.outcome is not Outcome.OPENED:
                 release(margin)
             else:
-                self.register_trailing(position_id)
+                self._on_protected(position_id)
             book.finish(outcome)
             ctx.writer.submit(WaveOutcome(wave_id, outcome))
             self._announce(wave_id, outcome)
             wake.send_nowait(None)
-
-    def register_trailing(self, position_id: int) -> None:
-        """Hand the trailing state to the writer; the outcome never waits for it."""
-        ctx, cfg = self.ctx, self.ctx.config
-        position = ctx.positions[position_id]
-        ctx.writer.submit_trailing(initial_trailing(
-            position, activation_percent=cfg.trailing_activation_percent,
-            callback_percent=cfg.trailing_callback_percent, now=ctx.clock.now()))
 
     def _announce(self, wave_id: str, outcome: SignalOutcome) -> None:
         self.ctx.event("signal_outcome", f"{outcome.outcome}" + (f": {outcome.reason}" if outcome.reason else ""),

@@ -1,0 +1,165 @@
+"""The protection sweep: every `sweep_interval` seconds, make the exchange and the store agree.
+
+Lifetime: a service started by `Engine.open` (unless `sweep_interval` is 0);
+a failed sweep is logged and the next one runs on schedule. What it repairs,
+each an event and a count in `repairs`:
+
+* `missing_stop` — a stored open position without a live stop: its follower
+  (the only task that touches that position's orders) places one or closes it;
+* `position_gone` — stored open, not on the exchange: the follower records the
+  exit (a filled stop, or a `manual` close);
+* `adopted` — on the exchange but unknown to the store: stored, protected,
+  tracked and reported;
+* `orphan_stop` — a reduce-only order on a symbol with no position: cancelled;
+* `stale_stop` — an older stop of a position whose stop has moved on: cancelled.
+
+Symbols with an open in flight (`opening`) are left to the wave that owns them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+
+import attrs
+import trio
+
+from engine import ids
+from engine.model import (
+    ExchangePosition,
+    OrderKind,
+    OrderRecord,
+    OrderRequest,
+    OrderState,
+    OrderStatus,
+    Position,
+    PositionStatus,
+    TrailingStatus,
+)
+from engine.nursery import orders
+from engine.nursery.context import EngineContext
+from engine.nursery.trailing_manager import TrailingManager
+from engine.sizing import initial_stop_price
+
+log = logging.getLogger("trio_bot.sweep")
+
+
+class ProtectionSweep:
+    def __init__(self, ctx: EngineContext, manager: TrailingManager, allocate_position_id: Callable[[], int]) -> None:
+        self.ctx = ctx
+        self.manager = manager
+        self._allocate = allocate_position_id
+        self.repairs: Counter[str] = Counter()
+        self.sweeps = 0
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            await trio.sleep(self.ctx.config.sweep_interval)
+            try:
+                await self.sweep_once()
+            except Exception:
+                log.exception("protection sweep failed; next one in %gs", self.ctx.config.sweep_interval)
+
+    def _repair(self, kind: str, detail: str, position_id: int | None = None) -> None:
+        self.repairs[kind] += 1
+        self.ctx.event(f"sweep_{kind}", detail, position_id=position_id)
+
+    async def sweep_once(self) -> Counter[str]:
+        """One pass; returns the repairs it made."""
+        ctx = self.ctx
+        before = Counter(self.repairs)
+        self.sweeps += 1
+        try:
+            held = {p.symbol: p for p in await ctx.read("exchange.query", ctx.exchange.fetch_positions)}
+            resting = await ctx.read("exchange.query", ctx.exchange.fetch_open_orders)
+        except Exception as exc:
+            ctx.event("sweep_failed", f"could not read the exchange: {exc}")
+            return Counter()
+        opening = {p.symbol for p in ctx.positions.values() if p.status is PositionStatus.OPENING}
+        stored = {p.symbol: p for p in ctx.positions.values() if p.status is PositionStatus.OPEN}
+        stops: dict[str, list[OrderState]] = {}
+        for order in resting:
+            if order.reduce_only and order.status is OrderStatus.NEW:
+                stops.setdefault(order.symbol, []).append(order)
+
+        for symbol, there in held.items():
+            if symbol in opening:
+                continue
+            position = stored.get(symbol)
+            if position is None:
+                await self._adopt(there, stops.get(symbol, []))
+                continue
+            follower = self.manager.followers.get(position.id)
+            live = [o for o in stops.get(symbol, []) if o.side is position.side.exit_order_side]
+            if follower is None:
+                self.manager.track(position)
+                follower = self.manager.followers[position.id]
+            if not any(o.client_order_id == follower.stop_cid for o in live):
+                self._repair("missing_stop", f"{symbol}: {follower.stop_cid} is not live", position.id)
+                self.manager.request_repair(position.id)
+            stale = [o.client_order_id for o in live if o.client_order_id != follower.stop_cid
+                     and ids.position_of(o.client_order_id) == position.id]
+            for cid in stale:
+                if await orders.cancel(ctx, symbol, cid, self._emit(position.id)):
+                    follower.stale.discard(cid)
+                    self._repair("stale_stop", f"{cid} cancelled", position.id)
+
+        for symbol, position in stored.items():
+            if symbol not in held and symbol not in opening:
+                self._repair("position_gone", f"{symbol} is no longer on the exchange", position.id)
+                if position.id not in self.manager.followers:
+                    self.manager.track(position)
+                self.manager.request_repair(position.id)
+
+        for symbol, orphans in stops.items():
+            if symbol in held or symbol in opening:
+                continue
+            for order in orphans:
+                if await orders.cancel(ctx, symbol, order.client_order_id, self._emit(None)):
+                    self._repair("orphan_stop", f"{order.client_order_id} on {symbol}: no position")
+        made = self.repairs - before
+        if made:
+            log.warning("protection sweep repaired: %s", dict(made))
+        return made
+
+    def _emit(self, position_id: int | None) -> orders.Emit:
+        return lambda kind, detail: self.ctx.event(kind, detail, position_id=position_id)
+
+    async def _adopt(self, there: ExchangePosition, stops: list[OrderState]) -> None:
+        """A position the store does not know: store it, protect it, follow it."""
+        ctx = self.ctx
+        pid = self._allocate()
+        now = ctx.clock.now()
+        position = Position(id=pid, signal_id=f"adopted-{there.symbol}", wave_id="sweep", symbol=there.symbol,
+                            side=there.side, status=PositionStatus.OPEN, quantity=there.quantity,
+                            entry_client_id=ids.entry_id(pid), entry_price=there.entry_price,
+                            trailing=TrailingStatus.PENDING, opened_at=now)
+        self._repair("adopted", f"{there.side} {there.quantity:g} {there.symbol} @ {there.entry_price:g}", pid)
+        covering = [o for o in stops if o.side is there.side.exit_order_side and o.quantity >= there.quantity]
+        if covering:
+            stop = covering[0]
+            position = attrs.evolve(position, stop_price=stop.stop_price, stop_client_id=stop.client_order_id)
+        else:
+            market = ctx.markets[there.symbol]
+            price = self.manager.last_prices.get(there.symbol, there.entry_price)
+            reference = min(price, there.entry_price) if there.side.sign > 0 else max(price, there.entry_price)
+            stop_price = initial_stop_price(there.side, reference, ctx.config.stop_loss_percent, market.tick_size)
+            request = OrderRequest(there.symbol, there.side.exit_order_side, OrderKind.STOP, there.quantity,
+                                   ids.stop_id(pid, 1), stop_price)
+            with trio.move_on_after(ctx.config.cleanup_timeout, shield=True):
+                placed = await orders.place(ctx, request, self._emit(pid))
+            position = attrs.evolve(position, stop_price=stop_price, stop_client_id=request.client_order_id)
+            if placed.state is None or placed.state.status is not OrderStatus.NEW:
+                ctx.save_position(position)
+                self.manager.track(position)
+                self.manager.request_repair(pid)  # its follower retries, or closes it
+                return
+            ctx.writer.submit(OrderRecord(request.client_order_id, pid, there.symbol, OrderKind.STOP,
+                                          request.side, there.quantity, OrderStatus.NEW, stop_price=stop_price,
+                                          updated_at=now))
+        ctx.save_position(position)
+        follower = self.manager.track(position)
+        ctx.writer.submit_trailing(self.manager.record_of(follower))
+

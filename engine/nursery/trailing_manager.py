@@ -1,0 +1,297 @@
+"""The trailing manager: follows prices and moves every position's stop on the exchange.
+
+Lifetime: a service started by `Engine.open` and stopped when the engine closes.
+Shape: one follower task per open position, owned by the manager's nursery.
+Prices arrive through `Exchange.stream_prices` into a one-slot mailbox per
+position — the newest price wins — so a flood of ticks costs O(1) each, never
+grows memory and never falls behind. Each follower owns its position's state;
+no lock exists, and a slow or failing exchange call for one symbol delays no
+other symbol. Restart policy: the price stream is restarted with backoff if
+it fails; a follower never dies of an exchange error (it logs, keeps the old
+stop, and tries again on the next price).
+
+Moving a stop: the new reduce-only stop is placed first, then the old one is
+cancelled, so there is never a moment without a stop. The move is shielded
+and bounded (`cleanup_timeout`): shutdown cannot interrupt it between the two.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+
+import attrs
+import trio
+
+from engine import ids
+from engine.model import (
+    ExitReason,
+    OrderKind,
+    OrderRecord,
+    OrderRequest,
+    OrderStatus,
+    Position,
+    PositionStatus,
+    TrailingRecord,
+)
+from engine.nursery import orders
+from engine.nursery.context import EngineContext
+from engine.sizing import initial_stop_price, realized_pnl
+from engine.trailing import TrailingParams, TrailingStop, TrailState, from_record, to_record
+
+log = logging.getLogger("trio_bot.trailing")
+
+
+@attrs.define(eq=False)
+class Follower:
+    position: Position
+    ts: TrailingStop
+    stop_cid: str
+    stop_seq: int
+    price: float | None = None  # newest price not yet taken (the one-slot mailbox)
+    wake: trio.Event = attrs.field(factory=trio.Event)
+    repair: bool = False
+    stale: set[str] = attrs.field(factory=set)
+    closed: bool = False
+    moves: int = 0
+
+
+def _stop_seq(cid: str | None) -> int:
+    if cid is None or "-stop" not in cid:
+        return 1
+    tail = cid.rsplit("-stop", 1)[1]
+    return int(tail) if tail.isdigit() else 1
+
+
+class TrailingManager:
+    def __init__(self, ctx: EngineContext) -> None:
+        self.ctx = ctx
+        cfg = ctx.config
+        self.params = TrailingParams(cfg.trailing_activation_percent, cfg.trailing_callback_percent,
+                                     cfg.trailing_min_step_percent, cfg.trailing_min_interval)
+        self.followers: dict[int, Follower] = {}
+        self._by_symbol: dict[str, int] = {}
+        self.last_prices: dict[str, float] = {}
+        self.ticks = 0
+        self._nursery: trio.Nursery | None = None
+        self.on_closed: Callable[[Position], None] = lambda p: None
+
+    # --- the service ---
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._stream)
+            for follower in list(self.followers.values()):
+                nursery.start_soon(self._follow, follower)
+            task_status.started()
+
+    async def _stream(self) -> None:
+        backoff = self.ctx.config.writer_retry_backoff
+        while True:
+            try:
+                await self.ctx.exchange.stream_prices(self.on_price)
+            except Exception as exc:
+                log.warning("price stream failed (%s); restarting in %.1fs", exc, backoff)
+            await trio.sleep(backoff)
+            backoff = min(backoff * 2, self.ctx.config.writer_max_backoff)
+
+    def on_price(self, symbol: str, price: float) -> None:
+        """Synchronous and O(1): keep the newest price, wake the symbol's follower."""
+        self.ticks += 1
+        self.last_prices[symbol] = price
+        pid = self._by_symbol.get(symbol)
+        if pid is not None:
+            follower = self.followers[pid]
+            follower.price = price
+            follower.wake.set()
+
+    # --- registration ---
+
+    def track(self, position: Position, record: TrailingRecord | None = None) -> Follower:
+        """Follow an open, protected position (from a wave, a restart or an adoption)."""
+        assert position.entry_price is not None and position.stop_price is not None
+        tick = self.ctx.markets[position.symbol].tick_size
+        if record is not None:
+            ts = from_record(record, tick)
+            cid = record.stop_client_id or position.stop_client_id or ids.stop_id(position.id, 1)
+        else:
+            ts = TrailingStop.start(position.side, position.entry_price, position.stop_price, tick, self.params)
+            cid = position.stop_client_id or ids.stop_id(position.id, 1)
+        follower = Follower(position=position, ts=ts, stop_cid=cid, stop_seq=_stop_seq(cid))
+        self.followers[position.id] = follower
+        self._by_symbol[position.symbol] = position.id
+        if self._nursery is not None:
+            self._nursery.start_soon(self._follow, follower)
+        return follower
+
+    def record_of(self, follower: Follower) -> TrailingRecord:
+        return to_record(follower.ts, position_id=follower.position.id, symbol=follower.position.symbol,
+                         stop_client_id=follower.stop_cid, now=self.ctx.clock.now())
+
+    def request_repair(self, position_id: int) -> None:
+        """The sweep saw something wrong (no live stop, no position): the follower checks."""
+        follower = self.followers.get(position_id)
+        if follower is not None:
+            follower.repair = True
+            follower.wake.set()
+
+    # --- one follower per position ---
+
+    async def _follow(self, f: Follower) -> None:
+        try:
+            while not f.closed:
+                due_at = f.ts.next_move_at(self.params)
+                with trio.move_on_at(math.inf if due_at is None else due_at):
+                    await f.wake.wait()
+                f.wake = trio.Event()
+                price, f.price = f.price, None
+                if f.repair:
+                    f.repair = False
+                    await self._repair(f)
+                    continue
+                if price is not None:
+                    await self._take(f, price)
+                if not f.closed:
+                    due = f.ts.move_due(trio.current_time(), self.params)
+                    if due is not None:
+                        await self._move(f, due)
+        finally:
+            self._untrack(f)
+
+    async def _take(self, f: Follower, price: float) -> None:
+        nxt = f.ts.observe(price)
+        if nxt.state is TrailState.TRIGGERED:
+            await self._confirm_exit(f)
+            return
+        if nxt != f.ts:
+            f.ts = nxt
+            self.ctx.writer.submit_trailing(self.record_of(f))
+
+    def _emit(self, f: Follower) -> orders.Emit:
+        return lambda kind, detail: self.ctx.event(kind, detail, position_id=f.position.id)
+
+    async def _move(self, f: Follower, stop_price: float) -> None:
+        """New stop first, then cancel the old: never a moment without one."""
+        ctx, p = self.ctx, f.position
+        seq = f.stop_seq + 1
+        request = OrderRequest(p.symbol, p.side.exit_order_side, OrderKind.STOP, p.quantity,
+                               ids.stop_id(p.id, seq), stop_price)
+        with trio.move_on_after(ctx.config.cleanup_timeout, shield=True):
+            placed = await orders.place(ctx, request, self._emit(f))
+            if placed.state is None:
+                ctx.event("stop_move_failed", f"to {stop_price:g}: {placed.error}; stop stays at {f.ts.live_stop:g}",
+                          position_id=p.id)
+                # Try again no sooner than min_interval, whatever the next price says.
+                f.ts = attrs.evolve(f.ts, last_move_at=trio.current_time())
+                return
+            old = f.stop_cid
+            f.stop_cid, f.stop_seq, f.moves = request.client_order_id, seq, f.moves + 1
+            if placed.state.status is OrderStatus.FILLED:
+                await self._closed(f, placed.state.average_price, ExitReason.TRAILING_STOP)
+                return
+            f.ts = f.ts.moved(stop_price, trio.current_time())
+            self._save(f, attrs.evolve(p, stop_price=stop_price, stop_client_id=f.stop_cid),
+                       OrderRecord(f.stop_cid, p.id, p.symbol, OrderKind.STOP, p.side.exit_order_side, p.quantity,
+                                   OrderStatus.NEW, stop_price=stop_price, updated_at=ctx.clock.now()))
+            ctx.event("stop_moved", f"{old} -> {f.stop_cid} @ {stop_price:g}", position_id=p.id)
+            if not await orders.cancel(ctx, p.symbol, old, self._emit(f)):
+                f.stale.add(old)  # still protected (two stops); the sweep cancels it later
+                ctx.event("stale_stop", f"{old} could not be cancelled yet", position_id=p.id)
+
+    def _save(self, f: Follower, position: Position, *records: OrderRecord) -> None:
+        f.position = position
+        self.ctx.save_position(position)
+        self.ctx.writer.submit(*records)
+        self.ctx.writer.submit_trailing(self.record_of(f))
+
+    async def _confirm_exit(self, f: Follower) -> None:
+        """Our feed crossed the stop: ask the exchange whether the stop really filled."""
+        state, known = await orders.lookup(self.ctx, f.position.symbol, f.stop_cid, self._emit(f))
+        if known and state is not None and state.filled_quantity > 0:
+            reason = ExitReason.TRAILING_STOP if f.ts.activated else ExitReason.STOP_LOSS
+            await self._closed(f, state.average_price, reason)
+        elif known and (state is None or state.status is not OrderStatus.NEW):
+            await self._repair(f)
+        # Still resting: the exchange has not crossed it yet; the next price decides.
+
+    async def _repair(self, f: Follower) -> None:
+        """Make the exchange match: a filled stop closes the position, a missing one is replaced."""
+        ctx, p = self.ctx, f.position
+        state, known = await orders.lookup(ctx, p.symbol, f.stop_cid, self._emit(f))
+        if not known:
+            return
+        if state is not None and state.filled_quantity > 0:
+            reason = ExitReason.TRAILING_STOP if f.ts.activated else ExitReason.STOP_LOSS
+            await self._closed(f, state.average_price, reason)
+            return
+        flat = await orders.is_flat(ctx, p.symbol)
+        if flat is None:
+            return
+        if flat:
+            await self._closed(f, self.last_prices.get(p.symbol), ExitReason.MANUAL)
+            return
+        if state is not None and state.status is OrderStatus.NEW:
+            return  # protected after all
+        await self._replace_missing_stop(f)
+
+    async def _replace_missing_stop(self, f: Follower) -> None:
+        ctx, p = self.ctx, f.position
+        price = self.last_prices.get(p.symbol)
+        stop = f.ts.live_stop
+        if price is not None and f.ts.crossed(price):
+            # The old level is already through the market: protect from the current price.
+            stop = initial_stop_price(p.side, price, ctx.config.stop_loss_percent, ctx.markets[p.symbol].tick_size)
+        seq = f.stop_seq + 1
+        request = OrderRequest(p.symbol, p.side.exit_order_side, OrderKind.STOP, p.quantity,
+                               ids.stop_id(p.id, seq), stop)
+        ctx.event("stop_missing", f"{f.stop_cid} is not live; placing {request.client_order_id} @ {stop:g}",
+                  position_id=p.id)
+        with trio.move_on_after(ctx.config.cleanup_timeout, shield=True):
+            placed = await orders.place(ctx, request, self._emit(f))
+            if placed.state is not None and placed.state.status is OrderStatus.NEW:
+                f.stop_cid, f.stop_seq = request.client_order_id, seq
+                f.ts = attrs.evolve(f.ts, live_stop=stop, wanted_stop=stop) if stop != f.ts.live_stop else f.ts
+                self._save(f, attrs.evolve(p, stop_price=stop, stop_client_id=f.stop_cid),
+                           OrderRecord(f.stop_cid, p.id, p.symbol, OrderKind.STOP, p.side.exit_order_side,
+                                       p.quantity, OrderStatus.NEW, stop_price=stop, updated_at=ctx.clock.now()))
+                return
+            close = OrderRequest(p.symbol, p.side.exit_order_side, OrderKind.CLOSE, p.quantity,
+                                 ids.close_id(p.id, seq))
+            ctx.event("emergency_close", placed.error or "", position_id=p.id)
+            closed = await orders.place(ctx, close, self._emit(f), retry_refused=True)
+            if closed.state is not None and closed.state.filled_quantity > 0:
+                await self._closed(f, closed.state.average_price, ExitReason.EMERGENCY_CLOSE)
+            else:
+                log.error("position %s on %s is UNPROTECTED: %s", p.id, p.symbol, closed.error)
+                ctx.event("UNPROTECTED", closed.error or "", position_id=p.id)
+
+    async def _closed(self, f: Follower, exit_price: float | None, reason: ExitReason) -> None:
+        """The position is gone from the exchange: record the exit, clear its leftover orders."""
+        ctx, p = self.ctx, f.position
+        f.closed = True
+        f.ts = attrs.evolve(f.ts, state=TrailState.TRIGGERED)
+        pnl = realized_pnl(p.side, p.entry_price, exit_price, p.quantity) \
+            if exit_price is not None and p.entry_price is not None else None
+        closed = attrs.evolve(p, status=PositionStatus.CLOSED, exit_price=exit_price, exit_reason=reason,
+                              realized_pnl=pnl, closed_at=ctx.clock.now())
+        self._save(f, closed)
+        ctx.event("position_closed", f"{reason} @ {exit_price}, pnl {pnl}", position_id=p.id)
+        self.on_closed(closed)
+        with trio.move_on_after(ctx.config.cleanup_timeout, shield=True):
+            try:
+                left = await ctx.read("exchange.query", ctx.exchange.fetch_open_orders, p.symbol)
+            except Exception as exc:
+                ctx.event("cleanup_failed", f"could not list orders left on {p.symbol}: {exc}", position_id=p.id)
+                return
+            for order in left:
+                if order.reduce_only:
+                    await orders.cancel(ctx, p.symbol, order.client_order_id, self._emit(f))
+
+    def _untrack(self, f: Follower) -> None:
+        if self.followers.get(f.position.id) is f:
+            del self.followers[f.position.id]
+        if self._by_symbol.get(f.position.symbol) == f.position.id:
+            del self._by_symbol[f.position.symbol]
+
