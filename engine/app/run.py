@@ -172,7 +172,8 @@ def _print_wave(record: WaveRecord, engine: Engine, out: TextIO) -> None:
     positions = {p.id: p for p in engine.positions(include_closed=True)}
     stops = {pid: p.stop_price for pid, p in positions.items()}
     print(wave_table(wave_json(record, positions), stops), file=out)
-    print(positions_table(engine.positions()), file=out, flush=True)
+    trail = {pid: (f.ts.state.value, f.ts.best_price) for pid, f in engine.trailing.followers.items()}
+    print(positions_table(engine.positions(), trail), file=out, flush=True)
 
 
 def print_error(exc: Exception) -> None:

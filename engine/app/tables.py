@@ -31,11 +31,14 @@ def wave_table(wave: Mapping[str, Any], stops: Mapping[int, float | None]) -> st
                                  "reason"], rows)
 
 
-def positions_table(positions: Iterable[Position]) -> str:
+def positions_table(positions: Iterable[Position], trail: Mapping[int, tuple[str, float]] | None = None) -> str:
+    """`trail`: position id → (trailing state, best price), from the live trailing manager."""
+    trail = trail or {}
     rows = [[p.id, p.symbol, p.side.value, p.status.value, p.quantity, p.entry_price, p.stop_price,
-             p.trailing.value, p.exit_price, p.exit_reason.value if p.exit_reason else None, p.realized_pnl]
+             trail.get(p.id, (p.trailing.value, None))[0], trail.get(p.id, ("", None))[1],
+             p.exit_price, p.exit_reason.value if p.exit_reason else None, p.realized_pnl]
             for p in positions]
     if not rows:
         return "no positions"
-    return render_table(["id", "symbol", "side", "status", "qty", "entry", "stop", "trailing", "exit",
-                   "exit reason", "pnl"], rows)
+    return render_table(["id", "symbol", "side", "status", "qty", "entry", "stop", "trailing", "best", "exit",
+                         "exit reason", "pnl"], rows)

@@ -114,8 +114,8 @@ class ProtectionSweep:
                 self.manager.request_repair(position.id)
 
         for symbol, orphans in stops.items():
-            if symbol in held or symbol in opening:
-                continue
+            if symbol in held or symbol in opening or symbol in stored:
+                continue  # a stored position's leftovers are its follower's to clear
             for order in orphans:
                 if await orders.cancel(ctx, symbol, order.client_order_id, self._emit(None)):
                     self._repair("orphan_stop", f"{order.client_order_id} on {symbol}: no position")
