@@ -1,0 +1,135 @@
+"""How engine records map to rows: one definition for every SQL store.
+
+Columns are named as the attrs fields, enums are stored as their values. SQL
+text is generated per dialect (`?` placeholders for SQLite, `$n` for
+PostgreSQL); both dialects share `ON CONFLICT` upserts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from enum import Enum
+from typing import Any, Generic, TypeVar
+
+import attrs
+
+from engine.errors import StorageError
+from engine.model import (
+    Event,
+    ExitReason,
+    OrderKind,
+    OrderRecord,
+    OrderSide,
+    OrderStatus,
+    Outcome,
+    Position,
+    PositionStatus,
+    Side,
+    SignalOutcome,
+    TrailingRecord,
+    TrailingStatus,
+    WaveOutcome,
+    WaveRecord,
+)
+
+T = TypeVar("T")
+
+
+def placeholders(dialect: str, count: int) -> str:
+    if dialect == "sqlite":
+        return ", ".join("?" * count)
+    return ", ".join(f"${i}" for i in range(1, count + 1))
+
+
+@attrs.frozen
+class Table(Generic[T]):
+    """One record type ↔ one table. `extra` columns (the wave id of an outcome) come first."""
+
+    name: str
+    cls: Callable[..., T]
+    fields: tuple[str, ...]
+    key: tuple[str, ...]
+    enums: Mapping[str, type[Enum]] = attrs.field(factory=dict)
+    extra: tuple[str, ...] = ()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.extra + self.fields
+
+    def select(self) -> str:
+        return f"SELECT {', '.join(self.fields)} FROM {self.name}"
+
+    def insert(self, dialect: str, *, ignore_duplicates: bool = False) -> str:
+        cols = self.columns
+        sql = f"INSERT INTO {self.name} ({', '.join(cols)}) VALUES ({placeholders(dialect, len(cols))})"
+        return sql + " ON CONFLICT DO NOTHING" if ignore_duplicates else sql
+
+    def upsert(self, dialect: str) -> str:
+        updates = ", ".join(f"{c} = excluded.{c}" for c in self.columns if c not in self.key)
+        return f"{self.insert(dialect)} ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET {updates}"
+
+    def encode(self, record: Any, *extra: object) -> tuple[object, ...]:
+        values = (getattr(record, f) for f in self.fields)
+        return (*extra, *(v.value if isinstance(v, Enum) else v for v in values))
+
+    def decode(self, row: Sequence[Any]) -> T:
+        values = dict(zip(self.fields, row, strict=True))
+        try:
+            for name, enum in self.enums.items():
+                if values[name] is not None:
+                    values[name] = enum(values[name])
+            return self.cls(**values)
+        except (ValueError, TypeError) as exc:
+            raise StorageError(f"unreadable row in {self.name}: {exc}") from None
+
+
+def _fields(cls: type, *, without: tuple[str, ...] = ()) -> tuple[str, ...]:
+    return tuple(f.name for f in attrs.fields(cls) if f.name not in without)
+
+
+POSITIONS = Table("positions", Position, _fields(Position), ("id",), {
+    "side": Side, "status": PositionStatus, "exit_reason": ExitReason, "trailing": TrailingStatus})
+ORDERS = Table("orders", OrderRecord, _fields(OrderRecord), ("client_order_id",), {
+    "kind": OrderKind, "side": OrderSide, "status": OrderStatus})
+TRAILING = Table("trailing", TrailingRecord, _fields(TrailingRecord), ("position_id",), {"side": Side})
+WAVES = Table("waves", WaveRecord, _fields(WaveRecord, without=("outcomes",)), ("id",))
+OUTCOMES = Table("signal_outcomes", SignalOutcome, _fields(SignalOutcome), ("wave_id", "signal_id", "rank"),
+                 {"outcome": Outcome, "trailing": TrailingStatus}, extra=("wave_id",))
+EVENTS = Table("events", Event, _fields(Event), ("uid",))
+
+
+def write_plan(dialect: str, records: Sequence[object]) -> list[tuple[str, list[tuple[object, ...]]]]:
+    """The statements that store a batch, in order: (sql, rows) pairs, consecutive rows merged.
+
+    Outcomes are upserted, never replaced wholesale: a wave stored with the
+    outcomes known so far keeps those its children stored since. Events are
+    appended, and a retried batch (after a lost answer) does not append twice.
+    """
+    plan: list[tuple[str, list[tuple[object, ...]]]] = []
+
+    def add(sql: str, row: tuple[object, ...]) -> None:
+        if plan and plan[-1][0] == sql:
+            plan[-1][1].append(row)
+        else:
+            plan.append((sql, [row]))
+
+    for record in records:
+        if isinstance(record, Position):
+            add(POSITIONS.upsert(dialect), POSITIONS.encode(record))
+        elif isinstance(record, OrderRecord):
+            add(ORDERS.upsert(dialect), ORDERS.encode(record))
+        elif isinstance(record, TrailingRecord):
+            add(TRAILING.upsert(dialect), TRAILING.encode(record))
+        elif isinstance(record, WaveRecord):
+            add(WAVES.upsert(dialect), WAVES.encode(record))
+            for outcome in record.outcomes:
+                add(OUTCOMES.upsert(dialect), OUTCOMES.encode(outcome, record.id))
+        elif isinstance(record, WaveOutcome):
+            add(OUTCOMES.upsert(dialect), OUTCOMES.encode(record.outcome, record.wave_id))
+        elif isinstance(record, Event):
+            add(EVENTS.insert(dialect, ignore_duplicates=True), EVENTS.encode(record))
+        elif isinstance(record, SignalOutcome):
+            raise TypeError("a SignalOutcome needs its wave: write it as WaveOutcome(wave_id, outcome)")
+        else:
+            raise TypeError(f"cannot store a {type(record).__name__}")
+    return plan
