@@ -46,6 +46,9 @@ class FaultyStorage:
     async def migrate(self) -> None:
         await self._inner.migrate()
 
+    async def schema_version(self) -> int:
+        return await self._inner.schema_version()
+
     async def aclose(self) -> None:
         await self._inner.aclose()
 

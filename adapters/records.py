@@ -35,6 +35,11 @@ from engine.model import (
 T = TypeVar("T")
 
 
+def q(name: str) -> str:
+    """Quote an identifier: `trailing` is a reserved word in PostgreSQL."""
+    return f'"{name}"'
+
+
 def placeholders(dialect: str, count: int) -> str:
     if dialect == "sqlite":
         return ", ".join("?" * count)
@@ -57,16 +62,16 @@ class Table(Generic[T]):
         return self.extra + self.fields
 
     def select(self) -> str:
-        return f"SELECT {', '.join(self.fields)} FROM {self.name}"
+        return f"SELECT {', '.join(map(q, self.fields))} FROM {q(self.name)}"
 
     def insert(self, dialect: str, *, ignore_duplicates: bool = False) -> str:
         cols = self.columns
-        sql = f"INSERT INTO {self.name} ({', '.join(cols)}) VALUES ({placeholders(dialect, len(cols))})"
+        sql = f"INSERT INTO {q(self.name)} ({', '.join(map(q, cols))}) VALUES ({placeholders(dialect, len(cols))})"
         return sql + " ON CONFLICT DO NOTHING" if ignore_duplicates else sql
 
     def upsert(self, dialect: str) -> str:
-        updates = ", ".join(f"{c} = excluded.{c}" for c in self.columns if c not in self.key)
-        return f"{self.insert(dialect)} ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET {updates}"
+        updates = ", ".join(f"{q(c)} = excluded.{q(c)}" for c in self.columns if c not in self.key)
+        return f"{self.insert(dialect)} ON CONFLICT ({', '.join(map(q, self.key))}) DO UPDATE SET {updates}"
 
     def encode(self, record: Any, *extra: object) -> tuple[object, ...]:
         values = (getattr(record, f) for f in self.fields)

@@ -33,7 +33,7 @@ import attrs
 import trio
 
 from adapters import migrations
-from adapters.records import EVENTS, ORDERS, OUTCOMES, POSITIONS, TRAILING, WAVES, Table, write_plan
+from adapters.records import EVENTS, ORDERS, OUTCOMES, POSITIONS, TRAILING, WAVES, Table, q, write_plan
 from engine.errors import StorageError
 from engine.model import (
     Event,
@@ -253,7 +253,7 @@ class SQLiteStore:
                 first_seq = row[0]
             waves = _all(conn, WAVES, f"{WAVES.select()} WHERE seq >= ? ORDER BY seq", (first_seq,))
             outcomes: dict[str, list[SignalOutcome]] = {w.id: [] for w in waves}
-            cols = ", ".join(f"o.{c}" for c in OUTCOMES.columns)
+            cols = ", ".join(f"o.{q(c)}" for c in OUTCOMES.columns)
             rows = conn.execute(
                 f"SELECT {cols} FROM signal_outcomes o JOIN waves w ON w.id = o.wave_id "
                 "WHERE w.seq >= ? ORDER BY o.wave_id, o.rank, o.signal_id", (first_seq,))

@@ -2,6 +2,11 @@
 
 Exit status: 0 done, 1 an invariant broke (simulate) or a runtime failure,
 2 bad input (config, scenario, signals file, --db URL).
+
+Exception groups: Trio wraps errors that cross a nursery. A group whose
+leaves are all trio-bot errors (`TrioBotError`) is reported as its first
+error, one clear line; a group holding anything else is a bug and is shown
+whole, with its traceback.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--wave-interval", type=float, default=180.0, help="seconds between waves (default 180)")
     run.add_argument("--waves", type=int, help="exit after this many waves")
     run.add_argument("--seed", type=int, help="seed for the demo signals and the price walk")
+    run.add_argument("--standby", action="store_true",
+                     help="if another instance trades this account, wait and take over when it stops")
 
     waves = sub.add_parser("waves", help="show stored waves")
     waves.add_argument("--db", default=DEFAULT_DB)
@@ -48,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     positions.add_argument("--db", default=DEFAULT_DB)
     positions.add_argument("--all", action="store_true", help="include closed positions")
     positions.add_argument("--json", action="store_true")
+
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    migrate = db_sub.add_parser("migrate", help="apply pending schema migrations (idempotent)")
+    migrate.add_argument("--db", default=DEFAULT_DB)
     return parser
 
 
@@ -61,15 +73,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _simulate(args)
         if args.command == "run":
             return _run(args)
-        if args.command == "waves":
-            return trio.run(_waves, args)
-        return trio.run(_positions, args)
-    except ConfigError as exc:
-        print(f"trio-bot: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except TrioBotError as exc:
-        print(f"trio-bot: error: {exc}", file=sys.stderr)
-        return EXIT_BROKEN
+        commands = {"waves": _waves, "positions": _positions, "db": _migrate}
+        return trio.run(_with_loop, commands[args.command], args)
+    except BaseException as exc:
+        error = _user_error(exc)
+        if error is None:
+            raise
+        print(f"trio-bot: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT if isinstance(error, ConfigError) else EXIT_BROKEN
+
+
+def _user_error(exc: BaseException) -> TrioBotError | None:
+    """The trio-bot error to report for `exc`, or None if it is something else (a bug)."""
+    if isinstance(exc, TrioBotError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        leaves: list[BaseException] = []
+        stack: list[BaseException] = [exc]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, BaseExceptionGroup):
+                stack.extend(reversed(item.exceptions))
+            else:
+                leaves.append(item)
+        ours = [leaf for leaf in leaves if isinstance(leaf, TrioBotError)]
+        if ours and all(isinstance(leaf, TrioBotError | trio.Cancelled) for leaf in leaves):
+            return ours[0]
+    return None
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -108,8 +138,35 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("--waves", args.waves, "an integer >= 1")
     if not args.wave_interval > 0:
         raise ConfigError("--wave-interval", args.wave_interval, "a number of seconds > 0")
-    return trio.run(lambda: run(settings=settings, db_url=args.db, signals_file=args.signals,
-                                wave_interval=args.wave_interval, waves=args.waves, seed=args.seed))
+    async def main() -> int:
+        from engine.app.aio import asyncio_loop
+
+        async with asyncio_loop():
+            return await run(settings=settings, db_url=args.db, signals_file=args.signals,
+                             wave_interval=args.wave_interval, waves=args.waves, seed=args.seed,
+                             standby=args.standby)
+
+    return trio.run(main)
+
+
+async def _with_loop(command: Any, args: argparse.Namespace) -> int:
+    from engine.app.aio import asyncio_loop
+
+    async with asyncio_loop():
+        result: int = await command(args)
+        return result
+
+
+async def _migrate(args: argparse.Namespace) -> int:
+    from engine.app.storage import open_storage
+
+    store = await open_storage(args.db, call_timeout=30.0)  # opening migrates
+    try:
+        version = await store.schema_version()
+    finally:
+        await store.aclose()
+    print(f"trio-bot: schema at version {version}")
+    return EXIT_OK
 
 
 async def _waves(args: argparse.Namespace) -> int:

@@ -133,7 +133,7 @@ def test_run_stops_cleanly_on_sigterm(tmp_path):
     ("args", "message"),
     [
         (["run", "--waves", "0"], "--waves = 0: expected an integer >= 1"),
-        (["run", "--db", "mysql://x"], "--db = 'mysql://x': expected a URL like sqlite:///trio-bot.db"),
+        (["run", "--db", "mysql://x"], "--db = 'mysql://x': expected a URL like sqlite:///trio-bot.db or postgresql://"),
         (["waves", "--db", "nope"], "--db = 'nope'"),
     ],
 )

@@ -22,9 +22,10 @@ from typing import TextIO
 import attrs
 import trio
 
+from adapters.postgres_store import redact
 from adapters.signal_sources import DemoSignalSource, JsonlSignalSource
 from adapters.sim_exchange import SimExchange
-from engine.app.storage import open_storage
+from engine.app.storage import account_lease, open_storage
 from engine.app.tables import positions_table, wave_table
 from engine.config import EngineConfig
 from engine.errors import ConfigError
@@ -91,19 +92,29 @@ async def run(
     wave_interval: float,
     waves: int | None,
     seed: int | None,
+    standby: bool = False,
+    account: str = "paper",
     out: TextIO = sys.stdout,
     ready: Callable[[], None] | None = None,
 ) -> int:
-    exchange = SimExchange.from_spec(settings.paper)
-    paper_file = paper_state_path(db_url)
-    if paper_file is not None and paper_file.exists():
-        exchange.import_state(json.loads(paper_file.read_text(encoding="utf-8")))
     symbols = [m.symbol for m in settings.paper.markets]
     source: SignalSource
     if signals_file is not None:
         source = JsonlSignalSource(signals_file, interval=wave_interval)
     else:
         source = DemoSignalSource(symbols, interval=wave_interval, seed=seed, first_id=_id_base())
+    async with account_lease(db_url, account, standby=standby):
+        return await _run_leased(settings=settings, db_url=db_url, source=source, symbols=symbols,
+                                 waves=waves, seed=seed, out=out, ready=ready)
+
+
+async def _run_leased(*, settings: RunSettings, db_url: str, source: SignalSource, symbols: list[str],
+                      waves: int | None, seed: int | None, out: TextIO, ready: Callable[[], None] | None) -> int:
+    """Everything that needs to be the account's only instance: the account's state and the store."""
+    exchange = SimExchange.from_spec(settings.paper)
+    paper_file = paper_state_path(db_url)
+    if paper_file is not None and paper_file.exists():
+        exchange.import_state(json.loads(paper_file.read_text(encoding="utf-8")))
     storage = await open_storage(db_url, call_timeout=settings.engine.call_timeout)
     try:
         def progress(wave_id: str, outcome: SignalOutcome) -> None:
@@ -113,7 +124,7 @@ async def run(
                   f"{outcome.outcome}{where}{why}", file=out, flush=True)
 
         async with Engine.open(settings.engine, exchange, storage, listener=progress) as engine:
-            print(f"trio-bot: paper exchange, {len(symbols)} markets, store {db_url}; "
+            print(f"trio-bot: paper exchange, {len(symbols)} markets, store {redact(db_url)}; "
                   f"{len(engine.positions())} open positions loaded. Ctrl-C to stop.", file=out, flush=True)
             done = 0
             async with trio.open_nursery() as nursery:

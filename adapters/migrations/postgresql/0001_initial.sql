@@ -15,7 +15,7 @@ CREATE TABLE positions (
     exit_price DOUBLE PRECISION,
     exit_reason TEXT,
     realized_pnl DOUBLE PRECISION,
-    trailing TEXT NOT NULL,
+    "trailing" TEXT NOT NULL,
     opened_at DOUBLE PRECISION,
     closed_at DOUBLE PRECISION
 );
@@ -39,7 +39,7 @@ CREATE TABLE orders (
 
 CREATE INDEX orders_position ON orders (position_id);
 
-CREATE TABLE trailing (
+CREATE TABLE "trailing" (
     position_id BIGINT PRIMARY KEY,
     symbol TEXT NOT NULL,
     side TEXT NOT NULL,
@@ -74,7 +74,7 @@ CREATE TABLE signal_outcomes (
     outcome TEXT NOT NULL,
     reason TEXT,
     position_id BIGINT,
-    trailing TEXT NOT NULL,
+    "trailing" TEXT NOT NULL,
     score DOUBLE PRECISION,
     PRIMARY KEY (wave_id, signal_id, rank)
 );

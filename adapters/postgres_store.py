@@ -1,0 +1,275 @@
+"""PostgreSQL implementation of the `Storage` port: triopg's pool on trio-asyncio.
+
+One crossing per logical operation: each method is a single asyncio coroutine
+(acquire → transaction → every statement → release) handed to Trio with one
+`trio_asyncio.aio_as_trio` call. triopg's own proxies would cross once per
+statement (and per transaction enter/exit), which costs far more than the
+statements themselves; triopg still owns the pool's lifecycle (creation, and a
+shielded close).
+
+Bounds, so no call can hang: asyncpg's `command_timeout` bounds every
+statement, `acquire(timeout=)` bounds waiting for a pooled connection (and the
+reset on release), and a Trio deadline of `call_timeout` wraps the whole
+operation. When that deadline cancels an operation, trio-asyncio cancels the
+asyncio task and waits for it: the transaction rolls back, asyncpg cancels the
+running query on the server and resets the connection before it goes back to
+the pool (or terminates it) — a cancelled call never leaves half a change
+behind and never poisons a pooled connection. Dead connections are replaced
+by the pool on the next acquire, so the store reconnects on its own when the
+database comes back.
+
+Needs a trio-asyncio loop (`trio_asyncio.open_loop()`) around its use. It
+talks to another process over a socket, so it never runs under the mock clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import attrs
+import trio
+import trio_asyncio
+import triopg
+
+from adapters import migrations
+from adapters.records import EVENTS, ORDERS, OUTCOMES, POSITIONS, TRAILING, WAVES, Table, q, write_plan
+from engine.errors import StorageError
+from engine.model import Event, OrderRecord, Position, PositionStatus, SignalOutcome, TrailingRecord, WaveRecord
+from engine.ports import Record
+
+T = TypeVar("T")
+
+MIGRATIONS = migrations.load("postgresql")
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+# Serialises concurrent migrations of one database (two engines starting at once).
+_MIGRATION_LOCK = 7_203_410_077_142_981_001
+
+_FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced, safe for logs, errors and reports."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+
+
+class PostgresStore:
+    """Durable engine state in PostgreSQL; see the module docstring for the bounds."""
+
+    def __init__(self, url: str, *, call_timeout: float = 10.0, pool_size: int = 10) -> None:
+        self.url = url
+        self.safe_url = redact(url)
+        self.call_timeout = call_timeout
+        self.pool_size = pool_size
+        self._pool: Any = None
+        self._raw: asyncpg.Pool | None = None
+
+    @classmethod
+    async def open(cls, url: str, *, call_timeout: float = 10.0, pool_size: int = 10) -> PostgresStore:
+        """Connect (bounded by `call_timeout`) and bring the schema up to date."""
+        store = cls(url, call_timeout=call_timeout, pool_size=pool_size)
+        await store._connect()
+        try:
+            await store.migrate()
+        except BaseException:
+            await store.aclose()
+            raise
+        return store
+
+    async def _connect(self) -> None:
+        pool = triopg.create_pool(dsn=self.url, min_size=1, max_size=self.pool_size,
+                                  command_timeout=self.call_timeout, timeout=self.call_timeout)
+        try:
+            with trio.fail_after(self.call_timeout):
+                await pool.__aenter__()
+        except trio.TooSlowError:
+            raise StorageError(f"postgresql: no answer from {self.safe_url} within {self.call_timeout:g}s") from None
+        except (*_FAILURES, ValueError) as exc:
+            raise StorageError(f"postgresql: cannot connect to {self.safe_url}: {self._clean(exc)}") from None
+        self._pool = pool
+        self._raw = pool._asyncpg_pool  # the single-crossing operations below run on it directly
+
+    def _clean(self, exc: BaseException) -> str:
+        """An error's text without the password (asyncpg may echo the DSN)."""
+        text = str(exc) or type(exc).__name__
+        password = urlsplit(self.url).password
+        return text.replace(password, "***") if password else text
+
+    async def _run(self, what: str, body: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """`body` in one transaction, in one trio-asyncio crossing, bounded by `call_timeout`."""
+        raw = self._raw
+        if raw is None:
+            raise StorageError(f"postgresql: {what} on a closed store")
+        timeout = self.call_timeout
+
+        async def operation() -> T:
+            async with raw.acquire(timeout=timeout) as conn, conn.transaction():
+                return await body(conn)
+
+        try:
+            with trio.fail_after(timeout):
+                result: T = await trio_asyncio.aio_as_trio(operation)()
+                return result
+        except trio.TooSlowError:
+            raise StorageError(f"postgresql: {what} did not answer within {timeout:g}s") from None
+        except _FAILURES as exc:
+            raise StorageError(f"postgresql: {what} failed: {self._clean(exc)}") from None
+
+    # --- schema ---
+
+    async def migrate(self) -> None:
+        async def body(conn: asyncpg.Connection) -> None:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await conn.execute("CREATE TABLE IF NOT EXISTS schema_version "
+                               "(version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+            current = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version")
+            if current > SCHEMA_VERSION:
+                raise _NewerSchema(current)
+            for version, sql in MIGRATIONS:
+                if version > current:
+                    await conn.execute(sql)
+                    await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", version)
+
+        try:
+            await self._run("migrate", body)
+        except _NewerSchema as exc:
+            raise StorageError(
+                f"postgresql: {self.safe_url} has schema version {exc.version}, newer than this trio-bot "
+                f"knows ({SCHEMA_VERSION}); upgrade trio-bot or use another database") from None
+
+    async def schema_version(self) -> int:
+        async def body(conn: asyncpg.Connection) -> int:
+            return int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version"))
+
+        return await self._run("schema_version", body)
+
+    # --- writes ---
+
+    async def record_intent(self, position: Position, entry: OrderRecord) -> None:
+        async def body(conn: asyncpg.Connection) -> None:
+            try:
+                await conn.execute(POSITIONS.insert("postgresql"), *POSITIONS.encode(position))
+                await conn.execute(ORDERS.insert("postgresql"), *ORDERS.encode(entry))
+            except asyncpg.UniqueViolationError:
+                raise _Duplicate from None
+
+        try:
+            await self._run(f"record_intent(position {position.id})", body)
+        except _Duplicate:
+            raise StorageError(f"postgresql: position {position.id} or order {entry.client_order_id!r} "
+                               "already exists") from None
+
+    async def write(self, records: Sequence[Record]) -> None:
+        plan = write_plan("postgresql", list(records))  # a TypeError here stores nothing
+
+        async def body(conn: asyncpg.Connection) -> None:
+            for sql, rows in plan:
+                if len(rows) == 1:
+                    await conn.execute(sql, *rows[0])
+                else:
+                    await conn.executemany(sql, rows)
+
+        await self._run(f"write({len(records)} records)", body)
+
+    # --- reads ---
+
+    async def _all(self, what: str, table: Table[T], sql: str, *args: object) -> list[T]:
+        async def body(conn: asyncpg.Connection) -> list[T]:
+            return [table.decode(tuple(row)) for row in await conn.fetch(sql, *args)]
+
+        return await self._run(what, body)
+
+    async def _value(self, what: str, sql: str) -> int:
+        async def body(conn: asyncpg.Connection) -> int:
+            return int(await conn.fetchval(sql))
+
+        return await self._run(what, body)
+
+    async def max_position_id(self) -> int:
+        return await self._value("max_position_id", "SELECT coalesce(max(id), 0) FROM positions")
+
+    async def wave_count(self) -> int:
+        return await self._value("wave_count", "SELECT count(*) FROM waves")
+
+    async def positions(self, *, include_closed: bool = False) -> list[Position]:
+        if include_closed:
+            return await self._all("positions", POSITIONS, f"{POSITIONS.select()} ORDER BY id")
+        return await self._all("positions", POSITIONS, f"{POSITIONS.select()} WHERE status IN ($1, $2) ORDER BY id",
+                               PositionStatus.OPENING.value, PositionStatus.OPEN.value)
+
+    async def position(self, position_id: int) -> Position | None:
+        found = await self._all("position", POSITIONS, f"{POSITIONS.select()} WHERE id = $1", position_id)
+        return found[0] if found else None
+
+    async def orders(self, position_id: int) -> list[OrderRecord]:
+        return await self._all("orders", ORDERS, f"{ORDERS.select()} WHERE position_id = $1 ORDER BY updated_at, seq",
+                               position_id)
+
+    async def trailing(self, position_id: int) -> TrailingRecord | None:
+        found = await self._all("trailing", TRAILING, f"{TRAILING.select()} WHERE position_id = $1", position_id)
+        return found[0] if found else None
+
+    async def waves(self, *, last: int | None = None) -> list[WaveRecord]:
+        if last is not None and last < 0:
+            raise ValueError(f"last must be >= 0, not {last}")
+
+        async def body(conn: asyncpg.Connection) -> list[WaveRecord]:
+            if last is None:
+                first_seq = 0
+            else:
+                first_seq = await conn.fetchval(
+                    "SELECT min(seq) FROM (SELECT seq FROM waves ORDER BY seq DESC LIMIT $1) newest", last)
+                if first_seq is None:
+                    return []
+            waves = [WAVES.decode(tuple(r)) for r in
+                     await conn.fetch(f"{WAVES.select()} WHERE seq >= $1 ORDER BY seq", first_seq)]
+            outcomes: dict[str, list[SignalOutcome]] = {w.id: [] for w in waves}
+            cols = ", ".join(f"o.{q(c)}" for c in OUTCOMES.columns)
+            rows = await conn.fetch(
+                f"SELECT {cols} FROM signal_outcomes o JOIN waves w ON w.id = o.wave_id "
+                "WHERE w.seq >= $1 ORDER BY o.wave_id, o.rank, o.signal_id", first_seq)
+            for wave_id, *rest in rows:
+                outcomes[wave_id].append(OUTCOMES.decode(rest))
+            return [attrs.evolve(w, outcomes=tuple(outcomes[w.id])) for w in waves]
+
+        return await self._run("waves", body)
+
+    async def events(self, *, position_id: int | None = None, signal_id: str | None = None) -> list[Event]:
+        conditions: list[str] = []
+        args: list[object] = []
+        if position_id is not None:
+            args.append(position_id)
+            conditions.append(f"position_id = ${len(args)}")
+        if signal_id is not None:
+            args.append(signal_id)
+            conditions.append(f"signal_id = ${len(args)}")
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        return await self._all("events", EVENTS, f"{EVENTS.select()}{where} ORDER BY seq", *args)
+
+    async def aclose(self) -> None:
+        pool, self._pool, self._raw = self._pool, None, None
+        if pool is not None:
+            with trio.move_on_after(self.call_timeout, shield=True) as scope:
+                await pool.close()
+            if scope.cancelled_caught:
+                pool.terminate()
+
+
+class _NewerSchema(Exception):
+    def __init__(self, version: int) -> None:
+        super().__init__(version)
+        self.version = version
+
+
+class _Duplicate(Exception):
+    pass
