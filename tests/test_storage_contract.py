@@ -1,0 +1,161 @@
+"""One storage contract, run against SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from engine.app.aio import asyncio_loop
+from engine.app.storage import open_storage
+from engine.errors import StorageError
+from engine.model import (
+    Event,
+    ExitReason,
+    OrderKind,
+    OrderRecord,
+    OrderSide,
+    OrderStatus,
+    Outcome,
+    Position,
+    PositionStatus,
+    Side,
+    SignalOutcome,
+    TrailingRecord,
+    TrailingStatus,
+    WaveOutcome,
+    WaveRecord,
+)
+from tests.pgutil import pg_url  # noqa: F401  (fixture)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'contract.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+async def store(url):
+    async with asyncio_loop():
+        s = await open_storage(url, call_timeout=10.0)
+        try:
+            yield s
+        finally:
+            await s.aclose()
+
+
+def position(pid=1, **kw):
+    base = dict(id=pid, signal_id=f"s{pid}", wave_id="w1", symbol="FORMUSDT", side=Side.LONG,
+                status=PositionStatus.OPENING, quantity=245.0, entry_client_id=f"tb-{pid}-entry")
+    return Position(**{**base, **kw})
+
+
+def entry(pid=1):
+    return OrderRecord(f"tb-{pid}-entry", pid, "FORMUSDT", OrderKind.ENTRY, OrderSide.BUY, 245.0, OrderStatus.PENDING,
+                       updated_at=1.5)
+
+
+def outcome(sid, rank, kind=Outcome.OPENED, **kw):
+    return SignalOutcome(sid, rank, "FORMUSDT", "long", kind, **kw)
+
+
+async def test_migrate_is_idempotent_and_versioned(store):
+    await store.migrate()
+    await store.migrate()
+    assert await store.schema_version() == 1
+
+
+async def test_every_record_round_trips_exactly(store):
+    full = position(status=PositionStatus.CLOSED, entry_price=0.8132, stop_price=0.7969, stop_client_id="tb-1-stop2",
+                    exit_price=0.1 + 0.2, exit_reason=ExitReason.TRAILING_STOP, realized_pnl=-1e-9,
+                    trailing=TrailingStatus.ACTIVE, opened_at=1_760_851_800.123456, closed_at=1_760_851_900.5)
+    await store.record_intent(position(), entry())
+    stop = OrderRecord("tb-1-stop2", 1, "FORMUSDT", OrderKind.STOP, OrderSide.SELL, 245.0, OrderStatus.NEW,
+                       stop_price=0.7969, updated_at=2.0)
+    trailing = TrailingRecord(1, "FORMUSDT", Side.LONG, 0.8132, 0.8254, 0.5, "active", 0.85, 0.8457, "tb-1-stop2", 3.0)
+    wave = WaveRecord("w1", 0.0, 1_760_851_800.0, 2.31, (outcome("a", 0, score=9.1),
+                                                          outcome("b", 1, Outcome.REJECTED, reason="nope")))
+    event = Event(at=4.0, kind="stop_moved", wave_id="w1", signal_id="a", position_id=1, detail="x", uid="u1")
+    await store.write([full, stop, trailing, wave, event])
+    assert await store.position(1) == full
+    assert await store.orders(1) == [attrs_evolve_status(entry(), OrderStatus.PENDING), stop]
+    assert await store.trailing(1) == trailing
+    assert await store.waves() == [wave]
+    assert await store.events() == [event]
+    assert await store.max_position_id() == 1 and await store.wave_count() == 1
+
+
+def attrs_evolve_status(order, status):
+    import attrs
+
+    return attrs.evolve(order, status=status)
+
+
+async def test_upserts_and_outcomes_that_arrive_one_by_one(store):
+    await store.write([WaveRecord("w1", 0.0, 10.0, None, (outcome("b", 1, Outcome.REJECTED, reason="bad"),))])
+    await store.write([WaveOutcome("w1", outcome("a", 0))])
+    await store.write([WaveRecord("w1", 0.0, 10.0, 1.5, ())])  # the final record keeps what children stored
+    (wave,) = await store.waves()
+    assert wave.duration == 1.5 and [o.signal_id for o in wave.outcomes] == ["a", "b"]
+    await store.write([position(status=PositionStatus.OPEN)])
+    await store.write([position(status=PositionStatus.CLOSED, exit_reason=ExitReason.MANUAL)])
+    assert (await store.position(1)).status is PositionStatus.CLOSED
+    assert await store.positions() == [] and len(await store.positions(include_closed=True)) == 1
+
+
+async def test_intent_is_atomic_and_never_overwrites(store):
+    await store.record_intent(position(), entry())
+    with pytest.raises(StorageError, match="already exists"):
+        await store.record_intent(position(1, symbol="NEOUSDT"), entry(2))  # same position id
+    assert await store.orders(2) == [] and (await store.position(1)).symbol == "FORMUSDT"
+
+
+async def test_a_bad_batch_stores_nothing(store):
+    with pytest.raises(TypeError):
+        await store.write([position(5), "not a record"])
+    assert await store.position(5) is None
+
+
+async def test_events_are_ordered_filtered_and_never_duplicated(store):
+    events = [Event(at=float(i), kind=f"k{i}", signal_id="s1" if i % 2 else "s2", position_id=i % 3, uid=f"u{i}")
+              for i in range(6)]
+    await store.write(events)
+    await store.write(events[:2])  # a retried batch
+    assert await store.events() == events
+    assert [e.kind for e in await store.events(signal_id="s1")] == ["k1", "k3", "k5"]
+    assert [e.kind for e in await store.events(position_id=0, signal_id="s2")] == ["k0"]
+
+
+async def test_last_waves_are_the_newest_in_order(store):
+    for i in range(1, 6):
+        await store.write([WaveRecord(f"w{i}", 0.0, float(i), 1.0, (outcome("a", 0),))])
+    assert [w.id for w in await store.waves(last=2)] == ["w4", "w5"]
+    assert await store.waves(last=0) == []
+
+
+async def test_many_writers_at_once(store):
+    async def writer(n):
+        await store.record_intent(position(n), entry(n))
+        for k in range(5):
+            await store.write([position(n, status=PositionStatus.OPEN, quantity=float(k)),
+                               Event(at=float(k), kind="tick", position_id=n, uid=f"{n}-{k}")])
+
+    async with trio.open_nursery() as nursery:
+        for n in range(1, 31):
+            nursery.start_soon(writer, n)
+    stored = await store.positions()
+    assert len(stored) == 30 and all(p.quantity == 4.0 for p in stored)
+    assert len(await store.events()) == 150
+
+
+async def test_data_survives_reopening(url):
+    async with asyncio_loop():
+        first = await open_storage(url, call_timeout=10.0)
+        await first.record_intent(position(), entry())
+        await first.aclose()
+        second = await open_storage(url, call_timeout=10.0)
+        try:
+            assert (await second.position(1)).entry_client_id == "tb-1-entry"
+        finally:
+            await second.aclose()
