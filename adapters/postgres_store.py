@@ -259,9 +259,14 @@ class PostgresStore:
     async def aclose(self) -> None:
         pool, self._pool, self._raw = self._pool, None, None
         if pool is not None:
-            with trio.move_on_after(self.call_timeout, shield=True) as scope:
-                await pool.close()
-            if scope.cancelled_caught:
+            closed = False
+            with trio.move_on_after(self.call_timeout, shield=True):
+                try:
+                    await pool.close()  # graceful: waits for connections in use
+                    closed = True
+                except (*_FAILURES, asyncio.CancelledError):
+                    pass
+            if not closed:
                 pool.terminate()
 
 

@@ -25,7 +25,6 @@ from engine.model import (
     WaveOutcome,
     WaveRecord,
 )
-from tests.pgutil import pg_url  # noqa: F401  (fixture)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

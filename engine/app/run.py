@@ -18,6 +18,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import urlsplit
 
 import attrs
 import trio
@@ -161,10 +162,12 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: SignalSourc
 
 
 def paper_state_path(db_url: str) -> Path | None:
-    """The paper account lives next to a file database (`trio-bot.db` → `trio-bot.db.paper.json`)."""
-    if not db_url.startswith("sqlite:///") or db_url.endswith(":memory:"):
-        return None
-    return Path(db_url.removeprefix("sqlite:///") + ".paper.json")
+    """Where the paper account is kept: next to a SQLite file (`trio-bot.db.paper.json`), or for
+    PostgreSQL in the working directory, named after the database (`DBNAME.paper.json`)."""
+    if db_url.startswith("sqlite:///"):
+        return None if db_url.endswith(":memory:") else Path(db_url.removeprefix("sqlite:///") + ".paper.json")
+    name = urlsplit(db_url).path.strip("/") or "trio-bot"
+    return Path(f"{name}.paper.json")
 
 
 def save_paper_state(exchange: SimExchange, path: Path | None) -> None:
