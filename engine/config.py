@@ -74,6 +74,8 @@ class EngineConfig:
     signal_timeout: float = 30.0
     wave_timeout: float = 120.0
     call_timeout: float = 10.0
+    read_timeout: float | None = None  # default: min(3, call_timeout)
+    protect_timeout: float | None = None  # default: min(3, call_timeout)
     cleanup_timeout: float = 60.0
     position_size_usdt: float = 200.0
     leverage: int = 1
@@ -99,11 +101,29 @@ class EngineConfig:
                 "call_timeout", self.call_timeout,
                 f"less than signal_timeout ({self.signal_timeout:g})", where="engine",
             )
+        for key in ("read_timeout", "protect_timeout"):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            _positive(key, value)
+            if not value <= self.call_timeout:
+                raise ConfigError(key, value, f"at most call_timeout ({self.call_timeout:g})", where="engine")
         if not self.signal_timeout <= self.wave_timeout:
             raise ConfigError(
                 "signal_timeout", self.signal_timeout,
                 f"at most wave_timeout ({self.wave_timeout:g})", where="engine",
             )
+
+    @property
+    def read_deadline(self) -> float:
+        """Deadline of one read attempt: reads are retried, so a hung one is abandoned early."""
+        return self.read_timeout if self.read_timeout is not None else min(3.0, self.call_timeout)
+
+    @property
+    def protect_deadline(self) -> float:
+        """Deadline of one attempt at a protective order (stop, close, cancel). They are retried
+        with the same client id, so a hung attempt is abandoned early and protection comes sooner."""
+        return self.protect_timeout if self.protect_timeout is not None else min(3.0, self.call_timeout)
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:

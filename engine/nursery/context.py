@@ -50,23 +50,28 @@ class EngineContext:
                     **kwargs: P.kwargs) -> T:
         """An order-changing call: a rate-limiter token, then the call, both within `call_timeout`.
 
-        `priority` (stops, closes, cancels) goes ahead of entries.
+        `priority` (stops, closes, cancels) goes ahead of entries and gets `protect_deadline`.
         """
 
         async def limited() -> T:
             await self.limiter.acquire(priority=priority)
             return await fn(*args, **kwargs)
 
-        return await bounded(what, self.config.call_timeout, limited)
+        deadline = self.config.protect_deadline if priority else self.config.call_timeout
+        return await bounded(what, deadline, limited)
 
     async def read(self, what: str, fn: Callable[P, Awaitable[T]], /, *args: P.args,
                    **kwargs: P.kwargs) -> T:
-        """A read, retried with backoff: reads change nothing, so repeating them is always safe."""
+        """A read, retried with backoff: reads change nothing, so repeating them is always safe.
+
+        Each attempt gets `read_timeout` (shorter than `call_timeout`): a read that hangs is
+        abandoned and asked again sooner, which is what shortens recovery after a lost answer.
+        """
         backoff = self.config.retry_backoff
         attempts = self.config.stop_loss_retries
         for attempt in range(1, attempts + 1):
             try:
-                return await self.call(what, fn, *args, **kwargs)
+                return await bounded(what, self.config.read_deadline, fn, *args, **kwargs)
             except Exception as exc:
                 if attempt == attempts:
                     raise

@@ -1,0 +1,109 @@
+"""Which exchange `trio-bot run` trades on: the `[exchange]` table of a run config.
+
+Paper trading is the default. Anything else places real orders and must say
+so with `live = true`. Keys never live in the config file itself: it names the
+environment variables (or a secret file) to read them from, so a config can be
+shared, committed and logged without leaking anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from engine.errors import ConfigError
+
+EXCHANGES = ("paper", "binanceusdm", "bybit")
+_KEYS = {"name", "live", "api_key_env", "api_secret_env", "api_secret_file", "base_url", "symbols",
+         "price_poll_interval", "account"}
+
+
+@attrs.frozen
+class ExchangeSettings:
+    name: str = "paper"
+    live: bool = False
+    api_key_env: str = "TRIO_BOT_API_KEY"
+    api_secret_env: str = "TRIO_BOT_API_SECRET"
+    api_secret_file: str | None = None
+    base_url: str | None = None  # e.g. a local fake-exchange server
+    symbols: tuple[str, ...] = ()
+    price_poll_interval: float = 1.0
+    account: str | None = None
+
+    @property
+    def is_paper(self) -> bool:
+        return self.name == "paper"
+
+
+@attrs.frozen
+class Credentials:
+    api_key: str = attrs.field(repr=False)
+    api_secret: str = attrs.field(repr=False)
+
+    def __repr__(self) -> str:
+        return "Credentials(***)"
+
+
+def parse_exchange_settings(table: Mapping[str, Any], where: str) -> ExchangeSettings:
+    for key, value in table.items():
+        if key not in _KEYS:
+            raise ConfigError(f"exchange.{key}", value, f"one of: {', '.join(sorted(_KEYS))}", where=where)
+    name = table.get("name", "paper")
+    if name not in EXCHANGES:
+        raise ConfigError("exchange.name", name, f"one of: {', '.join(EXCHANGES)}", where=where)
+    live = table.get("live", False)
+    if not isinstance(live, bool):
+        raise ConfigError("exchange.live", live, "true or false", where=where)
+    if name != "paper" and live is not True:
+        raise ConfigError("exchange.live", live, f"true to trade on {name} with real orders "
+                          "(without it, remove `name` to paper-trade)", where=where)
+    for key in ("api_key_env", "api_secret_env", "api_secret_file", "base_url", "account"):
+        if key in table and (not isinstance(table[key], str) or not table[key]):
+            raise ConfigError(f"exchange.{key}", table[key], "a non-empty string", where=where)
+    symbols = table.get("symbols", [])
+    if not isinstance(symbols, list) or not all(isinstance(s, str) and s for s in symbols):
+        raise ConfigError("exchange.symbols", symbols, 'a list of exchange symbols like ["BTCUSDT"]', where=where)
+    poll = table.get("price_poll_interval", 1.0)
+    if isinstance(poll, bool) or not isinstance(poll, int | float) or not (poll > 0 and math.isfinite(poll)):
+        raise ConfigError("exchange.price_poll_interval", poll, "a number of seconds > 0", where=where)
+    return ExchangeSettings(
+        name=name, live=live, api_key_env=table.get("api_key_env", "TRIO_BOT_API_KEY"),
+        api_secret_env=table.get("api_secret_env", "TRIO_BOT_API_SECRET"),
+        api_secret_file=table.get("api_secret_file"), base_url=table.get("base_url"),
+        symbols=tuple(symbols), price_poll_interval=float(poll), account=table.get("account"))
+
+
+def load_credentials(settings: ExchangeSettings, environ: Mapping[str, str] = os.environ) -> Credentials:
+    """Read the keys named by the config. Errors name the variable or file, never a value."""
+    key = environ.get(settings.api_key_env, "")
+    if not key:
+        raise ConfigError("exchange.api_key_env", settings.api_key_env,
+                          "the name of a set, non-empty environment variable holding the API key")
+    if settings.api_secret_file is not None:
+        try:
+            secret = Path(settings.api_secret_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError("exchange.api_secret_file", settings.api_secret_file,
+                              f"a readable file holding the API secret ({exc.strerror})") from None
+    else:
+        secret = environ.get(settings.api_secret_env, "")
+        if not secret:
+            raise ConfigError("exchange.api_secret_env", settings.api_secret_env,
+                              "the name of a set, non-empty environment variable holding the API secret")
+    return Credentials(key, secret)
+
+
+def account_name(settings: ExchangeSettings, credentials: Credentials | None) -> str:
+    """What the one-instance lease is keyed by: the exchange and a digest of the key (never the key)."""
+    if settings.account:
+        return settings.account
+    if settings.is_paper or credentials is None:
+        return "paper"
+    digest = hashlib.sha256(credentials.api_key.encode()).hexdigest()[:12]
+    return f"{settings.name}:{digest}"
