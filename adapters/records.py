@@ -7,6 +7,7 @@ PostgreSQL); both dialects share `ON CONFLICT` upserts.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
 from typing import Any, Generic, TypeVar
@@ -65,13 +66,10 @@ class Table(Generic[T]):
         return f"SELECT {', '.join(map(q, self.fields))} FROM {q(self.name)}"
 
     def insert(self, dialect: str, *, ignore_duplicates: bool = False) -> str:
-        cols = self.columns
-        sql = f"INSERT INTO {q(self.name)} ({', '.join(map(q, cols))}) VALUES ({placeholders(dialect, len(cols))})"
-        return sql + " ON CONFLICT DO NOTHING" if ignore_duplicates else sql
+        return _sql(self.name, self.columns, self.key, dialect, "insert-ignore" if ignore_duplicates else "insert")
 
     def upsert(self, dialect: str) -> str:
-        updates = ", ".join(f"{q(c)} = excluded.{q(c)}" for c in self.columns if c not in self.key)
-        return f"{self.insert(dialect)} ON CONFLICT ({', '.join(map(q, self.key))}) DO UPDATE SET {updates}"
+        return _sql(self.name, self.columns, self.key, dialect, "upsert")
 
     def encode(self, record: Any, *extra: object) -> tuple[object, ...]:
         values = (getattr(record, f) for f in self.fields)
@@ -86,6 +84,18 @@ class Table(Generic[T]):
             return self.cls(**values)
         except (ValueError, TypeError) as exc:
             raise StorageError(f"unreadable row in {self.name}: {exc}") from None
+
+
+@functools.cache
+def _sql(name: str, cols: tuple[str, ...], key: tuple[str, ...], dialect: str, kind: str) -> str:
+    """Statement text, built once per table, dialect and kind (it is on every write's path)."""
+    sql = f"INSERT INTO {q(name)} ({', '.join(map(q, cols))}) VALUES ({placeholders(dialect, len(cols))})"
+    if kind == "insert-ignore":
+        return sql + " ON CONFLICT DO NOTHING"
+    if kind == "upsert":
+        updates = ", ".join(f"{q(c)} = excluded.{q(c)}" for c in cols if c not in key)
+        return f"{sql} ON CONFLICT ({', '.join(map(q, key))}) DO UPDATE SET {updates}"
+    return sql
 
 
 def _fields(cls: type, *, without: tuple[str, ...] = ()) -> tuple[str, ...]:

@@ -9,7 +9,7 @@ import trio.testing
 
 from adapters.sim_exchange import SimExchange
 from adapters.sqlite_store import SQLiteStore
-from bench.hanging import Hangs, HangingExchange, HangingStorage
+from bench.hanging import HangingExchange, HangingStorage, Hangs
 from bench.sequential import SequentialBot
 from engine import Engine, EngineConfig
 from engine.scenario import ExchangeSpec, MarketSpec

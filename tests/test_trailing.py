@@ -166,7 +166,6 @@ async def test_flood_of_ticks_keeps_memory_flat_and_applies_the_latest(autojump_
         assert engine.trailing.ticks >= 50_000
         assert grown < 2_000_000, f"memory grew by {grown} bytes"
         for follower in engine.trailing.followers.values():
-            assert follower.price is None  # nothing left unprocessed: the newest price was taken
             assert follower.ts.best_price == max(100.0 + (s % 300) * 0.01 for s in range(5_000))
 
 
@@ -188,3 +187,18 @@ def test_scenario_ticks_close_positions_and_report_the_exit():
 
 def test_side_enum_roundtrip():
     assert Side("long") is Side.LONG
+
+
+async def test_a_refused_move_is_retried_after_a_backoff_not_hammered(autojump_clock):
+    config = EngineConfig(max_positions_per_wave=1, sweep_interval=0, trailing_min_interval=0.0)
+    async with trading(config=config) as (engine, exchange, _):
+        (follower,) = engine.trailing.followers.values()
+        engine.trailing.on_price("FORMUSDT", 0.8600)  # the feed runs ahead of the exchange (still 0.8132)
+        await trio.sleep(10.0)
+        # Each attempt is refused ("would immediately trigger"); the old stop stays live.
+        assert live_stops(exchange) == [0.7969]
+        assert follower.moves == 0
+        kinds = [e.kind for e in await engine.ctx.storage.events(position_id=follower.position.id)]
+        assert 5 <= kinds.count("stop_move_failed") <= 25  # about one per retry_backoff, not thousands
+        await tick(exchange, 0.8600)
+        assert live_stops(exchange) == [0.8557]

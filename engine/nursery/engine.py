@@ -149,7 +149,7 @@ class Engine:
         Its trailing state goes to the writer; the signal's outcome never waits for that save.
         """
         follower = self.trailing.track(self.ctx.positions[position_id])
-        self.ctx.writer.submit_trailing(self.trailing.record_of(follower))
+        self.ctx.writer.submit_trailing(position_id, follower.latest_record)
 
     def _trailing_saved(self, record: TrailingRecord) -> None:
         position = self.ctx.positions.get(record.position_id)

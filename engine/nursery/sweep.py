@@ -161,5 +161,5 @@ class ProtectionSweep:
                                           updated_at=now))
         ctx.save_position(position)
         follower = self.manager.track(position)
-        ctx.writer.submit_trailing(self.manager.record_of(follower))
+        ctx.writer.submit_trailing(pid, follower.latest_record)
 

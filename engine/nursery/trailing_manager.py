@@ -18,7 +18,6 @@ and bounded (`cleanup_timeout`): shutdown cannot interrupt it between the two.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 
 import attrs
@@ -49,12 +48,14 @@ class Follower:
     ts: TrailingStop
     stop_cid: str
     stop_seq: int
-    price: float | None = None  # newest price not yet taken (the one-slot mailbox)
     wake: trio.Event = attrs.field(factory=trio.Event)
+    crossed: bool = False  # a price reached the live stop: confirm the exit with the exchange
     repair: bool = False
     stale: set[str] = attrs.field(factory=set)
     closed: bool = False
     moves: int = 0
+    retry_at: float = 0.0  # after a failed move, none before this (Trio time)
+    latest_record: Callable[[], TrailingRecord] = attrs.field(default=None)  # set by the manager
 
 
 def _stop_seq(cid: str | None) -> int:
@@ -98,14 +99,30 @@ class TrailingManager:
             backoff = min(backoff * 2, self.ctx.config.writer_max_backoff)
 
     def on_price(self, symbol: str, price: float) -> None:
-        """Synchronous and O(1): keep the newest price, wake the symbol's follower."""
+        """Synchronous and O(1): apply the tick to the pure state machine right here.
+
+        Following the price is pure computation, so every tick counts (the best price is
+        exact, not sampled) at no I/O cost. The symbol's follower task is woken only when
+        there is exchange work: a stop move that is due, or a price through the stop.
+        """
         self.ticks += 1
         self.last_prices[symbol] = price
         pid = self._by_symbol.get(symbol)
-        if pid is not None:
-            follower = self.followers[pid]
-            follower.price = price
-            follower.wake.set()
+        if pid is None:
+            return
+        f = self.followers[pid]
+        if f.closed:
+            return
+        nxt = f.ts.observe(price)
+        if nxt.state is TrailState.TRIGGERED:
+            f.crossed = True  # not adopted until the exchange confirms the fill
+            f.wake.set()
+            return
+        if nxt is not f.ts and nxt != f.ts:
+            f.ts = nxt
+            self.ctx.writer.submit_trailing(pid, f.latest_record)
+            if nxt.move_due(trio.current_time(), self.params) is not None:
+                f.wake.set()
 
     # --- registration ---
 
@@ -120,6 +137,7 @@ class TrailingManager:
             ts = TrailingStop.start(position.side, position.entry_price, position.stop_price, tick, self.params)
             cid = position.stop_client_id or ids.stop_id(position.id, 1)
         follower = Follower(position=position, ts=ts, stop_cid=cid, stop_seq=_stop_seq(cid))
+        follower.latest_record = lambda: self.record_of(follower)
         self.followers[position.id] = follower
         self._by_symbol[position.symbol] = position.id
         if self._nursery is not None:
@@ -140,34 +158,32 @@ class TrailingManager:
     # --- one follower per position ---
 
     async def _follow(self, f: Follower) -> None:
+        """The position's only task doing exchange I/O: moves, exits and repairs, one at a time."""
         try:
             while not f.closed:
                 due_at = f.ts.next_move_at(self.params)
-                with trio.move_on_at(math.inf if due_at is None else due_at):
+                if due_at is not None or f.retry_at > trio.current_time():
+                    due_at = max(due_at or 0.0, f.retry_at)
+                if due_at is None:
                     await f.wake.wait()
+                else:  # a worthwhile move held back by min_interval: wake when it is allowed
+                    with trio.move_on_at(due_at):
+                        await f.wake.wait()
                 f.wake = trio.Event()
-                price, f.price = f.price, None
                 if f.repair:
                     f.repair = False
                     await self._repair(f)
                     continue
-                if price is not None:
-                    await self._take(f, price)
-                if not f.closed:
-                    due = f.ts.move_due(trio.current_time(), self.params)
+                if f.crossed:
+                    f.crossed = False
+                    await self._confirm_exit(f)
+                now = trio.current_time()
+                if not f.closed and now >= f.retry_at:
+                    due = f.ts.move_due(now, self.params)
                     if due is not None:
                         await self._move(f, due)
         finally:
             self._untrack(f)
-
-    async def _take(self, f: Follower, price: float) -> None:
-        nxt = f.ts.observe(price)
-        if nxt.state is TrailState.TRIGGERED:
-            await self._confirm_exit(f)
-            return
-        if nxt != f.ts:
-            f.ts = nxt
-            self.ctx.writer.submit_trailing(self.record_of(f))
 
     def _emit(self, f: Follower) -> orders.Emit:
         return lambda kind, detail: self.ctx.event(kind, detail, position_id=f.position.id)
@@ -183,8 +199,9 @@ class TrailingManager:
             if placed.state is None:
                 ctx.event("stop_move_failed", f"to {stop_price:g}: {placed.error}; stop stays at {f.ts.live_stop:g}",
                           position_id=p.id)
-                # Try again no sooner than min_interval, whatever the next price says.
-                f.ts = attrs.evolve(f.ts, last_move_at=trio.current_time())
+                # The old stop stays live. Try again after a backoff, whatever the prices say,
+                # so a refused level (e.g. "would immediately trigger") is never hammered.
+                f.retry_at = trio.current_time() + max(ctx.config.retry_backoff, self.params.min_interval, 0.1)
                 return
             old = f.stop_cid
             f.stop_cid, f.stop_seq, f.moves = request.client_order_id, seq, f.moves + 1
@@ -204,7 +221,7 @@ class TrailingManager:
         f.position = position
         self.ctx.save_position(position)
         self.ctx.writer.submit(*records)
-        self.ctx.writer.submit_trailing(self.record_of(f))
+        self.ctx.writer.submit_trailing(f.position.id, f.latest_record)
 
     async def _confirm_exit(self, f: Follower) -> None:
         """Our feed crossed the stop: ask the exchange whether the stop really filled."""

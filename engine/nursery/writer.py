@@ -25,13 +25,37 @@ from collections.abc import Callable, Sequence
 import trio
 
 from engine.config import EngineConfig
-from engine.model import TrailingRecord
+from engine.model import OrderRecord, Position, TrailingRecord
 from engine.nursery.calls import bounded
 from engine.ports import Record, Storage
 
 log = logging.getLogger("trio_bot.writer")
 
 MAX_BATCH = 500
+
+
+def _key(record: Record) -> tuple[str, object] | None:
+    """Records that overwrite by key (upserts); events and outcomes are kept as they are."""
+    if isinstance(record, Position):
+        return ("position", record.id)
+    if isinstance(record, OrderRecord):
+        return ("order", record.client_order_id)
+    return None
+
+
+def compact(batch: list[Record]) -> list[Record]:
+    """Drop upserts superseded later in the same batch: the last one wins anyway.
+
+    Keeps the order of what remains, so a batch still lands as the sequence it was.
+    """
+    last: dict[tuple[str, object], int] = {}
+    for i, record in enumerate(batch):
+        key = _key(record)
+        if key is not None:
+            last[key] = i
+    if len(last) == sum(1 for r in batch if _key(r) is not None):
+        return batch
+    return [r for i, r in enumerate(batch) if (k := _key(r)) is None or last[k] == i]
 
 
 class StateWriter:
@@ -46,7 +70,7 @@ class StateWriter:
         self._on_trailing_saved = on_trailing_saved
         self._send, self._receive = trio.open_memory_channel[Record](math.inf)
         self._records: list[Record] = []
-        self._trailing: dict[int, TrailingRecord] = {}
+        self._trailing: dict[int, Callable[[], TrailingRecord]] = {}
         self._trailing_wake = trio.Event()
         self._busy = {"records": False, "trailing": False}
         self._idle = trio.Event()
@@ -58,8 +82,13 @@ class StateWriter:
         for record in records:
             self._send.send_nowait(record)
 
-    def submit_trailing(self, record: TrailingRecord) -> None:
-        self._trailing[record.position_id] = record
+    def submit_trailing(self, position_id: int, latest: Callable[[], TrailingRecord]) -> None:
+        """Mark a position's trailing state dirty; `latest()` is called when the lane writes it.
+
+        A price flood marks the same position thousands of times; only the state current at
+        write time is built and stored.
+        """
+        self._trailing[position_id] = latest
         self._trailing_wake.set()
 
     @property
@@ -94,6 +123,7 @@ class StateWriter:
                     self._records.append(self._receive.receive_nowait())
                 except trio.WouldBlock:
                     break
+            self._records = compact(self._records)
             self._busy["records"] = True
             try:
                 await self._write_with_retry("records", self._records)
@@ -108,15 +138,18 @@ class StateWriter:
                 await self._trailing_wake.wait()
                 self._trailing_wake = trio.Event()
                 continue
-            batch = dict(self._trailing)
+            marked, self._trailing = self._trailing, {}
+            batch = [latest() for latest in marked.values()]
             self._busy["trailing"] = True
             try:
-                await self._write_with_retry("trailing", list(batch.values()))
+                await self._write_with_retry("trailing", batch)
+            except BaseException:
+                for pid, latest in marked.items():  # not stored: still dirty (unless marked again since)
+                    self._trailing.setdefault(pid, latest)
+                raise
             finally:
                 self._busy["trailing"] = False
-            for pid, record in batch.items():
-                if self._trailing.get(pid) is record:  # not superseded meanwhile
-                    del self._trailing[pid]
+            for record in batch:
                 self._on_trailing_saved(record)
 
     async def _write_with_retry(self, lane: str, batch: Sequence[Record]) -> None:
