@@ -71,7 +71,9 @@ class TrailingStop:
             return self
         if self.crossed(price):
             return attrs.evolve(self, state=TrailState.TRIGGERED)
-        best = price if self._better(price, self.best_price) else self.best_price
+        if not self._better(price, self.best_price):
+            return self  # everything else follows from the best price, which did not change
+        best = price
         state = self.state
         if state is TrailState.WAITING and not self._better(self.activation_price, best):
             state = TrailState.ACTIVE
