@@ -47,6 +47,7 @@ import trio
 import trio_asyncio
 from ccxt.base import errors as ccxt_errors
 
+from adapters.ccxt_setup import configure_ccxt
 from engine.errors import DuplicateOrderError, ExchangeError, PermanentError, TransientError
 from engine.ids import position_of
 from engine.model import (
@@ -272,12 +273,9 @@ class CcxtExchange:
                 config["timeout_on_exit"] = 0  # the wait is for TLS shutdown; plain HTTP has none
         self._client = getattr(ccxt_async, exchange_id)(config)
         if base_url is not None:
-            # Imported here: only a local Binance-compatible server needs it. It moves every
-            # URL section (not only fapi, so nothing can reach the real exchange), sets the
-            # options that keep ccxt off sapi, and merges Binance's USDⓈ-M error table, which
-            # ccxt otherwise applies only to the real fapi host names.
-            from adapters.fake_binance import configure_ccxt
-
+            # Moves every URL section (not only fapi, so nothing can reach the real exchange),
+            # sets the options that keep ccxt off sapi, and merges Binance's USDⓈ-M error table,
+            # which ccxt otherwise applies only to the real fapi host names.
             configure_ccxt(self._client, base_url)
             self._client.options.update(options or {})
 

@@ -78,11 +78,12 @@ def memory_per_position(n: int = 1000) -> float:
     return trio.run(main)
 
 
-def trailing_throughput(positions: int = 1000, ticks: int = 200_000) -> float:
+def trailing_throughput(positions: int = 1000, ticks: int = 200_000, *, rising: bool = False) -> float:
     """Ticks per second through the manager (price stream → mailbox → follower → state machine)
     across `positions` active positions with the default move thresholds. Prices oscillate just
     under each position's best, the common case of a flood: every tick is followed, few move a
-    stop (each position moves once, on its first tick)."""
+    stop (each position moves once, on its first tick). `rising=True`: every round sets a new best,
+    so every tick re-derives the wanted stop and stops move as often as `min_interval` allows."""
     async def main() -> float:
         exchange = SimExchange.from_spec(_spec(positions))
         store = await SQLiteStore.open(":memory:")
@@ -96,7 +97,8 @@ def trailing_throughput(positions: int = 1000, ticks: int = 200_000) -> float:
                 # Straight into the manager's feed callback: the simulated exchange's own cost of
                 # moving a price (it scans its resting orders) is not the engine's.
                 for k in range(ticks):
-                    manager.on_price(symbols[k % positions], 100.0 - ((k // positions) % 7) * 0.01)
+                    step = (k // positions) * 0.01 if rising else -((k // positions) % 7) * 0.01
+                    manager.on_price(symbols[k % positions], 100.0 + step)
                     if k % 100 == 99:
                         await trio.lowlevel.checkpoint()
                 elapsed = time.perf_counter() - start

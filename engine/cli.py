@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -56,6 +57,16 @@ def _parser() -> argparse.ArgumentParser:
     positions.add_argument("--all", action="store_true", help="include closed positions")
     positions.add_argument("--json", action="store_true")
 
+    fake = sub.add_parser("fake-exchange", help="serve a local Binance USDⓈ-M compatible exchange (for live mode)")
+    fake.add_argument("--port", type=int, default=8765, help="TCP port on 127.0.0.1 (default 8765)")
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--scenario", help="scenario TOML: its [exchange] markets, [[faults]] and [[ticks]]")
+    fake.add_argument("--walk", action="store_true", help="move prices on a seeded random walk every second")
+    fake.add_argument("--seed", type=int, help="random-walk seed (default: the scenario's)")
+    fake.add_argument("--api-key", help="the key clients must send (default: $TRIO_BOT_API_KEY or test-key)")
+    fake.add_argument("--api-secret", help="the secret signatures must use "
+                      "(default: $TRIO_BOT_API_SECRET or test-secret)")
+
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     migrate = db_sub.add_parser("migrate", help="apply pending schema migrations (idempotent)")
@@ -73,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _simulate(args)
         if args.command == "run":
             return _run(args)
+        if args.command == "fake-exchange":
+            return _fake_exchange(args)
         commands = {"waves": _waves, "positions": _positions, "db": _migrate}
         return trio.run(_with_loop, commands[args.command], args)
     except BaseException as exc:
@@ -147,6 +160,34 @@ def _run(args: argparse.Namespace) -> int:
                              standby=args.standby)
 
     return trio.run(main)
+
+
+def _fake_exchange(args: argparse.Namespace) -> int:
+    import os
+    from functools import partial
+
+    from adapters.fake_binance import FakeBinance
+    from engine.app.run import PAPER_PRICES
+    from engine.scenario import ExchangeSpec, MarketSpec, load_scenario
+
+    source = (load_scenario(args.scenario) if args.scenario
+              else ExchangeSpec(markets=tuple(MarketSpec(s, p) for s, p in PAPER_PRICES.items())))
+    fake = FakeBinance(source, api_key=args.api_key or os.environ.get("TRIO_BOT_API_KEY", "test-key"),
+                       api_secret=args.api_secret or os.environ.get("TRIO_BOT_API_SECRET", "test-secret"),
+                       walk=args.walk, seed=args.seed)
+
+    async def serve() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                port = await nursery.start(partial(fake.serve, args.host, args.port))
+                print(f"trio-bot: fake Binance USDⓈ-M exchange on http://{args.host}:{port} "
+                      f"({len(fake.markets)} markets). Ctrl-C to stop.", flush=True)
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
+
+    trio.run(serve)
+    return EXIT_OK
 
 
 async def _with_loop(command: Any, args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ by kind (MARKET → entry, MARKET reduceOnly → close, STOP_MARKET → stop), D
 `delay` answers late, `lost_response` applies the request then closes the socket.
 """
 
-from adapters.fake_binance.ccxt_setup import CCXT_OPTIONS, ccxt_urls, configure_ccxt
+from adapters.ccxt_setup import CCXT_OPTIONS, ccxt_urls, configure_ccxt
 from adapters.fake_binance.server import FakeBinance, Rejection
 
 __all__ = ["CCXT_OPTIONS", "FakeBinance", "Rejection", "ccxt_urls", "configure_ccxt"]

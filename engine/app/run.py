@@ -1,4 +1,4 @@
-"""`trio-bot run`: the engine on a paper exchange with a live random-walk feed.
+"""`trio-bot run`: the engine on the paper exchange (default) or, with `live = true`, a real one.
 
 Ctrl-C / SIGTERM: no new wave starts, the running wave is cancelled (its
 shielded cleanup still protects or closes every fill), queued state is
@@ -14,7 +14,8 @@ import signal
 import sys
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import TextIO
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 import attrs
 import trio
 
+from adapters.ccxt_exchange import CcxtExchange
 from adapters.postgres_store import redact
 from adapters.signal_sources import DemoSignalSource, JsonlSignalSource
 from adapters.sim_exchange import SimExchange
@@ -30,9 +32,16 @@ from engine.app.storage import account_lease, open_storage
 from engine.app.tables import positions_table, wave_table
 from engine.config import EngineConfig
 from engine.errors import ConfigError
+from engine.exchange_config import (
+    Credentials,
+    ExchangeSettings,
+    account_name,
+    load_credentials,
+    parse_exchange_settings,
+)
 from engine.model import SignalOutcome, WaveRecord
 from engine.nursery.engine import Engine
-from engine.ports import SignalSource
+from engine.ports import Exchange, SignalSource
 from engine.report import wave_json
 from engine.scenario import ExchangeSpec, MarketSpec, parse_exchange
 
@@ -49,10 +58,13 @@ PAPER_PRICES = {
 class RunSettings:
     engine: EngineConfig
     paper: ExchangeSpec
+    exchange: ExchangeSettings = attrs.field(factory=ExchangeSettings)
+    engine_keys: frozenset[str] = frozenset()  # the [engine] keys the config set explicitly
 
 
 def load_run_config(path: str | None) -> RunSettings:
-    """`--config FILE.toml`: `[engine]` keys and an optional `[paper]` exchange table."""
+    """`--config FILE.toml`: `[engine]` keys, an optional `[paper]` exchange table, and an optional
+    `[exchange]` table choosing a live exchange (see `engine.exchange_config`)."""
     default_paper = ExchangeSpec(markets=tuple(MarketSpec(s, p) for s, p in PAPER_PRICES.items()))
     if path is None:
         return RunSettings(EngineConfig(), default_paper)
@@ -63,16 +75,17 @@ def load_run_config(path: str | None) -> RunSettings:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("--config", path, f"valid TOML ({exc})") from None
     for key, value in data.items():
-        if key not in ("engine", "paper"):
-            raise ConfigError(key, value, "a table named engine or paper", where=path)
+        if key not in ("engine", "paper", "exchange") or not isinstance(value, dict):
+            raise ConfigError(key, value, "a table named engine, paper or exchange", where=path)
     try:
         engine = EngineConfig.from_mapping(data.get("engine", {}))
         paper = parse_exchange(data["paper"], "paper") if "paper" in data else default_paper
+        exchange = parse_exchange_settings(data.get("exchange", {}), path)
     except ConfigError as exc:
         raise ConfigError(exc.key, exc.value, exc.expected, where=path) from None
     if not paper.markets:
         paper = attrs.evolve(paper, markets=default_paper.markets)
-    return RunSettings(engine, paper)
+    return RunSettings(engine, paper, exchange, frozenset(data.get("engine", {})))
 
 
 async def random_walk(exchange: SimExchange, symbols: list[str], *, seed: int | None,
@@ -85,6 +98,59 @@ async def random_walk(exchange: SimExchange, symbols: list[str], *, seed: int | 
             exchange.set_price(symbol, exchange.price(symbol) * math.exp(rng.gauss(0.0, volatility)))
 
 
+@attrs.define
+class TradingAccount:
+    """What `run` trades on: the exchange port, its symbols, and the account's housekeeping."""
+
+    exchange: Exchange
+    label: str
+    symbols: list[str]
+    background: Callable[[], Awaitable[None]] | None = None  # e.g. the paper price walk
+    after_wave: Callable[[], None] = lambda: None
+
+
+@asynccontextmanager
+async def open_account(settings: RunSettings, db_url: str, credentials: Credentials | None,
+                       seed: int | None) -> AsyncIterator[TradingAccount]:
+    ex = settings.exchange
+    if ex.is_paper:
+        paper = SimExchange.from_spec(settings.paper)
+        paper_file = paper_state_path(db_url)
+        if paper_file is not None and paper_file.exists():
+            paper.import_state(json.loads(paper_file.read_text(encoding="utf-8")))
+        symbols = [m.symbol for m in settings.paper.markets]
+        try:
+            yield TradingAccount(paper, "paper exchange", symbols,
+                                 background=partial(random_walk, paper, symbols, seed=seed),
+                                 after_wave=partial(save_paper_state, paper, paper_file))
+        finally:
+            save_paper_state(paper, paper_file)
+        return
+    assert credentials is not None
+    live = CcxtExchange(ex.name, api_key=credentials.api_key, api_secret=credentials.api_secret,
+                        base_url=ex.base_url, symbols=list(ex.symbols) or None,
+                        price_poll_interval=ex.price_poll_interval)
+    try:
+        where = f" at {ex.base_url}" if ex.base_url else ""
+        yield TradingAccount(live, f"LIVE {ex.name}{where}", list(ex.symbols) or list(DEMO_LIVE_SYMBOLS))
+    finally:
+        await live.aclose()
+
+
+# Used by the demo signal generator on a live exchange when the config lists no symbols.
+DEMO_LIVE_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "DOGEUSDT")
+# The exchanges' published order-rate limits: Binance USDⓈ-M allows 1,200 orders a minute and
+# 300 per 10 s; Bybit's linear create/cancel endpoints 10 a second. Used unless [engine] sets them.
+PUBLISHED_ORDER_LIMITS = {"binanceusdm": (20.0, 300), "bybit": (10.0, 10)}
+
+
+def engine_config_for(settings: RunSettings) -> EngineConfig:
+    limits = PUBLISHED_ORDER_LIMITS.get(settings.exchange.name)
+    if limits is None or {"order_rate_per_second", "order_burst"} & settings.engine_keys:
+        return settings.engine
+    return attrs.evolve(settings.engine, order_rate_per_second=limits[0], order_burst=limits[1])
+
+
 async def run(
     *,
     settings: RunSettings,
@@ -94,28 +160,28 @@ async def run(
     waves: int | None,
     seed: int | None,
     standby: bool = False,
-    account: str = "paper",
     out: TextIO = sys.stdout,
     ready: Callable[[], None] | None = None,
 ) -> int:
-    symbols = [m.symbol for m in settings.paper.markets]
+    # Everything a user can get wrong is checked before the lease, the store or the exchange.
+    credentials = None if settings.exchange.is_paper else load_credentials(settings.exchange)
+    account = account_name(settings.exchange, credentials)
+    symbols = ([m.symbol for m in settings.paper.markets] if settings.exchange.is_paper
+               else list(settings.exchange.symbols) or list(DEMO_LIVE_SYMBOLS))
     source: SignalSource
     if signals_file is not None:
         source = JsonlSignalSource(signals_file, interval=wave_interval)
     else:
         source = DemoSignalSource(symbols, interval=wave_interval, seed=seed, first_id=_id_base())
-    async with account_lease(db_url, account, standby=standby):
-        return await _run_leased(settings=settings, db_url=db_url, source=source, symbols=symbols,
-                                 waves=waves, seed=seed, out=out, ready=ready)
+    async with account_lease(db_url, account, standby=standby), \
+            open_account(settings, db_url, credentials, seed) as trading:
+        return await _run_leased(settings=settings, db_url=db_url, source=source, trading=trading,
+                                 waves=waves, out=out, ready=ready)
 
 
-async def _run_leased(*, settings: RunSettings, db_url: str, source: SignalSource, symbols: list[str],
-                      waves: int | None, seed: int | None, out: TextIO, ready: Callable[[], None] | None) -> int:
+async def _run_leased(*, settings: RunSettings, db_url: str, source: SignalSource, trading: TradingAccount,
+                      waves: int | None, out: TextIO, ready: Callable[[], None] | None) -> int:
     """Everything that needs to be the account's only instance: the account's state and the store."""
-    exchange = SimExchange.from_spec(settings.paper)
-    paper_file = paper_state_path(db_url)
-    if paper_file is not None and paper_file.exists():
-        exchange.import_state(json.loads(paper_file.read_text(encoding="utf-8")))
     storage = await open_storage(db_url, call_timeout=settings.engine.call_timeout)
     try:
         def progress(wave_id: str, outcome: SignalOutcome) -> None:
@@ -124,12 +190,13 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: SignalSourc
             print(f"  [{wave_id}] {outcome.signal_id:>10} {outcome.symbol:<10} {outcome.side:<5} "
                   f"{outcome.outcome}{where}{why}", file=out, flush=True)
 
-        async with Engine.open(settings.engine, exchange, storage, listener=progress) as engine:
-            print(f"trio-bot: paper exchange, {len(symbols)} markets, store {redact(db_url)}; "
+        async with Engine.open(engine_config_for(settings), trading.exchange, storage, listener=progress) as engine:
+            print(f"trio-bot: {trading.label}, {len(engine.ctx.markets)} markets, store {redact(db_url)}; "
                   f"{len(engine.positions())} open positions loaded. Ctrl-C to stop.", file=out, flush=True)
             done = 0
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(partial(random_walk, exchange, symbols, seed=seed))
+                if trading.background is not None:
+                    nursery.start_soon(trading.background)
                 stopping = trio.CancelScope()
 
                 async def watch_signals() -> None:
@@ -148,13 +215,12 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: SignalSourc
                     async for raw in source.waves():
                         print(f"trio-bot: wave of {len(raw)} signals", file=out, flush=True)
                         record = await engine.process_wave(raw)
-                        save_paper_state(exchange, paper_file)
+                        trading.after_wave()
                         _print_wave(record, engine, out)
                         done += 1
                         if waves is not None and done >= waves:
                             break
                 nursery.cancel_scope.cancel()
-        save_paper_state(exchange, paper_file)
         return 0
     finally:
         with trio.CancelScope(shield=True):

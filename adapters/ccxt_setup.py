@@ -1,4 +1,5 @@
-"""How to point a `ccxt.async_support.binanceusdm` client at a `FakeBinance`.
+"""How to point a `ccxt.async_support.binanceusdm` client at another base URL: the local
+Binance-compatible server (`trio-bot fake-exchange`) or any other USDⓈ-M-compatible endpoint.
 
 Three things are needed, and each is a trap if missed:
 
