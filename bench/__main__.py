@@ -123,7 +123,7 @@ def table(results: dict[str, Any]) -> str:
     lines.append(f"{'ticks_per_second_manager_rising':<36}{results['ticks_per_second_manager_rising']:>16,.3f}")
     lines.append(f"{'tick_to_order_p50_ms':<36}{results['tick_to_order_p50_ms']:>16,.3f}")
     lines.append("")
-    lines.append(storage.table(results["storage"]))
+    lines.append(storage.table(results["storage"], rounds=1 if results["machine"]["quick"] else 3))
     lines.append(f"\n{results['machine']['cpus']} CPUs, Python {results['machine']['python']}, "
                  f"{results['seconds']:.0f} s")
     return "\n".join(lines)
@@ -133,12 +133,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="trio-bot benchmarks")
     parser.add_argument("--quick", action="store_true", help="smaller runs, under 2 minutes")
     parser.add_argument("--json", action="store_true", help="print one JSON object with the headline keys")
+    parser.add_argument("--out", type=Path, default=HERE, help="where results.json and wave_scaling.png go")
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # the hanging-call runs log every timeout; the numbers are the output
     with contextlib.redirect_stdout(io.StringIO()):
         results = run(args.quick)
-    (HERE / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
-    plot(results, HERE / "wave_scaling.png")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+    plot(results, args.out / "wave_scaling.png")
     if args.json:
         print(json.dumps({key: results.get(key) for key in KEYS}))
     else:

@@ -217,8 +217,8 @@ def measure(url: str | None, ops: int, rounds: int = 3) -> dict[str, Any]:
     return result
 
 
-def table(result: dict[str, Any]) -> str:
-    lines = [f"storage latency per operation (ms, mean of {result['ops']} each; best of 3 rounds)",
+def table(result: dict[str, Any], rounds: int = 3) -> str:
+    lines = [f"storage latency per operation (ms, mean of {result['ops']} each; best of {rounds} rounds)",
              f"{'variant':<28}{'intent':>9}{'write':>9}{'read':>9}{'mean':>9}"]
     names = {"asyncpg": "asyncpg on asyncio", "trio_bot": "trio-bot PostgresStore",
              "naive_triopg": "triopg, crossing/statement", "sqlite": "trio-bot SQLiteStore"}
