@@ -63,6 +63,33 @@ async def _timed(samples: dict[str, list[float]], op: str, fn: Callable[[], Awai
     samples.setdefault(op, []).append(time.perf_counter() - t)
 
 
+async def _statements(pool: Any, i: int, samples: dict[str, list[float]]) -> None:
+    """The raw statements of the three operations, on an asyncpg pool or a triopg pool alike
+    (both spell acquire/transaction/execute the same way; only who crosses into asyncio differs)."""
+    position, entry, batch = records(i)
+
+    async def intent() -> None:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(POSITIONS.insert("postgresql"), *POSITIONS.encode(position))
+            await conn.execute(ORDERS.insert("postgresql"), *ORDERS.encode(entry))
+
+    async def write() -> None:
+        async with pool.acquire() as conn, conn.transaction():
+            for sql, rows in write_plan("postgresql", batch):
+                if len(rows) == 1:
+                    await conn.execute(sql, *rows[0])
+                else:
+                    await conn.executemany(sql, rows)
+
+    async def read() -> None:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.fetch(f"{POSITIONS.select()} WHERE id = $1", i)
+
+    await _timed(samples, "intent", intent)
+    await _timed(samples, "write", write)
+    await _timed(samples, "read", read)
+
+
 def run_asyncpg(url: str, ops: int) -> dict[str, float]:
     """The baseline: plain asyncio, plain asyncpg pool, the same statements."""
     async def main() -> dict[str, float]:
@@ -70,28 +97,7 @@ def run_asyncpg(url: str, ops: int) -> dict[str, float]:
         samples: dict[str, list[float]] = {}
         try:
             for i in range(1, ops + 1):
-                position, entry, batch = records(i)
-
-                async def intent(position: Position = position, entry: OrderRecord = entry) -> None:
-                    async with pool.acquire() as conn, conn.transaction():
-                        await conn.execute(POSITIONS.insert("postgresql"), *POSITIONS.encode(position))
-                        await conn.execute(ORDERS.insert("postgresql"), *ORDERS.encode(entry))
-
-                async def write(batch: list[Any] = batch) -> None:
-                    async with pool.acquire() as conn, conn.transaction():
-                        for sql, rows in write_plan("postgresql", batch):
-                            if len(rows) == 1:
-                                await conn.execute(sql, *rows[0])
-                            else:
-                                await conn.executemany(sql, rows)
-
-                async def read(i: int = i) -> None:
-                    async with pool.acquire() as conn, conn.transaction():
-                        await conn.fetch(f"{POSITIONS.select()} WHERE id = $1", i)
-
-                await _timed(samples, "intent", intent)
-                await _timed(samples, "write", write)
-                await _timed(samples, "read", read)
+                await _statements(pool, i, samples)
         finally:
             await pool.close()
         return summarize(samples)
@@ -127,28 +133,7 @@ def run_naive_triopg(url: str, ops: int) -> dict[str, float]:
         samples: dict[str, list[float]] = {}
         async with trio_asyncio.open_loop(), triopg.create_pool(url, min_size=1, max_size=4) as pool:
             for i in range(1, ops + 1):
-                position, entry, batch = records(i)
-
-                async def intent(position: Position = position, entry: OrderRecord = entry) -> None:
-                    async with pool.acquire() as conn, conn.transaction():
-                        await conn.execute(POSITIONS.insert("postgresql"), *POSITIONS.encode(position))
-                        await conn.execute(ORDERS.insert("postgresql"), *ORDERS.encode(entry))
-
-                async def write(batch: list[Any] = batch) -> None:
-                    async with pool.acquire() as conn, conn.transaction():
-                        for sql, rows in write_plan("postgresql", batch):
-                            if len(rows) == 1:
-                                await conn.execute(sql, *rows[0])
-                            else:
-                                await conn.executemany(sql, rows)
-
-                async def read(i: int = i) -> None:
-                    async with pool.acquire() as conn, conn.transaction():
-                        await conn.fetch(f"{POSITIONS.select()} WHERE id = $1", i)
-
-                await _timed(samples, "intent", intent)
-                await _timed(samples, "write", write)
-                await _timed(samples, "read", read)
+                await _statements(pool, i, samples)
         return summarize(samples)
 
     return trio.run(main)
