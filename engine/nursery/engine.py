@@ -64,14 +64,20 @@ class Engine:
         writer = StateWriter(storage, config, on_trailing_saved=trailing_saved)
         ctx = EngineContext(config, exchange, storage, writer, clock or SystemClock())
         engine = cls(ctx, listener)
+        # Shutdown order: the services that produce state (trailing manager, sweep) stop first —
+        # a stop move in flight finishes, shielded — then the writer drains what they left.
         async with trio.open_nursery() as services:
             await services.start(writer.run)
-            await services.start(engine.trailing.run)
             try:
-                await engine._start()
-                if config.sweep_interval > 0:
-                    await services.start(engine.sweep.run)
-                yield engine
+                async with trio.open_nursery() as producers:
+                    await producers.start(engine.trailing.run)
+                    try:
+                        await engine._start()
+                        if config.sweep_interval > 0:
+                            await producers.start(engine.sweep.run)
+                        yield engine
+                    finally:
+                        producers.cancel_scope.cancel()
             finally:
                 with trio.move_on_after(config.shutdown_timeout, shield=True):
                     await writer.drain()
