@@ -202,3 +202,20 @@ async def test_a_refused_move_is_retried_after_a_backoff_not_hammered(autojump_c
         assert 5 <= kinds.count("stop_move_failed") <= 25  # about one per retry_backoff, not thousands
         await tick(exchange, 0.8600)
         assert live_stops(exchange) == [0.8557]
+
+
+async def test_protective_orders_go_ahead_of_entries_in_the_rate_limiter(autojump_clock):
+    config = EngineConfig(max_positions_per_wave=3, max_concurrent_signals=3, order_rate_per_second=1.0,
+                          order_burst=1, sweep_interval=0, call_timeout=20.0, signal_timeout=60.0)
+    spec = ExchangeSpec(latency=0.05, markets=(MarketSpec("FORMUSDT", 0.8132), MarketSpec("NEOUSDT", 5.62),
+                                               MarketSpec("FILUSDT", 1.9)))
+    exchange = SimExchange.from_spec(spec)
+    store = await SQLiteStore.open(":memory:")
+    async with Engine.open(config, exchange, store) as engine:
+        record = await engine.process_wave([{"id": str(i), "symbol": s, "side": "long", "score": 3 - i}
+                                            for i, s in enumerate(["FORMUSDT", "NEOUSDT", "FILUSDT"])])
+        assert record.counts.opened == 3
+    placed = [cid.split("-")[-1] for cid in exchange._orders]  # placement order, as the exchange saw it
+    # One token a second: each filled entry's stop-loss jumps the queue of waiting entries.
+    assert placed == ["entry", "stop1", "entry", "stop1", "entry", "stop1"]
+    await store.aclose()

@@ -66,6 +66,7 @@ async def run_scenario(scenario: Scenario) -> dict[str, Any]:
         elapsed = trio.current_time() - start
         faults.armed = False  # let the final flush through: the report reads the store
         await engine.flush()
+        repairs = dict(sorted(engine.sweep.repairs.items()))
     stored = {p.id: p for p in await inner.positions(include_closed=True)}
     waves = await inner.waves()
     final = {w.id: w for w in waves}
@@ -88,6 +89,7 @@ async def run_scenario(scenario: Scenario) -> dict[str, Any]:
                              "reduce_only": o.reduce_only}
                             for o in exchange.open_orders_snapshot()],
         },
+        "repairs": repairs,
         "invariants": {**invariants(records, stored, exchange), "opened_not_on_exchange": not_there[0]},
     }
 
