@@ -57,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     positions.add_argument("--all", action="store_true", help="include closed positions")
     positions.add_argument("--json", action="store_true")
 
+    events = sub.add_parser("events", help="show the stored timeline: every step of every signal, with its time")
+    events.add_argument("--db", default=DEFAULT_DB)
+    events.add_argument("--position", type=int, help="only this position's events")
+    events.add_argument("--signal", help="only this signal's events")
+    events.add_argument("--json", action="store_true")
+
     fake = sub.add_parser("fake-exchange", help="serve a local Binance USDⓈ-M compatible exchange (for live mode)")
     fake.add_argument("--port", type=int, default=8765, help="TCP port on 127.0.0.1 (default 8765)")
     fake.add_argument("--host", default="127.0.0.1")
@@ -86,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "fake-exchange":
             return _fake_exchange(args)
-        commands = {"waves": _waves, "positions": _positions, "db": _migrate}
+        commands = {"waves": _waves, "positions": _positions, "events": _events, "db": _migrate}
         return trio.run(_with_loop, commands[args.command], args)
     except BaseException as exc:
         error = _user_error(exc)
@@ -227,6 +233,29 @@ async def _waves(args: argparse.Namespace) -> int:
     else:
         stops = {pid: p.stop_price for pid, p in positions.items()}
         print("\n\n".join(wave_table(w, stops) for w in shaped) or "no waves")
+    return EXIT_OK
+
+
+async def _events(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from engine.app.storage import open_storage
+    from engine.app.tables import render_table
+
+    store = await open_storage(args.db, call_timeout=10.0)
+    try:
+        found = await store.events(position_id=args.position, signal_id=args.signal)
+    finally:
+        await store.aclose()
+    if args.json:
+        print(json.dumps({"events": [{"at": e.at, "kind": e.kind, "wave_id": e.wave_id, "signal_id": e.signal_id,
+                                      "position_id": e.position_id, "detail": e.detail} for e in found]}, indent=2))
+    elif not found:
+        print("no events")
+    else:
+        print(render_table(["time (UTC)", "event", "wave", "signal", "position", "detail"],
+                           [[datetime.fromtimestamp(e.at, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], e.kind,
+                             e.wave_id, e.signal_id, e.position_id, e.detail] for e in found]))
     return EXIT_OK
 
 

@@ -182,3 +182,16 @@ def test_embedding_example_runs():
                             text=True, timeout=60, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert "w1: 2 opened" in result.stdout and "open: #1" in result.stdout
+
+
+def test_events_show_the_timeline_of_a_signal(tmp_path):
+    db = tmp_path / "bot.db"
+    signals = tmp_path / "waves.jsonl"
+    signals.write_text(json.dumps([{"id": "s1", "symbol": "BTCUSDT", "side": "long", "score": 9}]) + "\n")
+    assert run_cli("run", "--signals", str(signals), "--waves", "1", db=db).returncode == 0
+    timeline = json.loads(run_cli("events", "--signal", "s1", "--json", db=db).stdout)["events"]
+    kinds = [e["kind"] for e in timeline]
+    assert kinds[:4] == ["signal_started", "intent_stored", "entry_sent", "entry_filled"]
+    assert "stop_placed" in kinds and kinds[-1] == "signal_outcome"
+    text = run_cli("events", "--position", "1", db=db).stdout
+    assert "stop_placed" in text and "time (UTC)" in text
