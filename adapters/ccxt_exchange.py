@@ -312,6 +312,20 @@ class CcxtExchange:
             raise map_error(exc, self._secrets) from None
         return result
 
+    async def published_order_limits(self) -> list[tuple[int, float]]:
+        """The exchange's own order-rate windows as (limit, seconds).
+
+        Binance publishes them in exchangeInfo (`rateLimits`, type ORDERS); Bybit documents
+        10 create/cancel requests a second per account for linear contracts.
+        """
+        if self.exchange_id != "binanceusdm":
+            return [(10, 1.0)]
+        info = await self._aio(self._client.fapiPublicGetExchangeInfo)
+        seconds = {"SECOND": 1.0, "MINUTE": 60.0, "HOUR": 3600.0, "DAY": 86400.0}
+        return [(int(w["limit"]), seconds[w["interval"]] * int(w.get("intervalNum", 1)))
+                for w in info.get("rateLimits", [])
+                if w.get("rateLimitType") == "ORDERS" and w.get("interval") in seconds]
+
     async def _raw(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """Like `_aio`, but ccxt errors pass through so the caller can tell "not found" apart."""
         result: T = await trio_asyncio.aio_as_trio(fn)(*args, **kwargs)

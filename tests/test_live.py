@@ -139,3 +139,24 @@ def test_a_wrong_secret_stops_start_up_with_a_clear_message(fake_server, tmp_pat
     assert "trio-bot: error:" in result.stderr and "wrong-secret-123456" not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
     assert "opened" not in result.stdout
+
+
+async def test_the_rate_limiter_follows_the_exchanges_published_limits():
+    from engine.app.run import RunSettings, TradingAccount, engine_config_for
+    from engine.config import EngineConfig
+    from engine.scenario import ExchangeSpec, MarketSpec
+
+    fake = FakeBinance(ExchangeSpec(markets=(MarketSpec("BTCUSDT", 60_000.0),)), api_key=KEY, api_secret=SECRET)
+    async with asyncio_loop(), trio.open_nursery() as nursery:
+        await nursery.start(fake.serve)
+        exchange = CcxtExchange("binanceusdm", api_key=KEY, api_secret=SECRET, base_url=fake.base_url)
+        try:
+            assert await exchange.published_order_limits() == [(1200, 60.0), (300, 10.0)]
+            settings = RunSettings(EngineConfig(), ExchangeSpec(), ExchangeSettings("binanceusdm", live=True))
+            config = await engine_config_for(settings, TradingAccount(exchange, "live", ["BTCUSDT"]))
+            assert (config.order_rate_per_second, config.order_burst) == (15.0, 150)
+            mine = attrs.evolve(settings, engine_keys=frozenset({"order_burst"}))
+            assert await engine_config_for(mine, TradingAccount(exchange, "live", [])) is mine.engine
+        finally:
+            await exchange.aclose()
+            nursery.cancel_scope.cancel()

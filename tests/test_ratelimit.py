@@ -36,3 +36,21 @@ async def test_waiting_is_cancellable(autojump_clock):
         await limiter.acquire(priority=True)
     assert scope.cancelled_caught
     assert limiter._priority_waiting == 0
+
+
+def test_bucket_for_published_limits_honours_every_window():
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from engine.ratelimits import bucket_for
+
+    assert bucket_for([(1200, 60.0), (300, 10.0)]) == (15.0, 150)  # Binance USDⓈ-M
+    assert bucket_for([]) is None
+
+    @given(st.lists(st.tuples(st.integers(1, 10_000), st.floats(0.1, 3600)), min_size=1, max_size=4))
+    def honours(windows):
+        rate, burst = bucket_for(windows)
+        for limit, seconds in windows:
+            assert burst + rate * seconds <= max(limit, 1) + 1e-6 or burst == 1
+
+    honours()

@@ -42,6 +42,7 @@ from engine.exchange_config import (
 from engine.model import SignalOutcome, WaveRecord
 from engine.nursery.engine import Engine
 from engine.ports import Exchange, SignalSource
+from engine.ratelimits import bucket_for
 from engine.report import wave_json
 from engine.scenario import ExchangeSpec, MarketSpec, parse_exchange
 
@@ -139,16 +140,17 @@ async def open_account(settings: RunSettings, db_url: str, credentials: Credenti
 
 # Used by the demo signal generator on a live exchange when the config lists no symbols.
 DEMO_LIVE_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "DOGEUSDT")
-# The exchanges' published order-rate limits: Binance USDⓈ-M allows 1,200 orders a minute and
-# 300 per 10 s; Bybit's linear create/cancel endpoints 10 a second. Used unless [engine] sets them.
-PUBLISHED_ORDER_LIMITS = {"binanceusdm": (20.0, 300), "bybit": (10.0, 10)}
-
-
-def engine_config_for(settings: RunSettings) -> EngineConfig:
-    limits = PUBLISHED_ORDER_LIMITS.get(settings.exchange.name)
-    if limits is None or {"order_rate_per_second", "order_burst"} & settings.engine_keys:
+async def engine_config_for(settings: RunSettings, trading: TradingAccount) -> EngineConfig:
+    """The engine config, with the rate limiter set from the exchange's published order limits
+    unless [engine] sets `order_rate_per_second` or `order_burst` itself."""
+    if not isinstance(trading.exchange, CcxtExchange) or \
+            {"order_rate_per_second", "order_burst"} & settings.engine_keys:
         return settings.engine
-    return attrs.evolve(settings.engine, order_rate_per_second=limits[0], order_burst=limits[1])
+    with trio.fail_after(settings.engine.call_timeout):
+        bucket = bucket_for(await trading.exchange.published_order_limits())
+    if bucket is None:
+        return settings.engine
+    return attrs.evolve(settings.engine, order_rate_per_second=bucket[0], order_burst=bucket[1])
 
 
 async def run(
@@ -190,7 +192,8 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: SignalSourc
             print(f"  [{wave_id}] {outcome.signal_id:>10} {outcome.symbol:<10} {outcome.side:<5} "
                   f"{outcome.outcome}{where}{why}", file=out, flush=True)
 
-        async with Engine.open(engine_config_for(settings), trading.exchange, storage, listener=progress) as engine:
+        config = await engine_config_for(settings, trading)
+        async with Engine.open(config, trading.exchange, storage, listener=progress) as engine:
             print(f"trio-bot: {trading.label}, {len(engine.ctx.markets)} markets, store {redact(db_url)}; "
                   f"{len(engine.positions())} open positions loaded. Ctrl-C to stop.", file=out, flush=True)
             done = 0
