@@ -86,7 +86,7 @@ class _Holding:
     entry_price: float = 0.0
 
 
-def _position_side(side: OrderSide, kind: OrderKind) -> Side:
+def position_side(side: OrderSide, kind: OrderKind) -> Side:
     """The side of the position an order belongs to: what scenario `match.side` names."""
     buying = side is OrderSide.BUY
     if kind is OrderKind.ENTRY:
@@ -186,7 +186,7 @@ class SimExchange:
         async def action() -> OrderState:
             return self._place(request)
 
-        side = _position_side(request.side, request.kind)
+        side = position_side(request.side, request.kind)
         return await self._faults.run(_POINTS[request.kind], action, symbol=request.symbol,
                                       side=side.value, latency=self._latency)
 
@@ -334,7 +334,7 @@ class SimExchange:
 
     def _side_of(self, client_order_id: str) -> str | None:
         order = self._orders.get(client_order_id)
-        return _position_side(order.side, order.kind).value if order else None
+        return position_side(order.side, order.kind).value if order else None
 
     def _find(self, symbol: str, client_order_id: str) -> OrderState | None:
         order = self._orders.get(client_order_id)

@@ -29,7 +29,7 @@ from adapters.fake_binance import shapes
 from adapters.fake_binance.shapes import JSON, OrderMeta, PositionFigures
 from adapters.fake_binance.wire import Outcome, Reply, Request, Silence, serve_connection
 from adapters.faults import FaultPlan
-from adapters.sim_exchange import SimExchange, market_from_spec
+from adapters.sim_exchange import SimExchange, market_from_spec, position_side
 from engine.errors import DuplicateOrderError, PermanentError
 from engine.model import OrderKind, OrderRequest, OrderSide, OrderState, OrderStatus
 from engine.scenario import ExchangeSpec, FaultSpec, Scenario, TickSpec
@@ -294,7 +294,7 @@ class FakeBinance:
             intent = self._intent(params, algo=algo)
         except Rejection:
             return None  # refused anyway: the fault is kept for a request that could succeed
-        side = shapes.position_side(intent.side, intent.kind)
+        side = position_side(intent.side, intent.kind)
         return self.plan.pick(_POINTS[intent.kind], symbol=intent.symbol, side=side.value)
 
     def _side_of(self, params: dict[str, str], algo: bool) -> str | None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 
+from adapters.sim_exchange import position_side
 from engine.model import ExchangePosition, Market, OrderKind, OrderSide, OrderState, OrderStatus, Side
 
 QUOTES = ("USDT", "USDC")
@@ -74,12 +75,6 @@ class OrderMeta:
     @property
     def position_side(self) -> Side:
         return position_side(self.side, self.kind)
-
-
-def position_side(side: OrderSide, kind: OrderKind) -> Side:
-    """Which position an order belongs to: what a fault's `match.side` names (as in SimExchange)."""
-    buying = side is OrderSide.BUY
-    return Side.LONG if buying == (kind is OrderKind.ENTRY) else Side.SHORT
 
 
 def _plain_status(order: OrderState, meta: OrderMeta) -> str:

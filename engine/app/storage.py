@@ -6,7 +6,7 @@ from contextlib import AbstractAsyncContextManager
 
 from adapters.leases import file_lease, postgres_lease
 from adapters.postgres_store import PostgresStore, redact
-from adapters.sqlite_store import SQLiteStore
+from adapters.sqlite_store import SQLiteStore, sqlite_path
 from engine.errors import ConfigError
 from engine.ports import Storage
 
@@ -17,9 +17,11 @@ def _sqlite_path(url: str) -> str | None:
     """The SQLite path of `url`, None for PostgreSQL; anything else is a ConfigError."""
     if url.startswith(("postgresql://", "postgres://")):
         return None
-    if url.startswith("sqlite:///") and url.removeprefix("sqlite:///"):
-        return url.removeprefix("sqlite:///")
-    raise ConfigError("--db", redact(url), "a URL like sqlite:///trio-bot.db or postgresql://user@host:5432/dbname")
+    try:
+        return sqlite_path(url)
+    except ValueError:
+        raise ConfigError("--db", redact(url),
+                          "a URL like sqlite:///trio-bot.db or postgresql://user@host:5432/dbname") from None
 
 
 async def open_storage(url: str, *, call_timeout: float) -> Storage:
