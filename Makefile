@@ -16,7 +16,7 @@ run: $(STAMP)
 	$(BIN)/trio-bot run $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check engine adapters tests examples bench
+	$(BIN)/ruff check engine adapters trio_bot tests examples bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -7,7 +7,7 @@ Why it is built the way it is:
 
 * ccxt is asyncio, the engine is Trio. Every ccxt coroutine runs through
   `trio_asyncio.aio_as_trio` on the program's one loop (opened once at the top by
-  `engine.app.aio`), so a Trio cancel scope cancels the asyncio task underneath and
+  `trio_bot.aio`), so a Trio cancel scope cancels the asyncio task underneath and
   every method stays cancellable. The adapter never opens a loop of its own.
 * The engine rate-limits and applies deadlines, so ccxt's own rate limiter is off;
   a second limiter would only add invisible queueing in front of the engine's.
@@ -230,7 +230,7 @@ class CcxtExchange:
         options: dict[str, Any] | None = None,
     ) -> None:
         """`base_url` (binanceusdm only) moves every Binance URL onto a local Binance-compatible
-        server such as `adapters.fake_binance`; `options` are merged into ccxt's `options`
+        server such as `adapters.sim.fake_binance`; `options` are merged into ccxt's `options`
         (e.g. `recvWindow`) last, so they win; `symbols` limits the price stream (default:
         every market `load_markets` found)."""
         if exchange_id not in SUPPORTED:

@@ -8,7 +8,7 @@ from typing import Any
 
 import trio
 
-from adapters.sim_exchange import SimExchange
+from adapters.sim.exchange import SimExchange
 from engine.model import Balance, ExchangePosition, Market, OrderRequest, OrderState
 from engine.ports import Record, Storage
 

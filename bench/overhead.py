@@ -12,12 +12,13 @@ from typing import Any
 import trio
 import trio.lowlevel
 
-from adapters.sim_exchange import SimExchange
+from adapters.sim.exchange import SimExchange
+from adapters.sim.scenario import ExchangeSpec, MarketSpec
 from adapters.sqlite_store import SQLiteStore
-from engine import Engine, EngineConfig
+from engine import EngineConfig
 from engine.model import OrderRequest, OrderState, Side
-from engine.scenario import ExchangeSpec, MarketSpec
 from engine.trailing import TrailingParams, TrailingStop
+from trio_bot import Engine
 
 
 def _spec(n: int) -> ExchangeSpec:

@@ -7,12 +7,13 @@ from typing import Any
 import trio
 import trio.testing
 
-from adapters.sim_exchange import SimExchange
+from adapters.sim.exchange import SimExchange
+from adapters.sim.scenario import ExchangeSpec, MarketSpec
 from adapters.sqlite_store import SQLiteStore
 from bench.hanging import HangingExchange, HangingStorage, Hangs
 from bench.sequential import SequentialBot
-from engine import Engine, EngineConfig
-from engine.scenario import ExchangeSpec, MarketSpec
+from engine import EngineConfig
+from trio_bot import Engine
 
 LATENCY = 0.05
 # Binance USDⓈ-M publishes 300 orders per 10 s: a bucket of 300 refilling at 30/s.

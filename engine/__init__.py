@@ -1,12 +1,11 @@
-"""trio-bot: a signal-execution engine for crypto futures on Trio.
+"""trio-bot's pure core: the vocabulary and the decisions, no I/O and no tasks.
 
-Public API for embedding::
+Importing any module of this package loads neither Trio nor the nursery, so
+the model, config, validation, sizing and trailing logic can be used (and
+tested exhaustively) on their own. The engine that owns tasks and time lives
+in `engine.nursery`; embedders import it from the `trio_bot` package::
 
-    from engine import Engine, EngineConfig
-
-    async with Engine.open(EngineConfig(), exchange, storage) as engine:
-        record = await engine.process_wave(signals)
-        print(record.counts)
+    from trio_bot import Engine, EngineConfig
 """
 
 from engine.config import EngineConfig
@@ -20,12 +19,10 @@ from engine.model import (
     TrailingStatus,
     WaveRecord,
 )
-from engine.nursery.engine import Engine
 
 __all__ = [
     "ConfigError",
     "Counts",
-    "Engine",
     "EngineConfig",
     "Outcome",
     "PermanentError",

@@ -15,10 +15,11 @@ from typing import Any
 
 import trio
 
-from adapters.sim_exchange import SimExchange
+from adapters.sim.exchange import SimExchange
+from adapters.sim.scenario import ExchangeSpec, MarketSpec
 from adapters.sqlite_store import SQLiteStore
-from engine import Engine, EngineConfig, Outcome
-from engine.scenario import ExchangeSpec, MarketSpec
+from engine import EngineConfig, Outcome
+from trio_bot import Engine
 
 
 class MySignalService:

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from engine.app.simulate import simulate
-from engine.scenario import parse_scenario
+from adapters.sim.scenario import parse_scenario
 from tests.pgutil import pg_url  # noqa: F401  (a fixture, shared by every test module)
+from trio_bot.simulate import simulate
 
 PRICES = {
     "FORMUSDT": 0.8132, "ALICEUSDT": 0.3391, "BNBUSDT": 1083.5,

@@ -9,12 +9,13 @@ there is one consistent outcome and no unprotected exposure.
 import pytest
 import trio
 
-from adapters.faults import FaultPlan
-from adapters.sim_exchange import SimExchange
+from adapters.sim.exchange import SimExchange
+from adapters.sim.faults import FaultPlan
+from adapters.sim.scenario import ExchangeSpec, FaultSpec, MarketSpec
 from adapters.sqlite_store import SQLiteStore
-from engine import Engine, EngineConfig
-from engine.scenario import ExchangeSpec, FaultSpec, MarketSpec
+from engine import EngineConfig
 from tests.conftest import PRICES, wave_signals
+from trio_bot import Engine
 
 SPEC = ExchangeSpec(latency=0.05, markets=tuple(MarketSpec(s, p) for s, p in PRICES.items()))
 CONFIG = EngineConfig(max_positions_per_wave=2, max_concurrent_signals=2)

@@ -13,7 +13,8 @@ import trio_asyncio
 from ccxt.base import errors as E
 
 from adapters.ccxt_exchange import CcxtExchange, ExchangeAuthError, kind_of, map_error
-from adapters.fake_binance import FakeBinance
+from adapters.sim.fake_binance import FakeBinance
+from adapters.sim.scenario import ExchangeSpec, FaultSpec, MarketSpec
 from engine import ids
 from engine.errors import DuplicateOrderError, PermanentError, TransientError
 from engine.model import (
@@ -26,7 +27,6 @@ from engine.model import (
     OrderStatus,
     Side,
 )
-from engine.scenario import ExchangeSpec, FaultSpec, MarketSpec
 
 KEY = "k3y-ABCDEFGHIJKLMNOP"
 SECRET = "s3cr3t-QRSTUVWXYZ0123456789"

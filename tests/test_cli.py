@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
+from trio_bot.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 INCIDENT = ROOT / "examples" / "incident-2025-10-19.toml"
@@ -78,7 +78,7 @@ signals = [{ id = "a", symbol = "BTCUSDT", side = "sideways", score = 1.0 }, { i
 
 
 def run_cli(*args, db, **kw):
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args, "--db", f"sqlite:///{db}"],
+    return subprocess.run([sys.executable, "-m", "trio_bot.cli", *args, "--db", f"sqlite:///{db}"],
                           capture_output=True, text=True, timeout=60, cwd=ROOT, **kw)
 
 
@@ -113,7 +113,7 @@ def test_run_then_read_back_waves_and_positions(tmp_path):
 
 def test_run_stops_cleanly_on_sigterm(tmp_path):
     db = tmp_path / "bot.db"
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "--db", f"sqlite:///{db}",
+    proc = subprocess.Popen([sys.executable, "-m", "trio_bot.cli", "run", "--db", f"sqlite:///{db}",
                              "--wave-interval", "600", "--seed", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     lines = []

@@ -9,7 +9,7 @@ from tests.test_cli import ROOT
 
 
 def cli(*args, cwd=ROOT, timeout=60):
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "trio_bot.cli", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=cwd)
 
 
@@ -26,7 +26,7 @@ def test_run_then_read_back_on_postgres(pg_url, tmp_path):
 
 
 def start_run(db, tmp_path, *extra):
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "--db", db, "--wave-interval", "600",
+    proc = subprocess.Popen([sys.executable, "-m", "trio_bot.cli", "run", "--db", db, "--wave-interval", "600",
                              "--seed", "1", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=tmp_path)
     return proc
@@ -43,7 +43,7 @@ def second_instance_is_refused(db, tmp_path):
     first = start_run(db, tmp_path)
     try:
         wait_for(first, "Ctrl-C to stop")
-        second = subprocess.run([sys.executable, "-m", "engine.cli", "run", "--db", db, "--waves", "1"],
+        second = subprocess.run([sys.executable, "-m", "trio_bot.cli", "run", "--db", db, "--waves", "1"],
                                 capture_output=True, text=True, timeout=60, cwd=tmp_path)
         assert second.returncode == 1
         assert "another trio-bot instance is trading account 'paper'" in second.stderr

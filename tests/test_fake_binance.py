@@ -20,9 +20,9 @@ import pytest
 import trio
 import trio_asyncio
 
-from adapters.fake_binance import CCXT_OPTIONS, FakeBinance, ccxt_urls, configure_ccxt
-from engine.app.aio import asyncio_loop
-from engine.scenario import ExchangeSpec, FaultSpec, MarketSpec, parse_scenario
+from adapters.sim.fake_binance import CCXT_OPTIONS, FakeBinance, ccxt_urls, configure_ccxt
+from adapters.sim.scenario import ExchangeSpec, FaultSpec, MarketSpec, parse_scenario
+from trio_bot.aio import asyncio_loop
 
 FORM, BTC = "FORM/USDT:USDT", "BTC/USDT:USDT"
 SPEC = ExchangeSpec(balance_usdt=10_000.0, markets=(

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from engine.app.simulate import simulate
-from engine.scenario import load_scenario
+from adapters.sim.scenario import load_scenario
 from tests.conftest import assert_invariants, run, scenario
+from trio_bot.simulate import simulate
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "incident-2025-10-19.toml"
 

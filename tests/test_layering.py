@@ -1,38 +1,81 @@
-"""The split of DESIGN.md, enforced: the core imports no Trio, adapters never import the nursery."""
+"""The floors of the house, enforced (README: Architecture).
+
+    bench/           benchmarks                      may import everything
+    trio_bot/        wiring: CLI, run, simulate...   the only code importing adapters
+    adapters/        production adapters             core only
+    adapters/sim/    test instruments                core and production adapters
+    engine/nursery/  tasks and time                  core only (and Trio)
+    engine/          the pure core                   stdlib and attrs only
+
+Test instruments (`adapters.sim`) are reachable from production code paths
+only through the wiring that offers paper mode, `simulate` and `fake-exchange`.
+"""
+
+from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CORE = [p for p in (ROOT / "engine").glob("*.py") if p.name not in {"__init__.py", "cli.py"}]
+CORE = sorted((ROOT / "engine").glob("*.py"))
+NURSERY = sorted((ROOT / "engine" / "nursery").glob("*.py"))
+SIM = sorted((ROOT / "adapters" / "sim").rglob("*.py"))
+PRODUCTION_ADAPTERS = sorted(p for p in (ROOT / "adapters").rglob("*.py") if p not in SIM)
+WIRING = sorted((ROOT / "trio_bot").rglob("*.py"))
 
 
 def imports(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)
     return found
 
 
-def test_core_uses_only_stdlib_and_attrs():
-    for path in CORE:
+def offenders(paths: list[Path], forbidden: tuple[str, ...]) -> list[str]:
+    bad = []
+    for path in paths:
         for name in imports(path):
-            top = name.split(".")[0]
-            assert top not in {"trio", "trio_asyncio", "ccxt", "triopg", "adapters"}, f"{path.name}: {name}"
-            assert not name.startswith(("engine.nursery", "engine.app")), f"{path.name}: {name}"
+            if any(name == f or name.startswith(f + ".") for f in forbidden):
+                bad.append(f"{path.relative_to(ROOT)} imports {name}")
+    return bad
 
 
-def test_adapters_never_import_the_nursery_or_wiring():
-    for path in (ROOT / "adapters").rglob("*.py"):
-        for name in imports(path):
-            assert not name.startswith(("engine.nursery", "engine.app", "engine.cli")), f"{path}: {name}"
+def test_the_floors_exist() -> None:
+    assert CORE and NURSERY and SIM and PRODUCTION_ADAPTERS and WIRING
 
 
-def test_nursery_imports_no_adapter():
-    for path in (ROOT / "engine" / "nursery").glob("*.py"):
-        for name in imports(path):
-            assert not name.startswith("adapters"), f"{path.name}: {name}"
+def test_core_imports_neither_trio_nor_nursery_nor_adapters_nor_wiring() -> None:
+    forbidden = ("trio", "trio_asyncio", "ccxt", "triopg", "asyncpg", "engine.nursery", "adapters", "trio_bot")
+    assert offenders(CORE, forbidden) == []
+
+
+def test_nursery_imports_no_adapter_and_no_wiring() -> None:
+    assert offenders(NURSERY, ("adapters", "trio_bot", "ccxt", "triopg")) == []
+
+
+def test_adapters_import_no_nursery_and_no_wiring() -> None:
+    assert offenders(PRODUCTION_ADAPTERS + SIM, ("engine.nursery", "trio_bot")) == []
+
+
+def test_production_adapters_never_import_test_instruments() -> None:
+    assert offenders(PRODUCTION_ADAPTERS, ("adapters.sim",)) == []
+
+
+def test_core_modules_load_no_trio_at_import_time() -> None:
+    """A subprocess imports every core module and looks at what got loaded."""
+    modules = [f"engine.{p.stem}" for p in CORE if p.stem != "__init__"]
+    code = (
+        "import importlib, sys\n"
+        f"for m in {modules!r}: importlib.import_module(m)\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'trio', 'trio_asyncio', 'adapters', 'trio_bot'}"
+        " or m.startswith('engine.nursery'))\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == ""

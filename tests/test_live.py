@@ -14,16 +14,16 @@ import pytest
 import trio
 
 from adapters.ccxt_exchange import CcxtExchange
-from adapters.fake_binance import FakeBinance
-from adapters.faults import FaultPlan
-from adapters.faulty_storage import FaultyStorage
+from adapters.sim.fake_binance import FakeBinance
+from adapters.sim.faults import FaultPlan
+from adapters.sim.faulty_storage import FaultyStorage
+from adapters.sim.scenario import load_scenario
 from adapters.sqlite_store import SQLiteStore
-from engine import Engine
-from engine.app.aio import asyncio_loop
-from engine.app.simulate import simulate
 from engine.errors import ConfigError
-from engine.exchange_config import ExchangeSettings, account_name, load_credentials, parse_exchange_settings
-from engine.scenario import load_scenario
+from trio_bot import Engine
+from trio_bot.aio import asyncio_loop
+from trio_bot.exchange_config import ExchangeSettings, account_name, load_credentials, parse_exchange_settings
+from trio_bot.simulate import simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 INCIDENT = ROOT / "examples" / "incident-2025-10-19.toml"
@@ -98,7 +98,7 @@ def _free_port() -> int:
 def fake_server(tmp_path):
     port = _free_port()
     env = {**os.environ, "TRIO_BOT_API_KEY": KEY, "TRIO_BOT_API_SECRET": SECRET}
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "fake-exchange", "--port", str(port), "--walk"],
+    proc = subprocess.Popen([sys.executable, "-m", "trio_bot.cli", "fake-exchange", "--port", str(port), "--walk"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     assert "fake Binance" in proc.stdout.readline()
     config = tmp_path / "live.toml"
@@ -111,7 +111,7 @@ def fake_server(tmp_path):
 
 def run_cli(tmp_path, *args, secret=SECRET):
     env = {**os.environ, "TRIO_BOT_API_KEY": KEY, "TRIO_BOT_API_SECRET": secret}
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, "-m", "trio_bot.cli", *args], capture_output=True, text=True, env=env,
                           cwd=tmp_path, timeout=90)
 
 
@@ -142,9 +142,9 @@ def test_a_wrong_secret_stops_start_up_with_a_clear_message(fake_server, tmp_pat
 
 
 async def test_the_rate_limiter_follows_the_exchanges_published_limits():
-    from engine.app.run import RunSettings, TradingAccount, engine_config_for
+    from adapters.sim.scenario import ExchangeSpec, MarketSpec
     from engine.config import EngineConfig
-    from engine.scenario import ExchangeSpec, MarketSpec
+    from trio_bot.run import RunSettings, TradingAccount, engine_config_for
 
     fake = FakeBinance(ExchangeSpec(markets=(MarketSpec("BTCUSDT", 60_000.0),)), api_key=KEY, api_secret=SECRET)
     async with asyncio_loop(), trio.open_nursery() as nursery:

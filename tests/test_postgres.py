@@ -14,13 +14,14 @@ import trio_asyncio
 
 from adapters.leases import LeaseHeld, postgres_lease
 from adapters.postgres_store import PostgresStore
-from adapters.sim_exchange import SimExchange
-from engine import Engine, EngineConfig
-from engine.app.aio import asyncio_loop
+from adapters.sim.exchange import SimExchange
+from adapters.sim.scenario import ExchangeSpec, MarketSpec
+from engine import EngineConfig
 from engine.errors import StorageError
 from engine.model import Event, Position, PositionStatus, Side
-from engine.scenario import ExchangeSpec, MarketSpec
 from tests.pgutil import TcpProxy
+from trio_bot import Engine
+from trio_bot.aio import asyncio_loop
 
 
 def position(pid=1, **kw):

@@ -3,7 +3,7 @@
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.scenario import EFFECTS, FAULT_POINTS
+from adapters.sim.scenario import EFFECTS, FAULT_POINTS
 from tests.conftest import PRICES, run, scenario
 
 SYMBOLS = [*PRICES, "NOPEUSDT", ""]

@@ -42,7 +42,7 @@ def test_bucket_for_published_limits_honours_every_window():
     from hypothesis import given
     from hypothesis import strategies as st
 
-    from engine.ratelimits import bucket_for
+    from engine.rate_windows import bucket_for
 
     assert bucket_for([(1200, 60.0), (300, 10.0)]) == (15.0, 150)  # Binance USDⓈ-M
     assert bucket_for([]) is None

@@ -1,9 +1,10 @@
 """A restart resumes from the store: ids continue, and `opening` intents left by a crash are
 resolved against the exchange before anything else happens."""
 
-from adapters.sim_exchange import SimExchange
+from adapters.sim.exchange import SimExchange
+from adapters.sim.scenario import ExchangeSpec, MarketSpec
 from adapters.sqlite_store import SQLiteStore
-from engine import Engine, EngineConfig
+from engine import EngineConfig
 from engine.ids import entry_id
 from engine.model import (
     OrderKind,
@@ -16,8 +17,8 @@ from engine.model import (
     Side,
     TrailingStatus,
 )
-from engine.scenario import ExchangeSpec, MarketSpec
 from tests.conftest import PRICES, wave_signals
+from trio_bot import Engine
 
 SPEC = ExchangeSpec(latency=0.05, markets=tuple(MarketSpec(s, p) for s, p in PRICES.items()))
 

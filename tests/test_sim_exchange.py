@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import trio
 
-from adapters.faults import FaultPlan
-from adapters.sim_exchange import SimExchange
+from adapters.sim.exchange import SimExchange
+from adapters.sim.faults import FaultPlan
+from adapters.sim.scenario import ExchangeSpec, FaultSpec, MarketSpec
 from engine import ids
 from engine.errors import DuplicateOrderError, PermanentError, TransientError
 from engine.model import Market, OrderKind, OrderRequest, OrderSide, OrderStatus, Side
-from engine.scenario import ExchangeSpec, FaultSpec, MarketSpec
 
 BTC = Market("BTCUSDT", tick_size=0.1, step_size=0.001, min_notional=5.0)
 FORM = Market("FORMUSDT", tick_size=0.0001, step_size=1.0, min_notional=5.0)

@@ -11,8 +11,9 @@ import attrs
 import pytest
 import trio
 
-from adapters.faults import FaultPlan
-from adapters.faulty_storage import FaultyStorage
+from adapters.sim.faults import FaultPlan
+from adapters.sim.faulty_storage import FaultyStorage
+from adapters.sim.scenario import FaultSpec
 from adapters.sqlite_store import MIGRATIONS, SCHEMA_VERSION, SQLiteStore, sqlite_path
 from engine.errors import StorageError
 from engine.model import (
@@ -33,7 +34,6 @@ from engine.model import (
     WaveRecord,
 )
 from engine.ports import Record, Storage
-from engine.scenario import FaultSpec
 
 
 def make_position(pid: int = 1, **changes: Any) -> Position:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 import trio
 
-from engine.app.aio import asyncio_loop
-from engine.app.storage import open_storage
 from engine.errors import StorageError
 from engine.model import (
     Event,
@@ -25,6 +23,8 @@ from engine.model import (
     WaveOutcome,
     WaveRecord,
 )
+from trio_bot.aio import asyncio_loop
+from trio_bot.storage import open_storage
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

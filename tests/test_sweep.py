@@ -2,10 +2,10 @@
 
 import trio
 
-from adapters.faults import FaultPlan
+from adapters.sim.faults import FaultPlan
+from adapters.sim.scenario import FaultSpec
 from engine import EngineConfig
 from engine.model import ExitReason, OrderKind, OrderRequest, OrderSide, PositionStatus
-from engine.scenario import FaultSpec
 from tests.test_trailing import CONFIG, live_stops, tick, trading
 
 

@@ -3,14 +3,15 @@ incident had to rebuild from log files."""
 
 import trio
 
-from adapters.clocks import VirtualWallClock
-from adapters.faults import FaultPlan
-from adapters.faulty_storage import FaultyStorage
-from adapters.sim_exchange import SimExchange
+from adapters.sim.exchange import SimExchange
+from adapters.sim.faults import FaultPlan
+from adapters.sim.faulty_storage import FaultyStorage
+from adapters.sim.scenario import ExchangeSpec, FaultSpec, MarketSpec
 from adapters.sqlite_store import SQLiteStore
-from engine import Engine, EngineConfig
-from engine.scenario import ExchangeSpec, FaultSpec, MarketSpec
+from engine import EngineConfig
+from engine.nursery.clocks import VirtualWallClock
 from tests.conftest import PRICES, wave_signals
+from trio_bot import Engine
 
 SPEC = ExchangeSpec(latency=0.05, markets=tuple(MarketSpec(s, p) for s, p in PRICES.items()))
 

@@ -5,14 +5,15 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 
-from adapters.faults import FaultPlan
-from adapters.faulty_storage import FaultyStorage
-from adapters.sim_exchange import SimExchange
+from adapters.sim.exchange import SimExchange
+from adapters.sim.faults import FaultPlan
+from adapters.sim.faulty_storage import FaultyStorage
+from adapters.sim.scenario import ExchangeSpec, FaultSpec, MarketSpec
 from adapters.sqlite_store import SQLiteStore
-from engine import Engine, EngineConfig
+from engine import EngineConfig
 from engine.model import ExitReason, PositionStatus, Side
-from engine.scenario import ExchangeSpec, FaultSpec, MarketSpec
 from tests.conftest import assert_invariants, run, scenario
+from trio_bot import Engine
 
 SPEC = ExchangeSpec(latency=0.05, markets=(MarketSpec("FORMUSDT", 0.8132), MarketSpec("NEOUSDT", 5.62)))
 CONFIG = EngineConfig(max_positions_per_wave=1, sweep_interval=0)

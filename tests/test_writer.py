@@ -2,13 +2,13 @@
 
 import trio
 
-from adapters.faults import FaultPlan
-from adapters.faulty_storage import FaultyStorage
+from adapters.sim.faults import FaultPlan
+from adapters.sim.faulty_storage import FaultyStorage
+from adapters.sim.scenario import FaultSpec
 from adapters.sqlite_store import SQLiteStore
 from engine import EngineConfig
 from engine.model import Event, Position, PositionStatus, Side
 from engine.nursery.writer import StateWriter, compact
-from engine.scenario import FaultSpec
 
 
 def pos(pid, qty):

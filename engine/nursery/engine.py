@@ -19,10 +19,10 @@ from typing import Any
 import attrs
 import trio
 
-from engine.clock import SystemClock
 from engine.config import EngineConfig
 from engine.lifecycle import OpenProgress
 from engine.model import Position, PositionStatus, Signal, TrailingRecord, TrailingStatus, WaveRecord
+from engine.nursery.clocks import SystemClock
 from engine.nursery.context import EngineContext
 from engine.nursery.opener import Opener
 from engine.nursery.sweep import ProtectionSweep

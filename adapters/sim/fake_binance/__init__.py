@@ -18,6 +18,6 @@ by kind (MARKET → entry, MARKET reduceOnly → close, STOP_MARKET → stop), D
 """
 
 from adapters.ccxt_setup import CCXT_OPTIONS, ccxt_urls, configure_ccxt
-from adapters.fake_binance.server import FakeBinance, Rejection
+from adapters.sim.fake_binance.server import FakeBinance, Rejection
 
 __all__ = ["CCXT_OPTIONS", "FakeBinance", "Rejection", "ccxt_urls", "configure_ccxt"]

@@ -25,14 +25,14 @@ from urllib.parse import parse_qsl
 import attrs
 import trio
 
-from adapters.fake_binance import shapes
-from adapters.fake_binance.shapes import JSON, OrderMeta, PositionFigures
-from adapters.fake_binance.wire import Outcome, Reply, Request, Silence, serve_connection
-from adapters.faults import FaultPlan
-from adapters.sim_exchange import SimExchange, market_from_spec, position_side
+from adapters.sim.exchange import SimExchange, market_from_spec, position_side
+from adapters.sim.fake_binance import shapes
+from adapters.sim.fake_binance.shapes import JSON, OrderMeta, PositionFigures
+from adapters.sim.fake_binance.wire import Outcome, Reply, Request, Silence, serve_connection
+from adapters.sim.faults import FaultPlan
+from adapters.sim.scenario import ExchangeSpec, FaultSpec, Scenario, TickSpec
 from engine.errors import DuplicateOrderError, PermanentError
 from engine.model import OrderKind, OrderRequest, OrderSide, OrderState, OrderStatus
-from engine.scenario import ExchangeSpec, FaultSpec, Scenario, TickSpec
 
 log = logging.getLogger("trio_bot.fake_binance")
 

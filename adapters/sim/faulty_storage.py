@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from adapters.faults import FaultPlan
+from adapters.sim.faults import FaultPlan
 from engine.model import (
     Event,
     OrderRecord,

@@ -14,15 +14,15 @@ from typing import Any
 import trio
 import trio.testing
 
-from adapters.clocks import VirtualWallClock
-from adapters.faults import FaultPlan
-from adapters.faulty_storage import FaultyStorage
-from adapters.sim_exchange import SimExchange
+from adapters.sim.exchange import SimExchange
+from adapters.sim.faults import FaultPlan
+from adapters.sim.faulty_storage import FaultyStorage
+from adapters.sim.scenario import Scenario
 from adapters.sqlite_store import SQLiteStore
 from engine.model import Position, PositionStatus, WaveRecord
+from engine.nursery.clocks import VirtualWallClock
 from engine.nursery.engine import Engine
 from engine.report import position_json, reportable_positions, wave_json
-from engine.scenario import Scenario
 
 log = logging.getLogger("trio_bot.simulate")
 

@@ -27,7 +27,7 @@ EXIT_OK, EXIT_BROKEN, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def _parser() -> argparse.ArgumentParser:
-    from engine.app.storage import DEFAULT_DB
+    from trio_bot.storage import DEFAULT_DB
 
     parser = argparse.ArgumentParser(prog="trio-bot", description="Signal-execution engine for crypto futures.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every engine event to stderr")
@@ -122,9 +122,9 @@ def _user_error(exc: BaseException) -> TrioBotError | None:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from engine.app.simulate import invariants_hold, simulate
-    from engine.app.tables import wave_table
-    from engine.scenario import load_scenario
+    from adapters.sim.scenario import load_scenario
+    from trio_bot.simulate import invariants_hold, simulate
+    from trio_bot.tables import wave_table
 
     report = simulate(load_scenario(args.scenario))
     if args.json:
@@ -140,7 +140,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _positions_text(rows: list[dict[str, Any]]) -> str:
-    from engine.app.tables import render_table
+    from trio_bot.tables import render_table
 
     if not rows:
         return "no positions"
@@ -150,7 +150,7 @@ def _positions_text(rows: list[dict[str, Any]]) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from engine.app.run import load_run_config, run
+    from trio_bot.run import load_run_config, run
 
     settings = load_run_config(args.config)
     if args.waves is not None and args.waves < 1:
@@ -158,7 +158,7 @@ def _run(args: argparse.Namespace) -> int:
     if not args.wave_interval > 0:
         raise ConfigError("--wave-interval", args.wave_interval, "a number of seconds > 0")
     async def main() -> int:
-        from engine.app.aio import asyncio_loop
+        from trio_bot.aio import asyncio_loop
 
         async with asyncio_loop():
             return await run(settings=settings, db_url=args.db, signals_file=args.signals,
@@ -172,9 +172,9 @@ def _fake_exchange(args: argparse.Namespace) -> int:
     import os
     from functools import partial
 
-    from adapters.fake_binance import FakeBinance
-    from engine.app.run import PAPER_PRICES
-    from engine.scenario import ExchangeSpec, MarketSpec, load_scenario
+    from adapters.sim.fake_binance import FakeBinance
+    from adapters.sim.scenario import ExchangeSpec, MarketSpec, load_scenario
+    from trio_bot.run import PAPER_PRICES
 
     source = (load_scenario(args.scenario) if args.scenario
               else ExchangeSpec(markets=tuple(MarketSpec(s, p) for s, p in PAPER_PRICES.items())))
@@ -197,7 +197,7 @@ def _fake_exchange(args: argparse.Namespace) -> int:
 
 
 async def _with_loop(command: Any, args: argparse.Namespace) -> int:
-    from engine.app.aio import asyncio_loop
+    from trio_bot.aio import asyncio_loop
 
     async with asyncio_loop():
         result: int = await command(args)
@@ -205,7 +205,7 @@ async def _with_loop(command: Any, args: argparse.Namespace) -> int:
 
 
 async def _migrate(args: argparse.Namespace) -> int:
-    from engine.app.storage import open_storage
+    from trio_bot.storage import open_storage
 
     store = await open_storage(args.db, call_timeout=30.0)  # opening migrates
     try:
@@ -217,9 +217,9 @@ async def _migrate(args: argparse.Namespace) -> int:
 
 
 async def _waves(args: argparse.Namespace) -> int:
-    from engine.app.storage import open_storage
-    from engine.app.tables import wave_table
     from engine.report import wave_json
+    from trio_bot.storage import open_storage
+    from trio_bot.tables import wave_table
 
     store = await open_storage(args.db, call_timeout=10.0)
     try:
@@ -239,8 +239,8 @@ async def _waves(args: argparse.Namespace) -> int:
 async def _events(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from engine.app.storage import open_storage
-    from engine.app.tables import render_table
+    from trio_bot.storage import open_storage
+    from trio_bot.tables import render_table
 
     store = await open_storage(args.db, call_timeout=10.0)
     try:
@@ -260,8 +260,8 @@ async def _events(args: argparse.Namespace) -> int:
 
 
 async def _positions(args: argparse.Namespace) -> int:
-    from engine.app.storage import open_storage
     from engine.report import position_json, reportable_positions
+    from trio_bot.storage import open_storage
 
     store = await open_storage(args.db, call_timeout=10.0)
     try:

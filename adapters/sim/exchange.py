@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 import trio
 
-from adapters.faults import FaultPlan
+from adapters.sim.faults import FaultPlan
+from adapters.sim.scenario import ExchangeSpec, MarketSpec
 from engine.errors import DuplicateOrderError, PermanentError
 from engine.ids import position_of
 from engine.model import (
@@ -39,7 +40,6 @@ from engine.model import (
     OrderStatus,
     Side,
 )
-from engine.scenario import ExchangeSpec, MarketSpec
 from engine.sizing import default_step_size, default_tick_size, floor_to, realized_pnl, round_to
 
 if TYPE_CHECKING:

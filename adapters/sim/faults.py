@@ -12,8 +12,8 @@ from typing import TypeVar
 
 import trio
 
+from adapters.sim.scenario import FaultSpec
 from engine.errors import PermanentError, StorageError, TransientError
-from engine.scenario import FaultSpec
 
 T = TypeVar("T")
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from adapters.sim_exchange import position_side
+from adapters.sim.exchange import position_side
 from engine.model import ExchangePosition, Market, OrderKind, OrderSide, OrderState, OrderStatus, Side
 
 QUOTES = ("USDT", "USDC")

@@ -27,24 +27,24 @@ import trio
 from adapters.ccxt_exchange import CcxtExchange
 from adapters.postgres_store import redact
 from adapters.signal_sources import DemoSignalSource, JsonlSignalSource
-from adapters.sim_exchange import SimExchange
-from engine.app.storage import account_lease, open_storage
-from engine.app.tables import positions_table, wave_table
+from adapters.sim.exchange import SimExchange
+from adapters.sim.scenario import ExchangeSpec, MarketSpec, parse_exchange
 from engine.config import EngineConfig
 from engine.errors import ConfigError
-from engine.exchange_config import (
+from engine.model import SignalOutcome, WaveRecord
+from engine.nursery.engine import Engine
+from engine.ports import Exchange, SignalSource
+from engine.rate_windows import bucket_for
+from engine.report import wave_json
+from trio_bot.exchange_config import (
     Credentials,
     ExchangeSettings,
     account_name,
     load_credentials,
     parse_exchange_settings,
 )
-from engine.model import SignalOutcome, WaveRecord
-from engine.nursery.engine import Engine
-from engine.ports import Exchange, SignalSource
-from engine.ratelimits import bucket_for
-from engine.report import wave_json
-from engine.scenario import ExchangeSpec, MarketSpec, parse_exchange
+from trio_bot.storage import account_lease, open_storage
+from trio_bot.tables import positions_table, wave_table
 
 # Paper markets: a plausible USDⓈ-M universe, prices as of the project's start.
 PAPER_PRICES = {
@@ -65,7 +65,7 @@ class RunSettings:
 
 def load_run_config(path: str | None) -> RunSettings:
     """`--config FILE.toml`: `[engine]` keys, an optional `[paper]` exchange table, and an optional
-    `[exchange]` table choosing a live exchange (see `engine.exchange_config`)."""
+    `[exchange]` table choosing a live exchange (see `trio_bot.exchange_config`)."""
     default_paper = ExchangeSpec(markets=tuple(MarketSpec(s, p) for s, p in PAPER_PRICES.items()))
     if path is None:
         return RunSettings(EngineConfig(), default_paper)
