@@ -23,11 +23,20 @@ FAULT_POINTS = (
     "exchange.close_order",
     "exchange.cancel_order",
     "exchange.query",
+    "exchange.stop_trigger",
     "storage.write",
     "storage.read",
     "storage.trailing",
 )
-EFFECTS = ("error", "reject", "hang", "delay", "lost_response")
+EFFECTS = ("error", "reject", "hang", "delay", "lost_response", "unknown", "stall", "unfilled", "expire")
+_ORDER_POINTS = ("exchange.entry_order", "exchange.stop_order", "exchange.close_order")
+# What each point can do. `unknown` (an order answered 503 / -1007 that executes later) only
+# makes sense for new orders; a stop's trigger has its own outcomes on Binance's algo service.
+_EFFECTS_AT = {
+    "exchange.stop_trigger": ("hang", "delay", "stall", "unfilled", "reject", "expire"),
+    **{point: ("error", "reject", "hang", "delay", "lost_response", "unknown") for point in _ORDER_POINTS},
+}
+_PLAIN_EFFECTS = ("error", "reject", "hang", "delay", "lost_response")
 
 
 class ScenarioError(ConfigError):
@@ -204,8 +213,9 @@ def _parse_fault(table: Mapping[str, Any], i: int) -> FaultSpec:
     if point not in FAULT_POINTS:
         raise ScenarioError(f"{where}point", point, f"one of: {', '.join(FAULT_POINTS)}")
     effect = table.get("effect")
-    if effect not in EFFECTS:
-        raise ScenarioError(f"{where}effect", effect, f"one of: {', '.join(EFFECTS)}")
+    allowed = _EFFECTS_AT.get(point, _PLAIN_EFFECTS)
+    if not isinstance(effect, str) or effect not in allowed:
+        raise ScenarioError(f"{where}effect", effect, f"at {point} one of: {', '.join(allowed)}")
     match = _table(table.get("match", {}), f"{where}match")
     _only(match, {"symbol", "side"}, f"{where}match.")
     for key, value in match.items():
