@@ -18,10 +18,13 @@ adapter uses, so no event loop is needed.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import ccxt
+
+from engine.errors import PermanentError
 
 MIN_CCXT = "4.5.27"  # the first release that fetches and cancels algo orders through the algo endpoints
 _SYMBOL = "BTC/USDT:USDT"
@@ -48,7 +51,7 @@ class _Sent(Exception):
     """Raised by the recorder so ccxt stops right after building a request."""
 
 
-class CcxtRoutingError(RuntimeError):
+class CcxtRoutingError(PermanentError):
     """The installed ccxt would route Binance conditional orders where Binance refuses them."""
 
 
@@ -95,6 +98,7 @@ def routing_problems(client_class: Any = None) -> list[str]:
             lambda: client.fetch_open_orders(_SYMBOL, None, None, {"trigger": True})),
     }
     problems = []
+    call: Callable[[], Any]
     for name, (method, path, id_field, call) in calls.items():
         sent.clear()
         try:
