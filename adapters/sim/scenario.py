@@ -39,6 +39,11 @@ _EFFECTS_AT = {
 _PLAIN_EFFECTS = ("error", "reject", "hang", "delay", "lost_response")
 
 
+def effects_at(point: str) -> tuple[str, ...]:
+    """The effects a fault at `point` may have."""
+    return _EFFECTS_AT.get(point, _PLAIN_EFFECTS)
+
+
 class ScenarioError(ConfigError):
     """A malformed scenario file (exit status 2)."""
 
@@ -213,7 +218,7 @@ def _parse_fault(table: Mapping[str, Any], i: int) -> FaultSpec:
     if point not in FAULT_POINTS:
         raise ScenarioError(f"{where}point", point, f"one of: {', '.join(FAULT_POINTS)}")
     effect = table.get("effect")
-    allowed = _EFFECTS_AT.get(point, _PLAIN_EFFECTS)
+    allowed = effects_at(point)
     if not isinstance(effect, str) or effect not in allowed:
         raise ScenarioError(f"{where}effect", effect, f"at {point} one of: {', '.join(allowed)}")
     match = _table(table.get("match", {}), f"{where}match")
