@@ -14,26 +14,16 @@ from typing import Any
 
 import attrs
 
+from engine.call_points import FAULT_POINTS, CallPoint
 from engine.config import EngineConfig
 from engine.errors import ConfigError
 
-FAULT_POINTS = (
-    "exchange.entry_order",
-    "exchange.stop_order",
-    "exchange.close_order",
-    "exchange.cancel_order",
-    "exchange.query",
-    "exchange.stop_trigger",
-    "storage.write",
-    "storage.read",
-    "storage.trailing",
-)
 EFFECTS = ("error", "reject", "hang", "delay", "lost_response", "unknown", "stall", "unfilled", "expire")
-_ORDER_POINTS = ("exchange.entry_order", "exchange.stop_order", "exchange.close_order")
+_ORDER_POINTS = (CallPoint.ENTRY_ORDER, CallPoint.STOP_ORDER, CallPoint.CLOSE_ORDER)
 # What each point can do. `unknown` (an order answered 503 / -1007 that executes later) only
 # makes sense for new orders; a stop's trigger has its own outcomes on Binance's algo service.
-_EFFECTS_AT = {
-    "exchange.stop_trigger": ("hang", "delay", "stall", "unfilled", "reject", "expire"),
+_EFFECTS_AT: dict[str, tuple[str, ...]] = {
+    CallPoint.STOP_TRIGGER: ("hang", "delay", "stall", "unfilled", "reject", "expire"),
     **{point: ("error", "reject", "hang", "delay", "lost_response", "unknown") for point in _ORDER_POINTS},
 }
 _PLAIN_EFFECTS = ("error", "reject", "hang", "delay", "lost_response")
@@ -70,7 +60,7 @@ class ExchangeSpec:
 
 @attrs.frozen
 class FaultSpec:
-    point: str
+    point: CallPoint = attrs.field(converter=CallPoint)
     effect: str
     match: Mapping[str, str] = attrs.field(factory=dict)
     message: str = ""

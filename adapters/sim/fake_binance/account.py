@@ -27,6 +27,7 @@ from adapters.sim.fake_binance.params import Intent, Limits, Rejection
 from adapters.sim.fake_binance.shapes import OrderMeta
 from adapters.sim.faults import FaultPlan
 from adapters.sim.scenario import FaultSpec, MarketSpec
+from engine.call_points import CallPoint
 from engine.errors import DuplicateOrderError, PermanentError
 from engine.model import Market, OrderKind, OrderRequest, OrderState, OrderStatus
 
@@ -164,7 +165,7 @@ class Account:
             return False
         meta.triggered_ms = now_ms()
         side = position_side(order.side, order.kind).value
-        fault = self.plan.pick("exchange.stop_trigger", symbol=order.symbol, side=side)
+        fault = self.plan.pick(CallPoint.STOP_TRIGGER, symbol=order.symbol, side=side)
         if fault is None:
             meta.actual_order_id = self._actual_id()
             return True

@@ -33,15 +33,14 @@ from adapters.sim.fake_binance.shapes import JSON, PositionFigures
 from adapters.sim.fake_binance.wire import Outcome, Reply, Request, Silence, serve_connection
 from adapters.sim.faults import FaultPlan
 from adapters.sim.scenario import ExchangeSpec, FaultSpec, Scenario, TickSpec
-from engine.model import OrderKind, OrderState, OrderStatus
+from engine.call_points import CallPoint
+from engine.model import OrderState, OrderStatus
 
 log = logging.getLogger("trio_bot.fake_binance")
 
 DEFAULT_RECV_WINDOW = 5000
 MAX_RECV_WINDOW = 60000
 ORDER, ALGO_ORDER, OPEN_ORDER = "/fapi/v1/order", "/fapi/v1/algoOrder", "/fapi/v1/openOrder"
-_POINTS = {OrderKind.ENTRY: "exchange.entry_order", OrderKind.STOP: "exchange.stop_order",
-           OrderKind.CLOSE: "exchange.close_order"}
 UNKNOWN_503 = "Unknown error, please check your request or try again later."
 TIMEOUT_1007 = "Timeout waiting for response from backend server. Send status unknown; execution status unknown."
 
@@ -215,7 +214,7 @@ class FakeBinance:
             params = dict(parse_qsl(request.body, keep_blank_values=True))
             params.update(parse_qsl(request.query, keep_blank_values=True))  # the query string wins
             if public is not None:
-                fault = self.plan.pick("exchange.query", symbol=params.get("symbol")) \
+                fault = self.plan.pick(CallPoint.QUERY, symbol=params.get("symbol")) \
                     if request.method == "GET" else None
                 if fault is not None:
                     return await self._inject(fault, partial(public, params))
@@ -281,17 +280,17 @@ class FakeBinance:
         algo = request.path == ALGO_ORDER
         if request.method == "GET":
             side = self._side_of(account, params, algo) if request.path in (ORDER, ALGO_ORDER, OPEN_ORDER) else None
-            return self.plan.pick("exchange.query", symbol=symbol, side=side)
+            return self.plan.pick(CallPoint.QUERY, symbol=symbol, side=side)
         if request.path not in (ORDER, ALGO_ORDER):
             return None
         if request.method == "DELETE":
-            return self.plan.pick("exchange.cancel_order", symbol=symbol, side=self._side_of(account, params, algo))
+            return self.plan.pick(CallPoint.CANCEL_ORDER, symbol=symbol, side=self._side_of(account, params, algo))
         try:
             intent = account.intent(params, algo=algo)
         except Rejection:
             return None  # refused anyway: the fault is kept for a request that could succeed
         side = position_side(intent.side, intent.kind)
-        return self.plan.pick(_POINTS[intent.kind], symbol=intent.symbol, side=side.value)
+        return self.plan.pick(CallPoint.placing(intent.kind), symbol=intent.symbol, side=side.value)
 
     @staticmethod
     def _side_of(account: Account, params: dict[str, str], algo: bool) -> str | None:
