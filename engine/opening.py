@@ -184,63 +184,43 @@ class OpenRun:
 
 Verdict = tuple[Outcome, str | None, TrailingStatus]
 
-_UNPROTECTED = (Outcome.FAILED, "UNPROTECTED position: no stop-loss and the close failed ({why})",
-                TrailingStatus.NONE)
-_CRASHED = (Outcome.FAILED, "internal error: {crash}", TrailingStatus.NONE)
 
-# The final step and a verdict for every ending, or per ending where they differ. Protected
-# beats a deadline (the position is open and safe); an exposed fill is never hidden, not even
-# by a crash; anything else a crash ended is the crash's fault.
+def _failed(reason: str) -> Verdict:
+    return Outcome.FAILED, reason, TrailingStatus.NONE
+
+
+def _timed_out(reason: str) -> Verdict:
+    return Outcome.TIMED_OUT, reason, TrailingStatus.NONE
+
+
+_UNPROTECTED = _failed("UNPROTECTED position: no stop-loss and the close failed ({why})")
+
+
+def _by_ending(completed: Verdict, deadline: Verdict | None = None) -> Mapping[Ending, Verdict]:
+    """One verdict when the child completed, one when a deadline ended it (the same unless
+    given); a crash before money was at risk is always the crash's fault."""
+    return {Ending.COMPLETED: completed, Ending.SIGNAL_DEADLINE: deadline or completed,
+            Ending.WAVE_DEADLINE: deadline or completed, Ending.CRASHED: _failed("internal error: {crash}")}
+
+
+_UNKNOWN = "entry order outcome unknown ({unknown}); left for reconciliation"
+
+# The final step, and a verdict for every way the child can end. Protected beats a deadline
+# (the position is open and safe); an exposed fill is never hidden, not even by a crash.
 OUTCOMES: Mapping[Step, Verdict | Mapping[Ending, Verdict]] = {
     Step.PROTECTED: (Outcome.OPENED, None, TrailingStatus.PENDING),
     Step.FILLED: _UNPROTECTED,
     Step.UNPROTECTED: _UNPROTECTED,
-    Step.NEW: {
-        **dict.fromkeys(Ending, (Outcome.TIMED_OUT, "{deadline} fired before the intent was stored; no order sent",
-                                 TrailingStatus.NONE)),
-        Ending.CRASHED: _CRASHED,
-    },
-    Step.INTENT_FAILED: {
-        **dict.fromkeys(Ending, (Outcome.FAILED, "could not store the position intent, no order sent: "
-                                                 "{intent_error}", TrailingStatus.NONE)),
-        Ending.CRASHED: _CRASHED,
-    },
-    Step.INTENT_STORED: {
-        **dict.fromkeys(Ending, (Outcome.TIMED_OUT, "{deadline} fired before the entry order was sent",
-                                 TrailingStatus.NONE)),
-        Ending.CRASHED: _CRASHED,
-    },
-    Step.ENTRY_SENT: {
-        Ending.COMPLETED: (Outcome.FAILED, "entry order outcome unknown ({unknown}); left for reconciliation",
-                           TrailingStatus.NONE),
-        Ending.SIGNAL_DEADLINE: (Outcome.TIMED_OUT, "entry order outcome unknown ({unknown}); "
-                                                    "left for reconciliation", TrailingStatus.NONE),
-        Ending.WAVE_DEADLINE: (Outcome.TIMED_OUT, "entry order outcome unknown ({unknown}); "
-                                                  "left for reconciliation", TrailingStatus.NONE),
-        Ending.CRASHED: _CRASHED,
-    },
-    Step.ENTRY_FAILED: {
-        **dict.fromkeys(Ending, (Outcome.FAILED, "entry order failed: {entry_error}", TrailingStatus.NONE)),
-        Ending.CRASHED: _CRASHED,
-    },
-    Step.ENTRY_NOT_FOUND: {
-        Ending.COMPLETED: (Outcome.FAILED, "entry order failed: {entry_error}", TrailingStatus.NONE),
-        Ending.SIGNAL_DEADLINE: (Outcome.TIMED_OUT, "{deadline} fired before the entry order filled; "
-                                                    "the exchange has no such order", TrailingStatus.NONE),
-        Ending.WAVE_DEADLINE: (Outcome.TIMED_OUT, "{deadline} fired before the entry order filled; "
-                                                  "the exchange has no such order", TrailingStatus.NONE),
-        Ending.CRASHED: _CRASHED,
-    },
-    Step.STOPPED_OUT: {
-        **dict.fromkeys(Ending, (Outcome.FAILED, "the stop-loss triggered while the position was being opened",
-                                 TrailingStatus.NONE)),
-        Ending.CRASHED: _CRASHED,
-    },
-    Step.CLOSED: {
-        **dict.fromkeys(Ending, (Outcome.FAILED, "stop-loss could not be placed ({stop_error}); "
-                                                 "position closed by emergency close", TrailingStatus.NONE)),
-        Ending.CRASHED: _CRASHED,
-    },
+    Step.NEW: _by_ending(_timed_out("{deadline} fired before the intent was stored; no order sent")),
+    Step.INTENT_FAILED: _by_ending(_failed("could not store the position intent, no order sent: {intent_error}")),
+    Step.INTENT_STORED: _by_ending(_timed_out("{deadline} fired before the entry order was sent")),
+    Step.ENTRY_SENT: _by_ending(_failed(_UNKNOWN), _timed_out(_UNKNOWN)),
+    Step.ENTRY_FAILED: _by_ending(_failed("entry order failed: {entry_error}")),
+    Step.ENTRY_NOT_FOUND: _by_ending(_failed("entry order failed: {entry_error}"), _timed_out(
+        "{deadline} fired before the entry order filled; the exchange has no such order")),
+    Step.STOPPED_OUT: _by_ending(_failed("the stop-loss triggered while the position was being opened")),
+    Step.CLOSED: _by_ending(_failed("stop-loss could not be placed ({stop_error}); "
+                                    "position closed by emergency close")),
 }
 
 
