@@ -216,8 +216,7 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: WaveFeed, t
                 nursery.start_soon(source.feed, send)
                 with stopping:
                     async for arrival in arrivals:
-                        await _trade(engine, arrival, out)
-                        trading.after_wave()
+                        await _trade(engine, arrival, trading, out)
                         done += 1
                         if waves is not None and done >= waves:
                             break
@@ -228,13 +227,16 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: WaveFeed, t
             await storage.aclose()
 
 
-async def _trade(engine: Engine, arrival: Arrival, out: TextIO) -> None:
+async def _trade(engine: Engine, arrival: Arrival, trading: TradingAccount, out: TextIO) -> None:
     """One wave: run it, wait until its outcomes are stored, then (and only then) acknowledge it."""
     origin = f" from {arrival.source}" + (f" (wave {arrival.key})" if arrival.key else "")
     repeats = f", {arrival.duplicates} already handled" if arrival.duplicates else ""
     print(f"trio-bot: wave of {len(arrival.signals)} signals{origin}{repeats}", file=out, flush=True)
     record = await engine.process_wave(arrival.signals)
+    trading.after_wave()
     _print_wave(record, engine, out)
+    if not arrival.awaits_ack:
+        return
     if await engine.flush():
         await arrival.ack()
     else:

@@ -32,6 +32,11 @@ class Arrival:
     duplicates: int = 0  # signals the source dropped as already delivered
     ack: Callable[[], Awaitable[None]] = _nothing_to_ack
 
+    @property
+    def awaits_ack(self) -> bool:
+        """Whether the source waits for an acknowledgement (sent once the wave's outcomes are stored)."""
+        return self.ack is not _nothing_to_ack
+
 
 class WaveFeed(Protocol):
     """A signal source as `run` consumes it: a task that sends arrivals until cancelled (or, for a
