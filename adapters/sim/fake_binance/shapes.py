@@ -91,11 +91,12 @@ class OrderMeta:
         return position_side(self.side, self.kind)
 
 
-def _plain_status(order: OrderState, meta: OrderMeta) -> str:
+def _status(order: OrderState, meta: OrderMeta, *, filled: str) -> str:
+    """Binance's status word; a filled algo order says FINISHED where a plain one says FILLED."""
     if order.status is OrderStatus.NEW:
         return "NEW"
     if order.status is OrderStatus.FILLED:
-        return "FILLED"
+        return filled
     return "CANCELED" if meta.canceled else "EXPIRED"
 
 
@@ -118,7 +119,7 @@ def order_json(order: OrderState, meta: OrderMeta, *, placed: bool = False) -> J
     filled = order.filled_quantity
     average = order.average_price or 0.0
     data: JSON = {
-        "orderId": meta.order_id, "symbol": order.symbol, "status": _plain_status(order, meta),
+        "orderId": meta.order_id, "symbol": order.symbol, "status": _status(order, meta, filled="FILLED"),
         "clientOrderId": order.client_order_id, "price": "0", "avgPrice": fmt(average) if filled else "0",
         "origQty": fmt(order.quantity), "executedQty": fmt(filled), "cumQty": fmt(filled),
         "cumQuote": fmt(filled * average), "timeInForce": "GTC", "type": meta.type, "origType": meta.type,
