@@ -377,17 +377,19 @@ async def test_secrets_never_reach_logs_or_errors(caplog: pytest.LogCaptureFixtu
 async def test_stream_prices_polls() -> None:
     async with connected(interval=0.05) as (fake, exchange):
         seen: list[tuple[str, float]] = []
+        first_poll = trio.Event()
 
         def on_price(symbol: str, price: float) -> None:
             seen.append((symbol, price))
+            if (symbol, price) == ("BTCUSDT", 50_000.0):
+                first_poll.set()
             if price == 51_000.0:
                 scope.cancel()
 
         with trio.move_on_after(5.0) as scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(exchange.stream_prices, on_price)
-                while ("BTCUSDT", 50_000.0) not in seen:  # the first poll, however slow the machine
-                    await trio.sleep(0.01)
+                await first_poll.wait()  # however slow the machine
                 fake.exchange.set_price("BTCUSDT", 51_000.0)
         assert ("BTCUSDT", 50_000.0) in seen and ("FORMUSDT", 0.8) in seen and ("BTCUSDT", 51_000.0) in seen
 
