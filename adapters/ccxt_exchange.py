@@ -51,6 +51,7 @@ from adapters.ccxt_orders import (
     tier_leverage,
     tradable_markets,
 )
+from adapters.ccxt_ratelimit import RateGate, retry_after_of
 from adapters.ccxt_routing import check_ccxt_routing
 from adapters.ccxt_setup import new_client
 from engine.errors import ExchangeError, PermanentError, TransientError
@@ -117,6 +118,7 @@ class CcxtExchange:
 
         self._client = new_client(exchange_id, api_key=api_key, api_secret=api_secret, base_url=base_url,
                                   options=options, secrets=self._secrets)
+        self._gate = RateGate()
         self._lookup = OrderLookup(self._client, binance=self._binance, secrets=self._secrets)
 
     def __repr__(self) -> str:
@@ -143,6 +145,18 @@ class CcxtExchange:
                             scrub(str(exc), self._secrets))
 
     # --- bridge ---
+
+    async def _gated(self, protective: bool, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """One port call behind the account's 429/418 gate; a 429/418 answer closes the gate."""
+        await self._gate.wait(protective=protective)
+        try:
+            return await fn(*args)
+        except TransientError as exc:
+            after = retry_after_of(str(exc))
+            if after is not None:
+                self._gate.block(after)
+                log.warning("%s: %s; every call waits %gs, protective orders first", self.exchange_id, exc, after)
+            raise
 
     async def _aio(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """Run one ccxt coroutine on the shared asyncio loop; ccxt errors become engine kinds."""
@@ -218,6 +232,9 @@ class CcxtExchange:
     # --- reads ---
 
     async def fetch_prices(self, symbols: Sequence[str]) -> dict[str, float]:
+        return await self._gated(False, self._fetch_prices, symbols)
+
+    async def _fetch_prices(self, symbols: Sequence[str]) -> dict[str, float]:
         await self._ensure_markets()
         wanted = [self._unified[s] for s in symbols if s in self._unified]
         if not wanted:
@@ -239,6 +256,9 @@ class CcxtExchange:
         return prices
 
     async def fetch_balance(self) -> Balance:
+        return await self._gated(False, self._fetch_balance)
+
+    async def _fetch_balance(self) -> Balance:
         raw = await self._aio(self._client.fetch_balance)
         account = raw.get(SETTLE) or {}
         total = number(account.get("total")) or 0.0
@@ -246,6 +266,9 @@ class CcxtExchange:
         return Balance(total=total, free=total if free is None else free)
 
     async def fetch_positions(self) -> list[ExchangePosition]:
+        return await self._gated(False, self._fetch_positions)
+
+    async def _fetch_positions(self) -> list[ExchangePosition]:
         await self._ensure_markets()
         raw = await self._aio(self._client.fetch_positions)
         held = [h for p in raw or []
@@ -253,6 +276,9 @@ class CcxtExchange:
         return sorted(held, key=lambda h: h.symbol)
 
     async def fetch_order(self, symbol: str, client_order_id: str) -> OrderState | None:
+        return await self._gated(False, self._fetch_order, symbol, client_order_id)
+
+    async def _fetch_order(self, symbol: str, client_order_id: str) -> OrderState | None:
         await self._ensure_markets()
         unified = self._symbol(symbol)
         kind = kind_of(client_order_id)
@@ -264,6 +290,9 @@ class CcxtExchange:
         return None
 
     async def fetch_open_orders(self, symbol: str | None = None) -> list[OrderState]:
+        return await self._gated(False, self._fetch_open_orders, symbol)
+
+    async def _fetch_open_orders(self, symbol: str | None = None) -> list[OrderState]:
         await self._ensure_markets()
         unified = self._symbol(symbol) if symbol is not None else None
         # Binance: GET /fapi/v1/openOrders, then GET /fapi/v1/openAlgoOrders (the stops).
@@ -295,6 +324,9 @@ class CcxtExchange:
     # --- orders ---
 
     async def place_order(self, request: OrderRequest) -> OrderState:
+        return await self._gated(request.reduce_only, self._place_order, request)
+
+    async def _place_order(self, request: OrderRequest) -> OrderState:
         await self._ensure_markets()
         unified = self._symbol(request.symbol)
         params: dict[str, Any] = {"clientOrderId": request.client_order_id}
@@ -322,6 +354,9 @@ class CcxtExchange:
         return await self._state(order, request=request)
 
     async def cancel_order(self, symbol: str, client_order_id: str) -> OrderState:
+        return await self._gated(True, self._cancel_order, symbol, client_order_id)
+
+    async def _cancel_order(self, symbol: str, client_order_id: str) -> OrderState:
         await self._ensure_markets()
         unified = self._symbol(symbol)
         kind = kind_of(client_order_id)

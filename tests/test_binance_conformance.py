@@ -263,3 +263,67 @@ async def test_minus_4046_and_minus_4048_margin_type_with_a_position_cannot_chan
             await exchange.prepare_account(["BTCUSDT"], AccountSettings(20, "isolated"))
         assert await exchange.prepare_account(["BTCUSDT"], AccountSettings(20, "cross")) == [
             "position mode: one-way", "BTCUSDT: cross, 20x"]
+
+
+# --- rate limits: X-MBX-USED-WEIGHT-1M, 429 Retry-After, 418 ---
+
+async def test_X_MBX_USED_WEIGHT_1M_and_X_MBX_ORDER_COUNT_headers() -> None:
+    async with connected() as (_fake, exchange):
+        await exchange.place_order(entry())
+        headers = {k.lower(): v for k, v in exchange.client.last_response_headers.items()}
+        assert int(headers["x-mbx-used-weight-1m"]) > 0
+        await exchange.place_order(stop())
+        headers = {k.lower(): v for k, v in exchange.client.last_response_headers.items()}
+        assert headers["x-mbx-order-count-10s"] == "2" and headers["x-mbx-order-count-1m"] == "2"
+
+
+async def test_http_429_retry_after_holds_every_call_and_protective_orders_go_first() -> None:
+    from adapters.sim.fake_binance.limits import RateLimits
+
+    async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+        fake = FakeBinance(SPEC, api_key=KEY, api_secret=SECRET,
+                           rate_limits=RateLimits(orders_10s=2, orders_window_10s=1.0))
+        port = await nursery.start(fake.serve)
+        exchange = CcxtExchange("binanceusdm", api_key=KEY, api_secret=SECRET, base_url=f"http://127.0.0.1:{port}")
+        try:
+            await exchange.place_order(entry())
+            await exchange.place_order(stop())
+            with pytest.raises(TransientError, match="429 rate limited, retry-after=1"):
+                await exchange.place_order(stop(48_000.0, seq=2))
+            order: list[str] = []
+            start = trio.current_time()
+
+            async def call(name: str, fn: Any) -> None:
+                await fn()
+                order.append(name)
+
+            async with trio.open_nursery() as calls:
+                calls.start_soon(call, "balance", exchange.fetch_balance)
+                await trio.sleep(0.01)
+                calls.start_soon(call, "stop", lambda: exchange.place_order(stop(48_000.0, seq=3)))
+            assert trio.current_time() - start >= 0.5  # nobody called before Retry-After passed
+            assert order == ["stop", "balance"]  # the protective order first
+            statuses = [s for m, p, s in fake.hits if p == "/fapi/v1/algoOrder" and m == "POST"]
+            assert statuses == [200, 429, 200]
+        finally:
+            await exchange.aclose()
+            nursery.cancel_scope.cancel()
+
+
+async def test_http_418_a_client_that_keeps_sending_after_a_429_is_banned() -> None:
+    from adapters.sim.fake_binance.limits import RateLimits
+
+    async with trio.open_nursery() as nursery:
+        fake = FakeBinance(SPEC, rate_limits=RateLimits(weight=3, weight_window=60.0, ban_seconds=120.0))
+        port = await nursery.start(fake.serve)
+        statuses = []
+        for _ in range(5):
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            await stream.send_all(b"GET /fapi/v1/ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            raw = b""
+            while chunk := await stream.receive_some(65536):
+                raw += chunk
+            await stream.aclose()
+            statuses.append((int(raw.split(b" ")[1]), b"Retry-After" in raw))
+        assert statuses == [(200, False), (200, False), (200, False), (429, True), (418, True)]
+        nursery.cancel_scope.cancel()

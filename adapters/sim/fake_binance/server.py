@@ -28,6 +28,7 @@ from adapters.sim.exchange import SimExchange, market_from_spec, position_side
 from adapters.sim.fake_binance import params as p
 from adapters.sim.fake_binance import shapes
 from adapters.sim.fake_binance.account import Account, now_ms
+from adapters.sim.fake_binance.limits import Limited, Limiter, RateLimits
 from adapters.sim.fake_binance.params import Rejection
 from adapters.sim.fake_binance.shapes import JSON, PositionFigures
 from adapters.sim.fake_binance.wire import Gate, Outcome, Reply, Request, Silence, WireLimits
@@ -59,7 +60,7 @@ class FakeBinance:
     def __init__(self, source: ExchangeSpec | Scenario, *, api_key: str = "test-key",
                  api_secret: str = "test-secret", accounts: int = 1, walk: bool = False,
                  walk_volatility: float = 0.001, seed: int | None = None,
-                 wire_limits: WireLimits | None = None) -> None:
+                 wire_limits: WireLimits | None = None, rate_limits: RateLimits | None = None) -> None:
         """`accounts` > 1 serves more accounts with keys/secrets `<api_key>-2`, `<api_secret>-2`, ..."""
         scenario = source if isinstance(source, Scenario) else None
         spec = scenario.exchange if scenario is not None else source
@@ -86,6 +87,7 @@ class FakeBinance:
         self._nursery: trio.Nursery | None = None
         self._pinned_marks: dict[str, float] = {}
         self._gate = Gate(wire_limits or WireLimits())
+        self.limiter = Limiter(rate_limits or RateLimits())
         self._public: dict[tuple[str, str], Public] = {
             ("GET", "/fapi/v1/ping"): self._ping,
             ("GET", "/fapi/v1/time"): self._time,
@@ -235,22 +237,27 @@ class FakeBinance:
         public, signed = self._public.get(key), self._signed.get(key)
         if public is None and signed is None:
             return Reply.json(404, {"code": -5000, "msg": f"Path {request.path}, Method {request.method} is invalid"})
+        usage: list[tuple[str, str]] = []
         try:
             params = dict(parse_qsl(request.body, keep_blank_values=True))
             params.update(parse_qsl(request.query, keep_blank_values=True))  # the query string wins
+            api_key = request.headers.get("x-mbx-apikey") if signed is not None else None
+            usage = self.limiter.admit(request.method, request.path, params.get("symbol"), api_key)
             if public is not None:
                 fault = self.plan.pick(CallPoint.QUERY, symbol=params.get("symbol")) \
                     if request.method == "GET" else None
                 if fault is not None:
                     return await self._inject(fault, partial(public, params))
-                return Reply.json(200, await public(params))
+                return Reply.json(200, await public(params), headers=tuple(usage))
             assert signed is not None
             account = self._authenticate(request, params)
             fault = self._pick_fault(account, request, params)
             if fault is not None:
                 return await self._inject(fault, partial(signed, account, params), account, request, params)
-            return Reply.json(200, await signed(account, params))
+            return Reply.json(200, await signed(account, params), headers=tuple(usage))
         except Rejection as rejection:
+            if not isinstance(rejection, Limited):
+                rejection.headers = usage
             return rejection.reply()
         except Exception:  # a bug here must not take the test's nursery down, nor show its text
             log.exception("fake binance: %s %s failed", request.method, request.path)
@@ -343,7 +350,8 @@ class FakeBinance:
         return {"serverTime": now_ms()}
 
     async def _exchange_info(self, params: dict[str, str]) -> JSON:
-        return shapes.exchange_info([self.markets[s] for s in sorted(self.markets)], self.limits, now_ms())
+        return shapes.exchange_info([self.markets[s] for s in sorted(self.markets)], self.limits, now_ms(),
+                                    self.limiter.limits)
 
     async def _ticker_price(self, params: dict[str, str]) -> JSON | list[JSON]:
         return self._per_symbol(params, lambda s: shapes.price_ticker(s, self.exchange.price(s), now_ms()))
