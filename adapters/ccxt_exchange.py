@@ -19,15 +19,18 @@ Why it is built the way it is:
 * Errors become the engine's kinds and secrets are scrubbed from every message and
   from ccxt's own debug logging (`adapters.ccxt_errors`); ccxt's dicts become the
   engine's values in `adapters.ccxt_orders`. `repr()` shows neither key nor secret.
-* Prices are polled (`price_poll_interval`): ccxt.pro's websockets cannot be pointed
-  at a local test server with the REST `base_url`, and the engine keeps only the
-  newest price per symbol anyway.
+* Prices come from Binance's bookTicker websocket stream (`adapters.binance_stream`,
+  trio-websocket), polled over REST (`price_poll_interval`) while it is down and for
+  other exchanges; the engine keeps only the newest price per symbol anyway.
+* 429/418 answers close a gate every call of the account waits at until `Retry-After`
+  has passed; protective orders leave first (`adapters.ccxt_ratelimit`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
@@ -36,6 +39,7 @@ import trio_asyncio
 from ccxt.base import errors as ccxt_errors
 
 from adapters.binance_account import AccountSettings, prepare_binance_account
+from adapters.binance_stream import BINANCE_WS, PriceStream
 from adapters.ccxt_errors import ExchangeAuthError, is_not_found, map_error, scrub
 from adapters.ccxt_lookup import OrderLookup, books_for, raw_call
 from adapters.ccxt_orders import (
@@ -92,6 +96,7 @@ class CcxtExchange:
         price_poll_interval: float = 1.0,
         options: dict[str, Any] | None = None,
         stop_working_type: str = "MARK_PRICE",
+        ws_url: str | None = None,
     ) -> None:
         """`base_url` (binanceusdm only) moves every Binance URL onto a local Binance-compatible
         server such as `adapters.sim.fake_binance`; `options` are merged into ccxt's `options`
@@ -102,6 +107,10 @@ class CcxtExchange:
         if stop_working_type not in ("MARK_PRICE", "CONTRACT_PRICE"):
             raise ValueError(f"stop_working_type must be MARK_PRICE or CONTRACT_PRICE, got {stop_working_type!r}")
         self.stop_working_type = stop_working_type
+        # Binance's market streams; a local server names its own, else prices are polled.
+        self.ws_url = ws_url if ws_url is not None else (BINANCE_WS if exchange_id == "binanceusdm"
+                                                          and base_url is None else None)
+        self.price_stream: PriceStream | None = None
         if not price_poll_interval > 0:
             raise ValueError(f"price_poll_interval must be > 0, got {price_poll_interval!r}")
         if exchange_id == "binanceusdm":
@@ -405,25 +414,34 @@ class CcxtExchange:
     # --- prices ---
 
     async def stream_prices(self, on_price: Callable[[str, float], None]) -> None:
-        """Poll every `price_poll_interval` seconds until cancelled.
+        """Prices until cancelled: Binance's bookTicker stream when a websocket URL is known
+        (`adapters.binance_stream`: polling while it is down, a REST poll after each connect),
+        else a REST poll every `price_poll_interval` seconds.
 
         A transient failure skips one round (logged) instead of ending the stream; a refusal
         (bad key, bad symbol) ends it, since polling again would only repeat it.
         """
         await self._ensure_markets()
         symbols = self._symbols if self._symbols is not None else sorted(self._unified)
+        poll_once = partial(self._poll_once, symbols, on_price)
+        if self.ws_url is not None:
+            self.price_stream = PriceStream(self.ws_url, symbols, poll_once, self._interval)
+            await self.price_stream.run(on_price)
+            return
         next_at = trio.current_time()
         while True:
-            try:
-                prices = await self.fetch_prices(symbols)
-            except TransientError as exc:
-                log.warning("%s price poll failed: %s", self.exchange_id, exc)
-            else:
-                for symbol, price in prices.items():
-                    on_price(symbol, price)
+            await poll_once()
             next_at = max(next_at + self._interval, trio.current_time())
             await trio.sleep_until(next_at)
 
+    async def _poll_once(self, symbols: Sequence[str], on_price: Callable[[str, float], None]) -> None:
+        try:
+            prices = await self.fetch_prices(symbols)
+        except TransientError as exc:
+            log.warning("%s price poll failed: %s", self.exchange_id, exc)
+        else:
+            for symbol, price in prices.items():
+                on_price(symbol, price)
 
 if TYPE_CHECKING:
     def _conforms(exchange: CcxtExchange) -> Exchange:

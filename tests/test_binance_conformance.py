@@ -327,3 +327,58 @@ async def test_http_418_a_client_that_keeps_sending_after_a_429_is_banned() -> N
             statuses.append((int(raw.split(b" ")[1]), b"Retry-After" in raw))
         assert statuses == [(200, False), (200, False), (200, False), (429, True), (418, True)]
         nursery.cancel_scope.cancel()
+
+
+# --- market streams: bookTicker over a websocket, polling while it is down ---
+
+async def until(condition: Any, seconds: float = 5.0) -> None:
+    """Wait (bounded) for a state another task brings about."""
+    with trio.fail_after(seconds):
+        while True:
+            if condition():
+                return
+            await trio.sleep(0.01)
+
+
+async def test_bookTicker_stream_pushes_each_price_change_and_survives_a_drop() -> None:
+    async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+        fake = FakeBinance(SPEC, api_key=KEY, api_secret=SECRET)
+        port = await nursery.start(fake.serve)
+        exchange = CcxtExchange("binanceusdm", api_key=KEY, api_secret=SECRET, base_url=f"http://127.0.0.1:{port}",
+                                ws_url=fake.ws_url, price_poll_interval=0.05)
+        seen: list[float] = []
+        arrived = trio.Event()
+        want = [0.0]
+
+        def on_price(symbol: str, price: float) -> None:
+            seen.append(price)
+            if price == want[0]:
+                arrived.set()
+
+        async def expect(price: float) -> None:
+            nonlocal arrived
+            arrived, want[0] = trio.Event(), price
+            with trio.fail_after(5):
+                await arrived.wait()
+
+        try:
+            nursery.start_soon(exchange.stream_prices, on_price)
+            await expect(50_000.0)  # the REST poll made on connecting
+            await until(lambda: fake.streams.connected > 0)
+            polls = sum(1 for _, path, _ in fake.hits if "ticker/price" in path)
+            fake.exchange.set_price("BTCUSDT", 50_100.0)
+            await expect(50_100.0)  # pushed, not polled:
+            assert sum(1 for _, path, _ in fake.hits if "ticker/price" in path) == polls
+            assert exchange.price_stream is not None and exchange.price_stream.connects == 1
+
+            await fake.streams.drop_all()  # the stream goes away: polling carries on, then a reconnect
+            fake.exchange.set_price("BTCUSDT", 50_200.0)
+            await expect(50_200.0)
+            stream = exchange.price_stream
+            await until(lambda: stream.connects >= 2 and fake.streams.connected > 0)
+            fake.exchange.set_price("BTCUSDT", 50_300.0)
+            await expect(50_300.0)
+        finally:
+            nursery.cancel_scope.cancel()
+            with trio.CancelScope(shield=True):
+                await exchange.aclose()

@@ -31,6 +31,7 @@ from adapters.sim.fake_binance.account import Account, now_ms
 from adapters.sim.fake_binance.limits import Limited, Limiter, RateLimits
 from adapters.sim.fake_binance.params import Rejection
 from adapters.sim.fake_binance.shapes import JSON, PositionFigures
+from adapters.sim.fake_binance.streams import MarketStreams
 from adapters.sim.fake_binance.wire import Gate, Outcome, Reply, Request, Silence, WireLimits
 from adapters.sim.faults import FaultPlan
 from adapters.sim.scenario import ExchangeSpec, FaultSpec, Scenario, TickSpec
@@ -87,6 +88,9 @@ class FakeBinance:
         self._nursery: trio.Nursery | None = None
         self._pinned_marks: dict[str, float] = {}
         self._gate = Gate(wire_limits or WireLimits())
+        self._ws_gate = Gate(wire_limits or WireLimits())
+        self.streams = MarketStreams(set(self.markets), self.mark_price, self.exchange.price)
+        self.ws_port: int | None = None
         self.limiter = Limiter(rate_limits or RateLimits())
         self._public: dict[tuple[str, str], Public] = {
             ("GET", "/fapi/v1/ping"): self._ping,
@@ -160,14 +164,24 @@ class FakeBinance:
             raise RuntimeError("FakeBinance is not serving: delayed outcomes need its task group")
         self._nursery.start_soon(fn)
 
-    async def serve(self, host: str = "127.0.0.1", port: int = 0, *,
+    @property
+    def ws_url(self) -> str:
+        """Where the market streams are served (Binance's `fstream` host, apart from the REST one)."""
+        if self.ws_port is None:
+            raise RuntimeError("FakeBinance is not serving yet")
+        return f"ws://{self.host}:{self.ws_port}"
+
+    async def serve(self, host: str = "127.0.0.1", port: int = 0, *, ws_port: int = 0,
                     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve until cancelled; `nursery.start(fake.serve)` returns the bound port."""
+        """Serve until cancelled; `nursery.start(fake.serve)` returns the bound REST port
+        (the market streams' port is `ws_port`, any free one by default)."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self.exchange.stream_prices, self._on_price)
             listeners = await nursery.start(partial(trio.serve_tcp, self._connection, port, host=host))
             self.host, self.port = host, listeners[0].socket.getsockname()[1]
+            ws_listeners = await nursery.start(partial(trio.serve_tcp, self._ws_connection, ws_port, host=host))
+            self.ws_port = ws_listeners[0].socket.getsockname()[1]
             if self.ticks:
                 nursery.start_soon(self._play_ticks)
             if self.walk:
@@ -188,6 +202,7 @@ class FakeBinance:
             self._pinned_marks[symbol] = float(mark)
         for account in self.accounts.values():
             account.on_mark(symbol)
+        self.streams.publish(symbol)
 
     def set_tick(self, symbol: str, price: float, mark: float | None = None) -> None:
         """One market move: the mark first (so a wick's stops see it), then the last price."""
@@ -211,7 +226,9 @@ class FakeBinance:
                 self.exchange.set_price(symbol, self.exchange.price(symbol) * step)
 
     def _on_price(self, symbol: str, price: float) -> None:
-        """The market moved: every other account follows; stops this price fired are stamped."""
+        """The market moved: every other account follows; stops this price fired are stamped;
+        the market streams tell their clients."""
+        self.streams.publish(symbol)
         for account in self.accounts.values():
             if account is not self.primary:
                 account.exchange.set_price(symbol, price)
@@ -225,6 +242,12 @@ class FakeBinance:
 
     async def _connection(self, stream: trio.SocketStream) -> None:
         await self._gate.serve(stream, self._handle)
+
+    async def _ws_connection(self, stream: trio.SocketStream) -> None:
+        async def not_here(request: Request) -> Outcome:
+            return Reply.json(404, {"code": -5000, "msg": f"Path {request.path} is not a stream"})
+
+        await self._ws_gate.serve(stream, not_here, self.streams.serve)
 
     async def _handle(self, request: Request) -> Outcome:
         outcome = await self._outcome(request)
