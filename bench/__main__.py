@@ -22,16 +22,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import overhead, storage, waves
+from bench import live, overhead, storage, waves
 
 HERE = Path(__file__).resolve().parent
 KEYS = ("wave_over_critical_path_n50", "speedup_vs_sequential_n50", "speedup_vs_sequential_n50_hangs",
         "cpu_ms_per_signal", "kb_per_position", "ticks_per_second_manager", "ticks_per_second_machine",
-        "tick_to_order_p99_ms", "pg_over_asyncpg_ratio")
+        "tick_to_order_p99_ms", "pg_over_asyncpg_ratio", "live_tick_to_stop_ms_p99", "live_fill_to_record_ms_p99",
+        "live_cpu_ms_per_signal")
 GOALS = {"wave_over_critical_path_n50": ("<=", 1.2), "speedup_vs_sequential_n50": (">=", 25),
          "speedup_vs_sequential_n50_hangs": (">=", 25), "cpu_ms_per_signal": ("<=", 1.0),
          "ticks_per_second_manager": (">=", 100_000), "tick_to_order_p99_ms": ("<=", 1.0),
-         "pg_over_asyncpg_ratio": ("<=", 1.5)}
+         "pg_over_asyncpg_ratio": ("<=", 1.5), "live_tick_to_stop_ms_p99": ("<=", 5.0),
+         "live_fill_to_record_ms_p99": ("<=", 50.0)}
 
 
 def _pg_url() -> str | None:
@@ -70,6 +72,7 @@ def run(quick: bool) -> dict[str, Any]:
         "ticks_per_second_machine": overhead.machine_throughput(200_000 if quick else 1_000_000),
     }
     results.update(overhead.tick_to_order_latency(100 if quick else 200))
+    results.update(live.measure(5 if quick else 20, 2 if quick else 5))
     pg = _pg_url()
     store = storage.measure(pg, 50 if quick else 300, rounds=1 if quick else 3)
     results["storage"] = store
