@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import trio
+import trio.lowlevel
 import trio_asyncio
 
 from adapters.ccxt_exchange import CcxtExchange
@@ -90,7 +91,7 @@ def measure(positions: int = 20, rounds: int = 5) -> dict[str, Any]:
                     fake.exchange.set_price(symbol, 101.0 + round_ + k * 0.01)
                     with trio.move_on_after(DEADLINE):
                         while symbol not in placed:
-                            await trio.sleep(0)
+                            await trio.lowlevel.checkpoint()
                     if symbol in placed:
                         tick_to_stop.append(placed[symbol] - start)
             fill_to_record: list[float] = []
