@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from functools import partial
 from typing import Any
 
 import trio
@@ -81,8 +82,7 @@ def measure(positions: int = 20, rounds: int = 5) -> dict[str, Any]:
             await engine.flush()
             cpu_per_signal = (time.process_time() - cpu) / max(1, record.counts.opened) * 1000
             with trio.fail_after(DEADLINE):
-                while fake.streams.connected == 0:
-                    await trio.sleep(0.01)
+                await _until(lambda: fake.streams.connected > 0, 0.01)
             tick_to_stop: list[float] = []
             for round_ in range(rounds):
                 for k, symbol in enumerate(symbols):
@@ -99,8 +99,7 @@ def measure(positions: int = 20, rounds: int = 5) -> dict[str, Any]:
                 start = time.perf_counter()
                 fake.exchange.set_price(symbol, 50.0)  # through every stop: the server fills it
                 with trio.move_on_after(DEADLINE):
-                    while not _closed(engine, symbol):
-                        await trio.sleep(0.0005)
+                    await _until(partial(_closed, engine, symbol), 0.0005)
                 if _closed(engine, symbol):
                     fill_to_record.append(time.perf_counter() - start)
         return {
@@ -113,6 +112,13 @@ def measure(positions: int = 20, rounds: int = 5) -> dict[str, Any]:
         }
 
     return trio.run(main)
+
+
+async def _until(condition: Any, step: float) -> None:
+    while True:
+        if condition():
+            return
+        await trio.sleep(step)
 
 
 def _closed(engine: Any, symbol: str) -> bool:
