@@ -89,6 +89,11 @@ class Delivered:
         while len(self._ids) > self.capacity:
             self._ids.popitem(last=False)
 
+    def forget(self, ids: Iterable[str]) -> None:
+        """Undo `remember` for a delivery that could not be handed on after all."""
+        for signal_id in ids:
+            self._ids.pop(signal_id, None)
+
     def split(self, signals: RawWave) -> tuple[list[Mapping[str, Any]], int]:
         """The signals not delivered before (malformed ones included: the engine rejects them with a
         reason), and how many were dropped as repeats. Remembers the new ones."""
