@@ -7,9 +7,10 @@ from collections.abc import Sequence
 
 from adapters.signals import DemoSignalSource, JsonlSignalSource, WaveFeed
 from adapters.signals.assembly import Delivered
+from adapters.signals.jetstream import NatsSource
 from adapters.signals.websocket import WebsocketSource
 from engine.ports import Storage
-from trio_bot.signals_config import SignalSettings, read_secret
+from trio_bot.signals_config import SignalSettings, durable_for, read_secret
 
 log = logging.getLogger("trio_bot.signals")
 
@@ -29,6 +30,13 @@ def open_feed(settings: SignalSettings, *, account: str, symbols: Sequence[str],
                                heartbeat=settings.heartbeat, idle_timeout=settings.idle_timeout,
                                connect_timeout=settings.connect_timeout, wave_window=settings.wave_window,
                                reconnect_min=settings.reconnect_min, reconnect_max=settings.reconnect_max)
+    if settings.source == "nats":
+        assert settings.url is not None
+        return NatsSource(settings.url, stream=settings.stream, subject=settings.subject,
+                          durable=durable_for(settings, account), ack_wait=settings.ack_wait,
+                          max_lag=settings.max_lag, connect_timeout=settings.connect_timeout,
+                          reconnect_min=settings.reconnect_min, reconnect_max=settings.reconnect_max,
+                          create_stream=settings.create_stream)
     return DemoSignalSource(symbols, interval=wave_interval, seed=seed, first_id=first_id)
 
 
