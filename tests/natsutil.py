@@ -53,13 +53,24 @@ class Stream:
         asyncio.run(go())
 
     def consumer(self, durable: str) -> dict[str, int]:
-        """What the broker says of a durable consumer: delivered, ack pending, redelivered, pending."""
+        """What the broker says of a durable consumer: deliveries (redeliveries included), messages
+        awaiting their ack, and messages not delivered yet."""
         async def go() -> dict[str, int]:
             client = await nats.connect(self.url, connect_timeout=5)
             try:
                 info = await client.jetstream(timeout=5).consumer_info(self.name, durable)
-                return {"ack_pending": info.num_ack_pending or 0, "redelivered": info.num_redelivered or 0,
-                        "pending": info.num_pending or 0, "delivered": info.delivered.stream_seq or 0}
+                return {"ack_pending": info.num_ack_pending or 0, "pending": info.num_pending or 0,
+                        "deliveries": info.delivered.consumer_seq or 0}
+            finally:
+                await client.close()
+        return asyncio.run(go())
+
+    def consumers(self) -> list[str]:
+        async def go() -> list[str]:
+            client = await nats.connect(self.url, connect_timeout=5)
+            try:
+                infos = await client.jetstream(timeout=5).consumers_info(self.name)
+                return sorted(i.name for i in infos)
             finally:
                 await client.close()
         return asyncio.run(go())
