@@ -36,7 +36,7 @@ import trio_asyncio
 import triopg
 
 from adapters import migrations
-from adapters.records import EVENTS, ORDERS, OUTCOMES, POSITIONS, TRAILING, WAVES, Table, q, write_plan
+from adapters.records import EVENTS, ORDERS, OUTCOMES, POSITIONS, TRAILING, WAVES, Table, migrated, q, write_plan
 from engine.errors import StorageError
 from engine.model import Event, OrderRecord, Position, PositionStatus, SignalOutcome, TrailingRecord, WaveRecord
 from engine.ports import Record
@@ -79,12 +79,7 @@ class PostgresStore:
         """Connect (bounded by `call_timeout`) and bring the schema up to date."""
         store = cls(url, call_timeout=call_timeout, pool_size=pool_size)
         await store._connect()
-        try:
-            await store.migrate()
-        except BaseException:
-            await store.aclose()
-            raise
-        return store
+        return await migrated(store)
 
     async def _connect(self) -> None:
         pool = triopg.create_pool(dsn=self.url, min_size=1, max_size=self.pool_size,

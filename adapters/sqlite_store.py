@@ -33,7 +33,7 @@ import attrs
 import trio
 
 from adapters import migrations
-from adapters.records import EVENTS, ORDERS, OUTCOMES, POSITIONS, TRAILING, WAVES, Table, q, write_plan
+from adapters.records import EVENTS, ORDERS, OUTCOMES, POSITIONS, TRAILING, WAVES, Table, migrated, q, write_plan
 from engine.errors import StorageError
 from engine.model import (
     Event,
@@ -93,13 +93,7 @@ class SQLiteStore:
     @classmethod
     async def open(cls, path: str, *, call_timeout: float = 10.0) -> SQLiteStore:
         """Connect and bring the schema up to date: the usual way to get a store."""
-        store = cls(path, call_timeout=call_timeout)
-        try:
-            await store.migrate()
-        except BaseException:
-            await store.aclose()
-            raise
-        return store
+        return await migrated(cls(path, call_timeout=call_timeout))
 
     @classmethod
     async def from_url(cls, url: str, *, call_timeout: float = 10.0) -> SQLiteStore:
