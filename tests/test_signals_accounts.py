@@ -19,6 +19,7 @@ import asyncpg
 import pytest
 import trio
 
+from adapters.sim.exchange import SimExchange
 from adapters.sim.fake_binance import FakeBinance
 from adapters.sim.scenario import ExchangeSpec, MarketSpec
 from tests.natsutil import Stream
@@ -96,9 +97,9 @@ def fake_exchange(key: str) -> FakeBinance:
     return FakeBinance(MARKETS, api_key=key, api_secret="s3cret-" + key)
 
 
-def entry_fills(fake: FakeBinance) -> dict[str, int]:
+def entry_fills(exchange: SimExchange) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for fill in fake.exchange.fills:
+    for fill in exchange.fills:
         if not fill.reduce_only:
             counts[fill.symbol] = counts.get(fill.symbol, 0) + 1
     return counts
@@ -140,7 +141,7 @@ async def test_a_bot_killed_between_receiving_a_wave_and_acknowledging_it_trades
         second.stop()
         assert await second.exited() == 0, second.out
         nursery.cancel_scope.cancel()
-    fills = entry_fills(fake)
+    fills = entry_fills(fake.exchange)
     assert set(fills) <= {"BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT"}
     assert all(n == 1 for n in fills.values()), f"a signal traded twice: {fills}"
     assert fake.exchange.unprotected_positions() == []
@@ -155,13 +156,14 @@ async def test_three_accounts_on_one_stream_each_trade_every_wave_once(nats_stre
     admin = require_postgres()
     names = [f"trio_bot_acct_{uuid.uuid4().hex[:10]}" for _ in range(3)]
     await trio.to_thread.run_sync(partial(admin_sql, admin, [f'CREATE DATABASE "{n}"' for n in names]))
-    keys = ["key-alpha", "key-bravo", "key-charlie"]
-    fakes = [fake_exchange(k) for k in keys]
+    # One local exchange server holding the three accounts, one per API key.
+    fake = FakeBinance(MARKETS, api_key="key-alpha", api_secret="s3cret-key-alpha", accounts=3)
+    keys = list(fake.accounts)
     try:
         async with trio.open_nursery() as nursery:
+            await nursery.start(fake.serve)
             bots = []
-            for key, fake, name in zip(keys, fakes, names, strict=True):
-                await nursery.start(fake.serve)
+            for key, name in zip(keys, names, strict=True):
                 # One database per account on the shared server: it holds the account's state and its lease.
                 bot = Bot(tmp_path, key, fake, key, nats_stream, with_database(admin, name), durable="")
                 bots.append(bot)
@@ -180,10 +182,11 @@ async def test_three_accounts_on_one_stream_each_trade_every_wave_once(nats_stre
         await trio.to_thread.run_sync(partial(admin_sql, admin, [f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)'
                                                                  for n in names]))
     assert len(await trio.to_thread.run_sync(nats_stream.consumers)) == 3  # one durable consumer per account
-    for fake in fakes:
-        assert entry_fills(fake) == {s: 1 for s in ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "BNBUSDT",
+    assert len(keys) == 3
+    for account in fake.accounts.values():
+        assert entry_fills(account.exchange) == {s: 1 for s in ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "BNBUSDT",
                                                     "DOGEUSDT", "ADAUSDT"]}
-        assert fake.exchange.unprotected_positions() == []
+        assert account.exchange.unprotected_positions() == []
 
 
 def admin_sql(url: str, statements: list[str]) -> None:
