@@ -44,7 +44,7 @@ from trio_bot.exchange_config import (
     parse_exchange_settings,
 )
 from trio_bot.paper_markets import PAPER_PRICES
-from trio_bot.signal_feeds import open_feed, remember_handled
+from trio_bot.signal_feeds import open_feed
 from trio_bot.signals_config import SignalSettings, parse_signal_settings
 from trio_bot.storage import account_lease, open_storage
 from trio_bot.tables import positions_table, wave_table
@@ -183,7 +183,6 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: WaveFeed, t
     """Everything that needs to be the account's only instance: the account's state and the store."""
     storage = await open_storage(db_url, call_timeout=settings.engine.call_timeout)
     try:
-        await remember_handled(source, storage)
         def progress(wave_id: str, outcome: SignalOutcome) -> None:
             where = f" position {outcome.position_id}" if outcome.position_id is not None else ""
             why = f" — {outcome.reason}" if outcome.reason else ""

@@ -8,7 +8,8 @@ them together (the point of a wave) instead of trading the first to arrive.
 `Delivered` remembers which wave keys and signal ids this source already
 handed on, so a service that re-sends its recent waves after a reconnect does
 not deliver them twice. It is bounded (oldest forgotten first) and lives only
-as long as the process; the store's memory of handled ids covers restarts.
+as long as the process; the store's memory of handled ids (consulted by the
+engine for every wave) covers restarts.
 """
 
 from __future__ import annotations

@@ -10,8 +10,9 @@ never hang the engine, and a Trio cancel cancels the asyncio task underneath.
 At most one message is in flight: it is handed on, kept alive with
 "in progress" acks while the wave runs, and acknowledged (waiting for the
 broker's confirmation) after `run` has stored the outcomes. A bot killed
-before that gets the message again from the broker on restart; its signal
-ids are then known to the store and to this source, so nothing trades twice.
+before that gets the message again from the broker on restart; the engine
+claimed its signal ids when the wave started, so the repeat is rejected by
+the store's memory of handled ids and nothing trades twice.
 A new consumer starts at new messages; a message older than `max_lag` (a
 backlog after a long outage) is acknowledged without trading: its prices and
 its moment are gone.
