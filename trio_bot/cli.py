@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="seed for the demo signals and the price walk")
     run.add_argument("--standby", action="store_true",
                      help="if another instance trades this account, wait and take over when it stops")
+    run.add_argument("--no-api", action="store_true", help="do not start the operator's HTTP server")
+    run.add_argument("--api-listen", metavar="HOST:PORT",
+                     help="where the operator's HTTP server listens (default [api] listen or 127.0.0.1:8080)")
 
     waves = sub.add_parser("waves", help="show stored waves")
     waves.add_argument("--db", default=DEFAULT_DB)
@@ -73,6 +76,21 @@ def _parser() -> argparse.ArgumentParser:
     fake.add_argument("--api-secret", help="the secret signatures must use "
                       "(default: $TRIO_BOT_API_SECRET or test-secret)")
 
+    def api_client(name: str, help_text: str) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=help_text)
+        cmd.add_argument("--url", help="the running instance's API or dashboard link (default from --config, "
+                                       "else http://127.0.0.1:8080)")
+        cmd.add_argument("--config", help="the run config: its [api] listen and token_env")
+        cmd.add_argument("--json", action="store_true", help="print the API's JSON answer")
+        return cmd
+
+    api_client("status", "the running instance: state, open positions, last wave")
+    api_client("pause", "pause new entries (waves still arrive; valid signals are skipped)").add_argument(
+        "--reason", default="", help="shown in every skipped signal's reason")
+    api_client("resume", "resume new entries")
+    api_client("close", "close an open position now (reduce-only market order, exit reason `operator`)").add_argument(
+        "position", type=int, help="position id")
+
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     migrate = db_sub.add_parser("migrate", help="apply pending schema migrations (idempotent)")
@@ -92,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "fake-exchange":
             return _fake_exchange(args)
+        if args.command in ("status", "pause", "resume", "close"):
+            return _api_command(args)
         commands = {"waves": _waves, "positions": _positions, "events": _events, "db": _migrate}
         return trio.run(_with_loop, commands[args.command], args)
     except BaseException as exc:
@@ -150,9 +170,17 @@ def _positions_text(rows: list[dict[str, Any]]) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import attrs
+
+    from trio_bot.api.settings import parse_listen
     from trio_bot.run import load_run_config, run
 
     settings = load_run_config(args.config)
+    if args.no_api:
+        settings = attrs.evolve(settings, api=attrs.evolve(settings.api, enabled=False))
+    elif args.api_listen is not None:
+        host, port = parse_listen(args.api_listen, "--api-listen")
+        settings = attrs.evolve(settings, api=attrs.evolve(settings.api, host=host, port=port, listen_given=True))
     if args.waves is not None and args.waves < 1:
         raise ConfigError("--waves", args.waves, "an integer >= 1")
     if not args.wave_interval > 0:
@@ -193,6 +221,30 @@ def _fake_exchange(args: argparse.Namespace) -> int:
                     break
 
     trio.run(serve)
+    return EXIT_OK
+
+
+def _api_command(args: argparse.Namespace) -> int:
+    from trio_bot.api import client
+    from trio_bot.api.settings import load_api_settings
+
+    target = client.target(args.url, load_api_settings(args.config))
+    if args.command == "status":
+        result = client.call(target, "GET", "/api/v1/status")
+    elif args.command == "pause":
+        result = client.call(target, "POST", "/api/v1/pause", {"reason": args.reason})
+    elif args.command == "resume":
+        result = client.call(target, "POST", "/api/v1/resume", {})
+    else:
+        result = client.call(target, "POST", f"/api/v1/positions/{args.position}/close", {},
+                             timeout=client.TIMEOUT + 60)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    elif args.command == "close":
+        print(f"position {result['id']} closed @ {result['exit_price']} ({result['exit_reason']}), "
+              f"realized PnL {result['realized_pnl']}")
+    else:
+        print(client.status_text(result))
     return EXIT_OK
 
 
@@ -239,6 +291,7 @@ async def _waves(args: argparse.Namespace) -> int:
 async def _events(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
+    from engine.report import event_json
     from trio_bot.storage import open_storage
     from trio_bot.tables import render_table
 
@@ -248,8 +301,7 @@ async def _events(args: argparse.Namespace) -> int:
     finally:
         await store.aclose()
     if args.json:
-        print(json.dumps({"events": [{"at": e.at, "kind": e.kind, "wave_id": e.wave_id, "signal_id": e.signal_id,
-                                      "position_id": e.position_id, "detail": e.detail} for e in found]}, indent=2))
+        print(json.dumps({"events": [event_json(e) for e in found]}, indent=2))
     elif not found:
         print("no events")
     else:

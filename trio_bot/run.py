@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 import tomllib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import attrs
 import trio
+from starlette.routing import BaseRoute
 
 from adapters.ccxt_exchange import CcxtExchange
 from adapters.postgres_store import redact
@@ -36,6 +37,8 @@ from engine.nursery.engine import Engine
 from engine.ports import Exchange, SignalSource
 from engine.rate_windows import bucket_for
 from engine.report import wave_json
+from trio_bot.api.settings import ApiSettings, Token, parse_api_settings, resolve_token
+from trio_bot.api.wiring import RunningApi, start_api
 from trio_bot.exchange_config import (
     Credentials,
     ExchangeSettings,
@@ -60,6 +63,7 @@ class RunSettings:
     engine: EngineConfig
     paper: ExchangeSpec
     exchange: ExchangeSettings = attrs.field(factory=ExchangeSettings)
+    api: ApiSettings = attrs.field(factory=ApiSettings)
     engine_keys: frozenset[str] = frozenset()  # the [engine] keys the config set explicitly
 
 
@@ -76,17 +80,18 @@ def load_run_config(path: str | None) -> RunSettings:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("--config", path, f"valid TOML ({exc})") from None
     for key, value in data.items():
-        if key not in ("engine", "paper", "exchange") or not isinstance(value, dict):
-            raise ConfigError(key, value, "a table named engine, paper or exchange", where=path)
+        if key not in ("engine", "paper", "exchange", "api") or not isinstance(value, dict):
+            raise ConfigError(key, value, "a table named engine, paper, exchange or api", where=path)
     try:
         engine = EngineConfig.from_mapping(data.get("engine", {}))
         paper = parse_exchange(data["paper"], "paper") if "paper" in data else default_paper
         exchange = parse_exchange_settings(data.get("exchange", {}), path)
+        api = parse_api_settings(data.get("api", {}), path)
     except ConfigError as exc:
         raise ConfigError(exc.key, exc.value, exc.expected, where=path) from None
     if not paper.markets:
         paper = attrs.evolve(paper, markets=default_paper.markets)
-    return RunSettings(engine, paper, exchange, frozenset(data.get("engine", {})))
+    return RunSettings(engine, paper, exchange, api, frozenset(data.get("engine", {})))
 
 
 async def random_walk(exchange: SimExchange, symbols: list[str], *, seed: int | None,
@@ -162,11 +167,16 @@ async def run(
     waves: int | None,
     seed: int | None,
     standby: bool = False,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
     ready: Callable[[], None] | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
 ) -> int:
+    """`extra_routes`: Starlette routes other wiring adds to the operator's server (behind its token).
+    `out` defaults to the current `sys.stdout` (looked up at call time)."""
+    out = sys.stdout if out is None else out
     # Everything a user can get wrong is checked before the lease, the store or the exchange.
     credentials = None if settings.exchange.is_paper else load_credentials(settings.exchange)
+    token = resolve_token(settings.api) if settings.api.enabled else None
     account = account_name(settings.exchange, credentials)
     symbols = ([m.symbol for m in settings.paper.markets] if settings.exchange.is_paper
                else list(settings.exchange.symbols) or list(DEMO_LIVE_SYMBOLS))
@@ -175,18 +185,30 @@ async def run(
         source = JsonlSignalSource(signals_file, interval=wave_interval)
     else:
         source = DemoSignalSource(symbols, interval=wave_interval, seed=seed, first_id=_id_base())
+    wiring = _Wiring(account, "file" if signals_file is not None else "demo", token, tuple(extra_routes))
     async with account_lease(db_url, account, standby=standby), \
             open_account(settings, db_url, credentials, seed) as trading:
         return await _run_leased(settings=settings, db_url=db_url, source=source, trading=trading,
-                                 waves=waves, out=out, ready=ready)
+                                 waves=waves, out=out, ready=ready, wiring=wiring)
+
+
+@attrs.frozen
+class _Wiring:
+    account: str
+    source_label: str
+    token: Token | None
+    extra_routes: tuple[BaseRoute, ...] = ()
 
 
 async def _run_leased(*, settings: RunSettings, db_url: str, source: SignalSource, trading: TradingAccount,
-                      waves: int | None, out: TextIO, ready: Callable[[], None] | None) -> int:
+                      waves: int | None, out: TextIO, ready: Callable[[], None] | None, wiring: _Wiring) -> int:
     """Everything that needs to be the account's only instance: the account's state and the store."""
     storage = await open_storage(db_url, call_timeout=settings.engine.call_timeout)
+    api: RunningApi | None = None
     try:
         def progress(wave_id: str, outcome: SignalOutcome) -> None:
+            if api is not None:
+                api.metrics.on_outcome(outcome)
             where = f" position {outcome.position_id}" if outcome.position_id is not None else ""
             why = f" — {outcome.reason}" if outcome.reason else ""
             print(f"  [{wave_id}] {outcome.signal_id:>10} {outcome.symbol:<10} {outcome.side:<5} "
@@ -200,6 +222,13 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: SignalSourc
             async with trio.open_nursery() as nursery:
                 if trading.background is not None:
                     nursery.start_soon(trading.background)
+                if wiring.token is not None:
+                    api = await start_api(nursery, engine, settings.api, wiring.token, account=wiring.account,
+                                          exchange=trading.label, extra_routes=wiring.extra_routes)
+                    print(f"trio-bot: dashboard {api.dashboard}", file=out, flush=True)
+                if engine.pause_state is not None:
+                    print(f"trio-bot: {engine.pause_state.skip_reason} (resume: trio-bot resume)", file=out,
+                          flush=True)
                 stopping = trio.CancelScope()
 
                 async def watch_signals() -> None:
@@ -217,7 +246,11 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: SignalSourc
                 with stopping:
                     async for raw in source.waves():
                         print(f"trio-bot: wave of {len(raw)} signals", file=out, flush=True)
+                        if api is not None:
+                            api.metrics.on_wave_received(wiring.source_label, len(raw))
                         record = await engine.process_wave(raw)
+                        if api is not None:
+                            api.metrics.on_wave_done(record)
                         trading.after_wave()
                         _print_wave(record, engine, out)
                         done += 1

@@ -11,6 +11,7 @@ nothing the engine started outlives it.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -21,7 +22,15 @@ import trio
 
 from engine.config import EngineConfig
 from engine.lifecycle import OpenProgress
-from engine.model import Position, PositionStatus, Signal, TrailingRecord, TrailingStatus, WaveRecord
+from engine.model import (
+    PauseState,
+    Position,
+    PositionStatus,
+    Signal,
+    TrailingRecord,
+    TrailingStatus,
+    WaveRecord,
+)
 from engine.nursery.clocks import SystemClock
 from engine.nursery.context import EngineContext
 from engine.nursery.opener import Opener
@@ -100,6 +109,35 @@ class Engine:
         self._waves_started += 1
         return await self.waves.run(f"w{self._waves_started}", raw_signals)
 
+    # --- the operator's pause: waves still arrive, their valid signals are skipped ---
+
+    PAUSE_KEY = "entries_paused"
+
+    @property
+    def pause_state(self) -> PauseState | None:
+        return self.ctx.paused
+
+    async def pause(self, reason: str = "") -> PauseState:
+        """Pause new entries, durably: stored before it takes effect, so a restart keeps it.
+
+        Stops, trailing, exits and the sweep go on. A wave already running starts no new signal.
+        """
+        state = self.ctx.paused or PauseState(reason=reason, since=self.ctx.clock.now())
+        if self.ctx.paused is not None and reason and reason != state.reason:
+            state = PauseState(reason=reason, since=state.since)
+        await self.ctx.call("storage.write", self.ctx.storage.put_setting, self.PAUSE_KEY,
+                            json.dumps({"reason": state.reason, "since": state.since}))
+        if self.ctx.paused != state:
+            self.ctx.paused = state
+            self.ctx.event("entries_paused", state.reason)
+        return state
+
+    async def resume(self) -> None:
+        await self.ctx.call("storage.write", self.ctx.storage.put_setting, self.PAUSE_KEY, None)
+        if self.ctx.paused is not None:
+            self.ctx.paused = None
+            self.ctx.event("entries_resumed")
+
     def stop_current_wave(self, reason: str) -> None:
         """For graceful shutdown: the running wave ends now, cleanup still runs."""
         self.waves.stop_current(reason)
@@ -122,6 +160,11 @@ class Engine:
         ctx.markets = await ctx.call("exchange.load_markets", ctx.exchange.load_markets)
         self._next_position_id = await ctx.call("storage.read", ctx.storage.max_position_id) + 1
         self._waves_started = await ctx.call("storage.read", ctx.storage.wave_count)
+        stored_pause = await ctx.call("storage.read", ctx.storage.setting, self.PAUSE_KEY)
+        if stored_pause is not None:
+            data = json.loads(stored_pause)
+            ctx.paused = PauseState(reason=str(data.get("reason", "")), since=float(data.get("since", 0.0)))
+            ctx.event("entries_paused", f"still paused since the last run: {ctx.paused.reason}".rstrip(": "))
         for position in await ctx.call("storage.read", ctx.storage.positions):
             ctx.positions[position.id] = position
         for position in [p for p in ctx.positions.values() if p.status is PositionStatus.OPENING]:

@@ -26,7 +26,7 @@ import trio
 
 from engine.config import EngineConfig
 from engine.model import OrderRecord, Position, TrailingRecord
-from engine.nursery.calls import bounded
+from engine.nursery.calls import CallObserver, bounded, observed
 from engine.ports import Record, Storage
 
 log = logging.getLogger("trio_bot.writer")
@@ -75,6 +75,7 @@ class StateWriter:
         self._busy = {"records": False, "trailing": False}
         self._idle = trio.Event()
         self.failures = 0
+        self.call_observers: list[CallObserver] = []  # the engine context shares its list here
 
     # --- producers (synchronous: callable from a cancelled child's cleanup) ---
 
@@ -158,8 +159,8 @@ class StateWriter:
         while True:
             attempt += 1
             try:
-                await bounded(f"storage write ({lane})", self._config.call_timeout,
-                              self._storage.write, list(batch))
+                await observed(self.call_observers, f"storage.write_{lane}", lambda: bounded(
+                    f"storage write ({lane})", self._config.call_timeout, self._storage.write, list(batch)))
                 if attempt > 1:
                     log.warning("state writer: %s batch of %d stored after %d attempts", lane, len(batch), attempt)
                 return
