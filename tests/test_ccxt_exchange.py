@@ -12,7 +12,8 @@ import trio
 import trio_asyncio
 from ccxt.base import errors as E
 
-from adapters.ccxt_exchange import CcxtExchange, ExchangeAuthError, kind_of, map_error
+from adapters.ccxt_errors import ExchangeAuthError, map_error
+from adapters.ccxt_exchange import CcxtExchange
 from adapters.sim.fake_binance import FakeBinance
 from adapters.sim.scenario import ExchangeSpec, FaultSpec, MarketSpec
 from engine import ids
@@ -86,13 +87,6 @@ def test_messages_are_scrubbed_of_secrets_and_signatures() -> None:
                                    f"{SECRET}")
     text = str(map_error(error, [KEY, SECRET]))
     assert KEY not in text and SECRET not in text and "signature" not in text
-
-
-def test_kind_of_client_ids() -> None:
-    assert kind_of(ids.entry_id(7)) is OrderKind.ENTRY
-    assert kind_of(ids.stop_id(7, 3)) is OrderKind.STOP
-    assert kind_of(ids.close_id(7)) is OrderKind.CLOSE
-    assert kind_of("web_abc123") is None
 
 
 # --- offline: construction ---

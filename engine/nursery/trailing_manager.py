@@ -80,13 +80,6 @@ class TrailingView:
     moves: int
 
 
-def _stop_seq(cid: str | None) -> int:
-    if cid is None or "-stop" not in cid:
-        return 1
-    tail = cid.rsplit("-stop", 1)[1]
-    return int(tail) if tail.isdigit() else 1
-
-
 class TrailingManager:
     def __init__(self, ctx: EngineContext) -> None:
         self.ctx = ctx
@@ -158,7 +151,7 @@ class TrailingManager:
         else:
             ts = TrailingStop.start(position.side, position.entry_price, position.stop_price, tick, self.params)
             cid = position.stop_client_id or ids.stop_id(position.id, 1)
-        follower = Follower(position=position, ts=ts, stop_cid=cid, stop_seq=_stop_seq(cid))
+        follower = Follower(position=position, ts=ts, stop_cid=cid, stop_seq=ids.stop_seq(cid))
         follower.latest_record = lambda: self.record_of(follower)
         self.followers[position.id] = follower
         self._by_symbol[position.symbol] = position.id
