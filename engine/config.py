@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 
 from engine.errors import ConfigError
+from engine.retry import RetryPolicy
 
 
 def _positive_int(key: str, value: Any) -> None:
@@ -50,14 +51,15 @@ _CHECKS = {
     "position_size_usdt": _positive,
     "leverage": _positive_int,
     "stop_loss_percent": _percent,
-    "stop_loss_retries": _positive_int,
-    "retry_backoff": _non_negative,
+    "exchange_max_backoff": _non_negative,
     "trailing_activation_percent": _non_negative,
     "trailing_callback_percent": _percent,
     "trailing_min_step_percent": _non_negative,
     "trailing_min_interval": _non_negative,
     "writer_retry_backoff": _positive,
     "writer_max_backoff": _positive,
+    "price_stream_retry_backoff": _positive,
+    "price_stream_max_backoff": _positive,
     "shutdown_timeout": _positive,
     "order_rate_per_second": _positive,
     "order_burst": _positive_int,
@@ -80,22 +82,42 @@ class EngineConfig:
     position_size_usdt: float = 200.0
     leverage: int = 1
     stop_loss_percent: float = 2.0
-    stop_loss_retries: int = 3
-    retry_backoff: float = 0.5
+    # Attempts per operation; None means `stop_loss_retries` if given, else 3.
+    read_attempts: int | None = None
+    protect_attempts: int | None = None
+    cancel_attempts: int | None = None
+    exchange_retry_backoff: float | None = None  # None: `retry_backoff` if given, else 0.5
+    exchange_max_backoff: float = 30.0
     trailing_activation_percent: float = 1.5
     trailing_callback_percent: float = 0.5
     trailing_min_step_percent: float = 0.1
     trailing_min_interval: float = 1.0
     writer_retry_backoff: float = 1.0
     writer_max_backoff: float = 30.0
+    price_stream_retry_backoff: float = 1.0
+    price_stream_max_backoff: float = 30.0
     shutdown_timeout: float = 10.0
     order_rate_per_second: float = 10.0
     order_burst: int = 10
     sweep_interval: float = 30.0
+    # Deprecated aliases (README: Configuration), still honoured: `stop_loss_retries` sets
+    # every attempt count not given explicitly, `retry_backoff` is `exchange_retry_backoff`.
+    stop_loss_retries: int | None = None
+    retry_backoff: float | None = None
 
     def __attrs_post_init__(self) -> None:
         for key, check in _CHECKS.items():
             check(key, getattr(self, key))
+        for key in ("exchange_retry_backoff", "retry_backoff"):
+            if getattr(self, key) is not None:
+                _non_negative(key, getattr(self, key))
+        if self.retry_backoff is not None and self.exchange_retry_backoff is not None:
+            raise ConfigError("retry_backoff", self.retry_backoff,
+                              "absent when exchange_retry_backoff is given (it is that key's old name)",
+                              where="engine")
+        for key in ("read_attempts", "protect_attempts", "cancel_attempts", "stop_loss_retries"):
+            if getattr(self, key) is not None:
+                _positive_int(key, getattr(self, key))
         if not self.call_timeout < self.signal_timeout:
             raise ConfigError(
                 "call_timeout", self.call_timeout,
@@ -125,6 +147,39 @@ class EngineConfig:
         with the same client id, so a hung attempt is abandoned early and protection comes sooner."""
         return self.protect_timeout if self.protect_timeout is not None else min(3.0, self.call_timeout)
 
+    def _attempts(self, explicit: int | None) -> int:
+        if explicit is not None:
+            return explicit
+        return self.stop_loss_retries if self.stop_loss_retries is not None else 3
+
+    def _exchange_retry(self, explicit: int | None) -> RetryPolicy:
+        backoff = self.exchange_retry_backoff if self.exchange_retry_backoff is not None else self.retry_backoff
+        return RetryPolicy(self._attempts(explicit), 0.5 if backoff is None else backoff, self.exchange_max_backoff)
+
+    @property
+    def read_retry(self) -> RetryPolicy:
+        """Reads (order look-ups, positions, open orders, prices, balance): safe to repeat."""
+        return self._exchange_retry(self.read_attempts)
+
+    @property
+    def protect_retry(self) -> RetryPolicy:
+        """Placing a stop-loss or an emergency close, always with the same client id."""
+        return self._exchange_retry(self.protect_attempts)
+
+    @property
+    def cancel_retry(self) -> RetryPolicy:
+        return self._exchange_retry(self.cancel_attempts)
+
+    @property
+    def writer_retry(self) -> RetryPolicy:
+        """A failed state write is retried until it lands or the engine closes."""
+        return RetryPolicy(None, self.writer_retry_backoff, self.writer_max_backoff)
+
+    @property
+    def price_stream_retry(self) -> RetryPolicy:
+        """A failed price stream is restarted for as long as the engine runs."""
+        return RetryPolicy(None, self.price_stream_retry_backoff, self.price_stream_max_backoff)
+
     @classmethod
     def keys(cls) -> tuple[str, ...]:
         return tuple(a.name for a in attrs.fields(cls))
@@ -137,7 +192,7 @@ class EngineConfig:
             if key not in known:
                 raise ConfigError(key, value, f"one of the engine keys: {', '.join(sorted(known))}",
                                   where="engine")
-        ints = {a.name for a in attrs.fields(cls) if a.type in ("int", int)}
+        ints = {a.name for a in attrs.fields(cls) if a.type in ("int", int, "int | None")}
         coerced: dict[str, Any] = {}
         for key, value in values.items():
             # TOML writes 30 for 30.0; accept whole numbers for float keys.

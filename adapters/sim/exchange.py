@@ -27,6 +27,7 @@ import trio
 
 from adapters.sim.faults import FaultPlan
 from adapters.sim.scenario import ExchangeSpec, MarketSpec
+from engine.call_points import CallPoint
 from engine.errors import DuplicateOrderError, PermanentError
 from engine.ids import position_of
 from engine.model import (
@@ -105,13 +106,6 @@ def _reject(code: int, message: str) -> PermanentError:
     return PermanentError(f"{code} {message}")
 
 
-_POINTS = {
-    OrderKind.ENTRY: "exchange.entry_order",
-    OrderKind.STOP: "exchange.stop_order",
-    OrderKind.CLOSE: "exchange.close_order",
-}
-
-
 class SimExchange:
     """Implements `engine.ports.Exchange` in Trio time; see the module docstring."""
 
@@ -187,14 +181,14 @@ class SimExchange:
             return self._place(request)
 
         side = position_side(request.side, request.kind)
-        return await self._faults.run(_POINTS[request.kind], action, symbol=request.symbol,
+        return await self._faults.run(CallPoint.placing(request.kind), action, symbol=request.symbol,
                                       side=side.value, latency=self._latency)
 
     async def cancel_order(self, symbol: str, client_order_id: str) -> OrderState:
         async def action() -> OrderState:
             return self._cancel(symbol, client_order_id)
 
-        return await self._faults.run("exchange.cancel_order", action, symbol=symbol,
+        return await self._faults.run(CallPoint.CANCEL_ORDER, action, symbol=symbol,
                                       side=self._side_of(client_order_id), latency=self._latency)
 
     # --- account settings ---
@@ -318,7 +312,7 @@ class SimExchange:
         async def action() -> T:
             return read()
 
-        return await self._faults.run("exchange.query", action, symbol=symbol, side=side,
+        return await self._faults.run(CallPoint.QUERY, action, symbol=symbol, side=side,
                                       latency=self._latency)
 
     def _market(self, symbol: str) -> Market:

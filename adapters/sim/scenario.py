@@ -14,19 +14,10 @@ from typing import Any
 
 import attrs
 
+from engine.call_points import FAULT_POINTS, CallPoint
 from engine.config import EngineConfig
 from engine.errors import ConfigError
 
-FAULT_POINTS = (
-    "exchange.entry_order",
-    "exchange.stop_order",
-    "exchange.close_order",
-    "exchange.cancel_order",
-    "exchange.query",
-    "storage.write",
-    "storage.read",
-    "storage.trailing",
-)
 EFFECTS = ("error", "reject", "hang", "delay", "lost_response")
 
 
@@ -56,7 +47,7 @@ class ExchangeSpec:
 
 @attrs.frozen
 class FaultSpec:
-    point: str
+    point: CallPoint = attrs.field(converter=CallPoint)
     effect: str
     match: Mapping[str, str] = attrs.field(factory=dict)
     message: str = ""

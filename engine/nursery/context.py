@@ -9,12 +9,14 @@ from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
 import attrs
-import trio
 
+from engine.call_points import CallPoint
 from engine.config import EngineConfig
+from engine.events import EventKind
 from engine.model import Event, Market, PauseState, Position
 from engine.nursery.calls import CallObserver, bounded, observed
 from engine.nursery.ratelimit import RateLimiter
+from engine.nursery.retrying import Attempts
 from engine.nursery.writer import StateWriter
 from engine.ports import Exchange, Storage, WallClock
 
@@ -41,7 +43,7 @@ class EngineContext:
     call_observers: list[CallObserver] = attrs.field(factory=list)  # shared with the writer
     _events: itertools.count[int] = attrs.field(factory=itertools.count)
 
-    async def call(self, what: str, fn: Callable[P, Awaitable[T]], /, *args: P.args,
+    async def call(self, what: CallPoint, fn: Callable[P, Awaitable[T]], /, *args: P.args,
                    **kwargs: P.kwargs) -> T:
         """A port call under `call_timeout`."""
         return await observed(self.call_observers, what,
@@ -52,7 +54,7 @@ class EngineContext:
             self.limiter = RateLimiter(self.config.order_rate_per_second, self.config.order_burst)
         self.writer.call_observers = self.call_observers
 
-    async def order(self, what: str, priority: bool, fn: Callable[P, Awaitable[T]], /, *args: P.args,
+    async def order(self, what: CallPoint, priority: bool, fn: Callable[P, Awaitable[T]], /, *args: P.args,
                     **kwargs: P.kwargs) -> T:
         """An order-changing call: a rate-limiter token, then the call, both within `call_timeout`.
 
@@ -66,35 +68,32 @@ class EngineContext:
         deadline = self.config.protect_deadline if priority else self.config.call_timeout
         return await observed(self.call_observers, what, lambda: bounded(what, deadline, limited))
 
-    async def read(self, what: str, fn: Callable[P, Awaitable[T]], /, *args: P.args,
+    async def read(self, what: CallPoint, fn: Callable[P, Awaitable[T]], /, *args: P.args,
                    **kwargs: P.kwargs) -> T:
         """A read, retried with backoff: reads change nothing, so repeating them is always safe.
 
         Each attempt gets `read_timeout` (shorter than `call_timeout`): a read that hangs is
         abandoned and asked again sooner, which is what shortens recovery after a lost answer.
         """
-        backoff = self.config.retry_backoff
-        attempts = self.config.stop_loss_retries
-        for attempt in range(1, attempts + 1):
+        policy = self.config.read_retry
+        async for attempt in Attempts(policy):
             try:
                 return await observed(self.call_observers, what,
                                       lambda: bounded(what, self.config.read_deadline, fn, *args, **kwargs))
             except Exception as exc:
-                if attempt == attempts:
+                if policy.is_last(attempt):
                     raise
-                log.warning("%s failed (%s); attempt %d/%d", what, exc, attempt, attempts)
-            await trio.sleep(backoff)
-            backoff *= 2
+                log.warning("%s failed (%s); attempt %d/%d", what, exc, attempt, policy.attempts)
         raise AssertionError("unreachable")
 
-    def event(self, kind: str, detail: str = "", *, wave_id: str | None = None,
+    def event(self, kind: EventKind, detail: str = "", *, wave_id: str | None = None,
               signal_id: str | None = None, position_id: int | None = None) -> None:
         """Append to the timeline (persisted by the writer) and to the log."""
         log.info("%s%s%s%s", kind,
                  f" signal={signal_id}" if signal_id else "",
                  f" position={position_id}" if position_id is not None else "",
                  f": {detail}" if detail else "")
-        event = Event(at=self.clock.now(), kind=kind, wave_id=wave_id, signal_id=signal_id,
+        event = Event(at=self.clock.now(), kind=kind.value, wave_id=wave_id, signal_id=signal_id,
                       position_id=position_id, detail=detail, uid=f"{self.run_id}-{next(self._events)}")
         self.writer.submit(event)
         for observe in self.event_observers:

@@ -20,7 +20,9 @@ from typing import Any
 import attrs
 import trio
 
+from engine.call_points import CallPoint
 from engine.config import EngineConfig
+from engine.events import EventKind
 from engine.lifecycle import OpenProgress
 from engine.model import (
     PauseState,
@@ -125,18 +127,18 @@ class Engine:
         state = self.ctx.paused or PauseState(reason=reason, since=self.ctx.clock.now())
         if self.ctx.paused is not None and reason and reason != state.reason:
             state = PauseState(reason=reason, since=state.since)
-        await self.ctx.call("storage.write", self.ctx.storage.put_setting, self.PAUSE_KEY,
+        await self.ctx.call(CallPoint.STORAGE_WRITE, self.ctx.storage.put_setting, self.PAUSE_KEY,
                             json.dumps({"reason": state.reason, "since": state.since}))
         if self.ctx.paused != state:
             self.ctx.paused = state
-            self.ctx.event("entries_paused", state.reason)
+            self.ctx.event(EventKind.ENTRIES_PAUSED, state.reason)
         return state
 
     async def resume(self) -> None:
-        await self.ctx.call("storage.write", self.ctx.storage.put_setting, self.PAUSE_KEY, None)
+        await self.ctx.call(CallPoint.STORAGE_WRITE, self.ctx.storage.put_setting, self.PAUSE_KEY, None)
         if self.ctx.paused is not None:
             self.ctx.paused = None
-            self.ctx.event("entries_resumed")
+            self.ctx.event(EventKind.ENTRIES_RESUMED)
 
     def stop_current_wave(self, reason: str) -> None:
         """For graceful shutdown: the running wave ends now, cleanup still runs."""
@@ -157,15 +159,16 @@ class Engine:
 
     async def _start(self) -> None:
         ctx = self.ctx
-        ctx.markets = await ctx.call("exchange.load_markets", ctx.exchange.load_markets)
-        self._next_position_id = await ctx.call("storage.read", ctx.storage.max_position_id) + 1
-        self._waves_started = await ctx.call("storage.read", ctx.storage.wave_count)
-        stored_pause = await ctx.call("storage.read", ctx.storage.setting, self.PAUSE_KEY)
+        ctx.markets = await ctx.call(CallPoint.LOAD_MARKETS, ctx.exchange.load_markets)
+        self._next_position_id = await ctx.call(CallPoint.STORAGE_READ, ctx.storage.max_position_id) + 1
+        self._waves_started = await ctx.call(CallPoint.STORAGE_READ, ctx.storage.wave_count)
+        stored_pause = await ctx.call(CallPoint.STORAGE_READ, ctx.storage.setting, self.PAUSE_KEY)
         if stored_pause is not None:
             data = json.loads(stored_pause)
             ctx.paused = PauseState(reason=str(data.get("reason", "")), since=float(data.get("since", 0.0)))
-            ctx.event("entries_paused", f"still paused since the last run: {ctx.paused.reason}".rstrip(": "))
-        for position in await ctx.call("storage.read", ctx.storage.positions):
+            ctx.event(EventKind.ENTRIES_PAUSED,
+                      f"still paused since the last run: {ctx.paused.reason}".rstrip(": "))
+        for position in await ctx.call(CallPoint.STORAGE_READ, ctx.storage.positions):
             ctx.positions[position.id] = position
         for position in [p for p in ctx.positions.values() if p.status is PositionStatus.OPENING]:
             await self._reconcile_opening(position)
@@ -173,12 +176,12 @@ class Engine:
             if position.id in self.trailing.followers or position.stop_price is None:
                 continue  # just protected by reconciliation, or left for the sweep to protect
             try:
-                record = await ctx.read("storage.trailing", ctx.storage.trailing, position.id)
+                record = await ctx.read(CallPoint.STORAGE_TRAILING, ctx.storage.trailing, position.id)
             except Exception as exc:
-                ctx.event("trailing_load_failed", str(exc), position_id=position.id)
+                ctx.event(EventKind.TRAILING_LOAD_FAILED, str(exc), position_id=position.id)
                 record = None
             self.trailing.track(position, record)
-            ctx.event("trailing_resumed", f"best {record.best_price:g}, stop {record.stop_price:g}" if record
+            ctx.event(EventKind.TRAILING_RESUMED, f"best {record.best_price:g}, stop {record.stop_price:g}" if record
                       else "no stored trailing state: starting afresh", position_id=position.id)
 
     async def _reconcile_opening(self, position: Position) -> None:
@@ -187,7 +190,7 @@ class Engine:
         progress = OpenProgress(signal=signal, position_id=position.id, quantity=position.quantity,
                                 intent_stored=True, entry_sent=True,
                                 entry_error="found `opening` at start-up")
-        self.ctx.event("reconcile_opening", position.entry_client_id, position_id=position.id)
+        self.ctx.event(EventKind.RECONCILE_OPENING, position.entry_client_id, position_id=position.id)
         await self.opener.settle_shielded(progress, position)
         if progress.protected:
             self._on_protected(position.id)
@@ -205,7 +208,7 @@ class Engine:
         if position is not None and position.trailing is not TrailingStatus.ACTIVE \
                 and position.status is PositionStatus.OPEN:
             self.ctx.save_position(attrs.evolve(position, trailing=TrailingStatus.ACTIVE))
-            self.ctx.event("trailing_saved", f"stop {record.stop_price:g}", position_id=record.position_id)
+            self.ctx.event(EventKind.TRAILING_SAVED, f"stop {record.stop_price:g}", position_id=record.position_id)
 
 
 

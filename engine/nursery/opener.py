@@ -15,7 +15,9 @@ import logging
 import trio
 
 from engine import ids
+from engine.call_points import CallPoint
 from engine.errors import CallTimeout, DuplicateOrderError, PermanentError, StorageError
+from engine.events import EventKind
 from engine.lifecycle import OpenProgress, position_after
 from engine.model import (
     OrderKind,
@@ -41,28 +43,28 @@ class Opener:
         entry = OrderRequest(s.symbol, s.side.entry_order_side, OrderKind.ENTRY, p.quantity,
                              base.entry_client_id)
         try:
-            await ctx.call("storage.record_intent", ctx.storage.record_intent, base,
+            await ctx.call(CallPoint.RECORD_INTENT, ctx.storage.record_intent, base,
                            self._order_record(p, entry, OrderStatus.PENDING))
         except (StorageError, CallTimeout) as exc:
             p.intent_error = str(exc)
-            self._event(p, "intent_failed", str(exc))
+            self._event(p, EventKind.INTENT_FAILED, str(exc))
             return
         p.intent_stored = True
         ctx.positions[base.id] = base
-        self._event(p, "intent_stored", f"{s.side} {p.quantity:g} {s.symbol}, entry id {entry.client_order_id}")
+        self._event(p, EventKind.INTENT_STORED, f"{s.side} {p.quantity:g} {s.symbol}, entry id {entry.client_order_id}")
         try:
             p.entry_sent = True
-            self._event(p, "entry_sent", entry.client_order_id)
-            self._record_entry(p, await ctx.order("exchange.entry_order", False, ctx.exchange.place_order, entry))
+            self._event(p, EventKind.ENTRY_SENT, entry.client_order_id)
+            self._record_entry(p, await ctx.order(CallPoint.ENTRY_ORDER, False, ctx.exchange.place_order, entry))
         except DuplicateOrderError as exc:
             p.entry_error = str(exc)  # an earlier send landed: look it up
         except PermanentError as exc:
             p.entry_error = f"rejected: {exc}"
             p.entry_resolved = True
-            self._event(p, "entry_rejected", str(exc))
+            self._event(p, EventKind.ENTRY_REJECTED, str(exc))
         except Exception as exc:  # transient, timeout, anything: outcome unknown until looked up
             p.entry_error = str(exc) or type(exc).__name__
-            self._event(p, "entry_unanswered", p.entry_error)
+            self._event(p, EventKind.ENTRY_UNANSWERED, p.entry_error)
         finally:
             await self.settle_shielded(p, base)
 
@@ -72,7 +74,7 @@ class Opener:
             await self._settle(p)
         if cleanup.cancelled_caught:
             p.cleanup_expired = True
-            self._event(p, "cleanup_expired", f"after {self.ctx.config.cleanup_timeout:g}s")
+            self._event(p, EventKind.CLEANUP_EXPIRED, f"after {self.ctx.config.cleanup_timeout:g}s")
         self._persist(p, base)
 
     async def _settle(self, p: OpenProgress) -> None:
@@ -90,7 +92,7 @@ class Opener:
             p.filled_quantity = state.filled_quantity
             p.fill_price = state.average_price
             p.entry_resolved = True
-            self._event(p, "entry_filled", f"{state.filled_quantity:g} @ {state.average_price:g}")
+            self._event(p, EventKind.ENTRY_FILLED, f"{state.filled_quantity:g} @ {state.average_price:g}")
         elif state.status in (OrderStatus.REJECTED, OrderStatus.CANCELED):
             p.entry_resolved = True
             p.entry_error = f"entry order {state.status}"
@@ -99,11 +101,11 @@ class Opener:
         cid = ids.entry_id(p.position_id)
         found, known = await orders.lookup(self.ctx, p.signal.symbol, cid, self._emitter(p))
         if not known:
-            self._event(p, "entry_unresolved", "could not look up the entry order")
+            self._event(p, EventKind.ENTRY_UNRESOLVED, "could not look up the entry order")
             return
         if found is None:
             p.entry_resolved = True
-            self._event(p, "entry_not_found", f"{cid}: the exchange never saw it")
+            self._event(p, EventKind.ENTRY_NOT_FOUND, f"{cid}: the exchange never saw it")
             return
         self._record_entry(p, found)
 
@@ -117,9 +119,9 @@ class Opener:
             p.stopped_out = True
             p.closed = True
             p.close_price = state.average_price
-            self._event(p, "stopped_out", f"stop filled @ {state.average_price}")
+            self._event(p, EventKind.STOPPED_OUT, f"stop filled @ {state.average_price}")
         elif state.status is OrderStatus.NEW:
-            self._event(p, "stop_placed", f"{state.client_order_id} @ {p.stop_price:g}")
+            self._event(p, EventKind.STOP_PLACED, f"{state.client_order_id} @ {p.stop_price:g}")
 
     async def _protect(self, p: OpenProgress) -> None:
         ctx, s = self.ctx, p.signal
@@ -137,7 +139,7 @@ class Opener:
 
     async def _emergency_close(self, p: OpenProgress) -> None:
         ctx, s = self.ctx, p.signal
-        self._event(p, "emergency_close", p.stop_error or "")
+        self._event(p, EventKind.EMERGENCY_CLOSE, p.stop_error or "")
         request = OrderRequest(s.symbol, s.side.exit_order_side, OrderKind.CLOSE, p.filled_quantity,
                                ids.close_id(p.position_id))
         # A refused close is retried too: the money is at risk until it goes through.
@@ -145,14 +147,14 @@ class Opener:
         if placed.state is not None and placed.state.filled_quantity > 0:
             p.closed = True
             p.close_price = placed.state.average_price
-            self._event(p, "closed", f"emergency close filled @ {placed.state.average_price}")
+            self._event(p, EventKind.CLOSED, f"emergency close filled @ {placed.state.average_price}")
             return
         if await orders.is_flat(ctx, s.symbol):
             p.closed = True
-            self._event(p, "closed", "no position left on the exchange")
+            self._event(p, EventKind.CLOSED, "no position left on the exchange")
             return
         p.close_error = placed.error
-        self._event(p, "UNPROTECTED", f"no stop-loss and close failed: {p.close_error}")
+        self._event(p, EventKind.UNPROTECTED, f"no stop-loss and close failed: {p.close_error}")
         log.error("position %s on %s is UNPROTECTED: %s", p.position_id, s.symbol, p.close_error)
 
     # --- records ---
@@ -190,7 +192,7 @@ class Opener:
     def _emitter(self, p: OpenProgress) -> orders.Emit:
         return lambda kind, detail: self._event(p, kind, detail)
 
-    def _event(self, p: OpenProgress, kind: str, detail: str = "") -> None:
+    def _event(self, p: OpenProgress, kind: EventKind, detail: str = "") -> None:
         self.ctx.event(kind, detail, signal_id=p.signal.id,
                        position_id=p.position_id if p.intent_stored else None)
 

@@ -26,6 +26,8 @@ import attrs
 import trio
 
 from engine import ids
+from engine.call_points import CallPoint
+from engine.events import EventKind, Repair
 from engine.model import (
     ExchangePosition,
     OrderKind,
@@ -62,9 +64,9 @@ class ProtectionSweep:
             except Exception:
                 log.exception("protection sweep failed; next one in %gs", self.ctx.config.sweep_interval)
 
-    def _repair(self, kind: str, detail: str, position_id: int | None = None) -> None:
-        self.repairs[kind] += 1
-        self.ctx.event(f"sweep_{kind}", detail, position_id=position_id)
+    def _repair(self, kind: Repair, detail: str, position_id: int | None = None) -> None:
+        self.repairs[kind.value] += 1
+        self.ctx.event(kind.event, detail, position_id=position_id)
 
     async def sweep_once(self) -> Counter[str]:
         """One pass; returns the repairs it made."""
@@ -72,10 +74,10 @@ class ProtectionSweep:
         before = Counter(self.repairs)
         self.sweeps += 1
         try:
-            held = {p.symbol: p for p in await ctx.read("exchange.query", ctx.exchange.fetch_positions)}
-            resting = await ctx.read("exchange.query", ctx.exchange.fetch_open_orders)
+            held = {p.symbol: p for p in await ctx.read(CallPoint.QUERY, ctx.exchange.fetch_positions)}
+            resting = await ctx.read(CallPoint.QUERY, ctx.exchange.fetch_open_orders)
         except Exception as exc:
-            ctx.event("sweep_failed", f"could not read the exchange: {exc}")
+            ctx.event(EventKind.SWEEP_FAILED, f"could not read the exchange: {exc}")
             return Counter()
         opening = {p.symbol for p in ctx.positions.values() if p.status is PositionStatus.OPENING}
         stored = {p.symbol: p for p in ctx.positions.values() if p.status is PositionStatus.OPEN}
@@ -97,18 +99,18 @@ class ProtectionSweep:
                 self.manager.track(position)
                 follower = self.manager.followers[position.id]
             if not any(o.client_order_id == follower.stop_cid for o in live):
-                self._repair("missing_stop", f"{symbol}: {follower.stop_cid} is not live", position.id)
+                self._repair(Repair.MISSING_STOP, f"{symbol}: {follower.stop_cid} is not live", position.id)
                 self.manager.request_repair(position.id)
             stale = [o.client_order_id for o in live if o.client_order_id != follower.stop_cid
                      and ids.position_of(o.client_order_id) == position.id]
             for cid in stale:
                 if await orders.cancel(ctx, symbol, cid, self._emit(position.id)):
                     follower.stale.discard(cid)
-                    self._repair("stale_stop", f"{cid} cancelled", position.id)
+                    self._repair(Repair.STALE_STOP, f"{cid} cancelled", position.id)
 
         for symbol, position in stored.items():
             if symbol not in held and symbol not in opening:
-                self._repair("position_gone", f"{symbol} is no longer on the exchange", position.id)
+                self._repair(Repair.POSITION_GONE, f"{symbol} is no longer on the exchange", position.id)
                 if position.id not in self.manager.followers:
                     self.manager.track(position)
                 self.manager.request_repair(position.id)
@@ -118,7 +120,7 @@ class ProtectionSweep:
                 continue  # a stored position's leftovers are its follower's to clear
             for order in orphans:
                 if await orders.cancel(ctx, symbol, order.client_order_id, self._emit(None)):
-                    self._repair("orphan_stop", f"{order.client_order_id} on {symbol}: no position")
+                    self._repair(Repair.ORPHAN_STOP, f"{order.client_order_id} on {symbol}: no position")
         made = self.repairs - before
         if made:
             log.warning("protection sweep repaired: %s", dict(made))
@@ -136,7 +138,7 @@ class ProtectionSweep:
                             side=there.side, status=PositionStatus.OPEN, quantity=there.quantity,
                             entry_client_id=ids.entry_id(pid), entry_price=there.entry_price,
                             trailing=TrailingStatus.PENDING, opened_at=now)
-        self._repair("adopted", f"{there.side} {there.quantity:g} {there.symbol} @ {there.entry_price:g}", pid)
+        self._repair(Repair.ADOPTED, f"{there.side} {there.quantity:g} {there.symbol} @ {there.entry_price:g}", pid)
         covering = [o for o in stops if o.side is there.side.exit_order_side and o.quantity >= there.quantity]
         if covering:
             stop = covering[0]

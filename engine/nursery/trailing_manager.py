@@ -24,6 +24,8 @@ import attrs
 import trio
 
 from engine import ids
+from engine.call_points import CallPoint
+from engine.events import EventKind
 from engine.model import (
     ExitReason,
     OrderKind,
@@ -36,6 +38,7 @@ from engine.model import (
 )
 from engine.nursery import orders
 from engine.nursery.context import EngineContext
+from engine.nursery.retrying import Attempts
 from engine.sizing import initial_stop_price, realized_pnl
 from engine.trailing import TrailingParams, TrailingStop, TrailState, from_record, to_record
 
@@ -104,14 +107,12 @@ class TrailingManager:
             task_status.started()
 
     async def _stream(self) -> None:
-        backoff = self.ctx.config.writer_retry_backoff
-        while True:
+        policy = self.ctx.config.price_stream_retry
+        async for attempt in Attempts(policy):
             try:
                 await self.ctx.exchange.stream_prices(self.on_price)
             except Exception as exc:
-                log.warning("price stream failed (%s); restarting in %.1fs", exc, backoff)
-            await trio.sleep(backoff)
-            backoff = min(backoff * 2, self.ctx.config.writer_max_backoff)
+                log.warning("price stream failed (%s); restarting in %.1fs", exc, policy.delay(attempt))
 
     def on_price(self, symbol: str, price: float) -> None:
         """Synchronous and O(1): apply the tick to the pure state machine right here.
@@ -242,11 +243,11 @@ class TrailingManager:
         with trio.move_on_after(ctx.config.cleanup_timeout, shield=True):
             placed = await orders.place(ctx, request, self._emit(f))
             if placed.state is None:
-                ctx.event("stop_move_failed", f"to {stop_price:g}: {placed.error}; stop stays at {f.ts.live_stop:g}",
-                          position_id=p.id)
+                ctx.event(EventKind.STOP_MOVE_FAILED,
+                          f"to {stop_price:g}: {placed.error}; stop stays at {f.ts.live_stop:g}", position_id=p.id)
                 # The old stop stays live. Try again after a backoff, whatever the prices say,
                 # so a refused level (e.g. "would immediately trigger") is never hammered.
-                f.retry_at = trio.current_time() + max(ctx.config.retry_backoff, self.params.min_interval, 0.1)
+                f.retry_at = trio.current_time() + max(ctx.config.protect_retry.backoff, self.params.min_interval, 0.1)
                 return
             old = f.stop_cid
             f.stop_cid, f.stop_seq, f.moves = request.client_order_id, seq, f.moves + 1
@@ -257,10 +258,10 @@ class TrailingManager:
             self._save(f, attrs.evolve(p, stop_price=stop_price, stop_client_id=f.stop_cid),
                        OrderRecord(f.stop_cid, p.id, p.symbol, OrderKind.STOP, p.side.exit_order_side, p.quantity,
                                    OrderStatus.NEW, stop_price=stop_price, updated_at=ctx.clock.now()))
-            ctx.event("stop_moved", f"{old} -> {f.stop_cid} @ {stop_price:g}", position_id=p.id)
+            ctx.event(EventKind.STOP_MOVED, f"{old} -> {f.stop_cid} @ {stop_price:g}", position_id=p.id)
             if not await orders.cancel(ctx, p.symbol, old, self._emit(f)):
                 f.stale.add(old)  # still protected (two stops); the sweep cancels it later
-                ctx.event("stale_stop", f"{old} could not be cancelled yet", position_id=p.id)
+                ctx.event(EventKind.STALE_STOP, f"{old} could not be cancelled yet", position_id=p.id)
 
     def _save(self, f: Follower, position: Position, *records: OrderRecord) -> None:
         f.position = position
@@ -308,7 +309,7 @@ class TrailingManager:
         seq = f.stop_seq + 1
         request = OrderRequest(p.symbol, p.side.exit_order_side, OrderKind.STOP, p.quantity,
                                ids.stop_id(p.id, seq), stop)
-        ctx.event("stop_missing", f"{f.stop_cid} is not live; placing {request.client_order_id} @ {stop:g}",
+        ctx.event(EventKind.STOP_MISSING, f"{f.stop_cid} is not live; placing {request.client_order_id} @ {stop:g}",
                   position_id=p.id)
         with trio.move_on_after(ctx.config.cleanup_timeout, shield=True):
             placed = await orders.place(ctx, request, self._emit(f))
@@ -321,20 +322,20 @@ class TrailingManager:
                 return
             close = OrderRequest(p.symbol, p.side.exit_order_side, OrderKind.CLOSE, p.quantity,
                                  ids.close_id(p.id, seq))
-            ctx.event("emergency_close", placed.error or "", position_id=p.id)
+            ctx.event(EventKind.EMERGENCY_CLOSE, placed.error or "", position_id=p.id)
             closed = await orders.place(ctx, close, self._emit(f), retry_refused=True)
             if closed.state is not None and closed.state.filled_quantity > 0:
                 await self._closed(f, closed.state.average_price, ExitReason.EMERGENCY_CLOSE)
             else:
                 log.error("position %s on %s is UNPROTECTED: %s", p.id, p.symbol, closed.error)
-                ctx.event("UNPROTECTED", closed.error or "", position_id=p.id)
+                ctx.event(EventKind.UNPROTECTED, closed.error or "", position_id=p.id)
 
     async def _operator_close(self, f: Follower) -> None:
         ctx, p = self.ctx, f.position
         f.stop_seq += 1  # the close takes a fresh, deterministic id; later stops never reuse it
         close = OrderRequest(p.symbol, p.side.exit_order_side, OrderKind.CLOSE, p.quantity,
                              ids.close_id(p.id, f.stop_seq))
-        ctx.event("operator_close", f"reduce-only market close {close.client_order_id}", position_id=p.id)
+        ctx.event(EventKind.OPERATOR_CLOSE, f"reduce-only market close {close.client_order_id}", position_id=p.id)
         error: str | None = None
         with trio.move_on_after(ctx.config.cleanup_timeout, shield=True):
             placed = await orders.place(ctx, close, self._emit(f), retry_refused=True)
@@ -345,7 +346,7 @@ class TrailingManager:
                 await self._closed(f, placed.state.average_price, ExitReason.OPERATOR)
             else:
                 error = placed.error or "the close did not fill"
-                ctx.event("operator_close_failed", f"{error}; the stop stays in place", position_id=p.id)
+                ctx.event(EventKind.OPERATOR_CLOSE_FAILED, f"{error}; the stop stays in place", position_id=p.id)
                 await self._repair(f)  # e.g. the stop fired meanwhile: record that exit
         if not f.closed and error is None:
             error = f"no answer within cleanup_timeout ({ctx.config.cleanup_timeout:g}s); the stop stays in place"
@@ -366,13 +367,14 @@ class TrailingManager:
         closed = attrs.evolve(p, status=PositionStatus.CLOSED, exit_price=exit_price, exit_reason=reason,
                               realized_pnl=pnl, closed_at=ctx.clock.now())
         self._save(f, closed)
-        ctx.event("position_closed", f"{reason} @ {exit_price}, pnl {pnl}", position_id=p.id)
+        ctx.event(EventKind.POSITION_CLOSED, f"{reason} @ {exit_price}, pnl {pnl}", position_id=p.id)
         self.on_closed(closed)
         with trio.move_on_after(ctx.config.cleanup_timeout, shield=True):
             try:
-                left = await ctx.read("exchange.query", ctx.exchange.fetch_open_orders, p.symbol)
+                left = await ctx.read(CallPoint.QUERY, ctx.exchange.fetch_open_orders, p.symbol)
             except Exception as exc:
-                ctx.event("cleanup_failed", f"could not list orders left on {p.symbol}: {exc}", position_id=p.id)
+                ctx.event(EventKind.CLEANUP_FAILED, f"could not list orders left on {p.symbol}: {exc}",
+                          position_id=p.id)
                 return
             for order in left:
                 if order.reduce_only:

@@ -17,6 +17,8 @@ import attrs
 import trio
 
 from engine import ids
+from engine.call_points import CallPoint
+from engine.events import EventKind
 from engine.lifecycle import OpenProgress, decide_outcome
 from engine.model import (
     Balance,
@@ -66,7 +68,7 @@ class WaveRunner:
         ctx, cfg = self.ctx, self.ctx.config
         t0 = trio.current_time()
         started_at = ctx.clock.now()
-        ctx.event("wave_started", f"{len(raw_signals)} signals", wave_id=wave_id)
+        ctx.event(EventKind.WAVE_STARTED, f"{len(raw_signals)} signals", wave_id=wave_id)
         screened = screen_wave(raw_signals, ctx.markets, ctx.busy_symbols)
         book = WaveBook(screened.candidates, target=cfg.max_positions_per_wave,
                         concurrency=cfg.max_concurrent_signals)
@@ -96,7 +98,7 @@ class WaveRunner:
         record = WaveRecord(wave_id, t0, started_at, trio.current_time() - t0, book.outcomes)
         ctx.writer.submit(record)
         c = record.counts
-        ctx.event("wave_finished", f"{c.opened} opened, {c.failed} failed, {c.timed_out} timed out, "
+        ctx.event(EventKind.WAVE_FINISHED, f"{c.opened} opened, {c.failed} failed, {c.timed_out} timed out, "
                   f"{c.skipped} skipped, {c.rejected} rejected in {record.duration:.2f}s", wave_id=wave_id)
         return record
 
@@ -114,11 +116,11 @@ class WaveRunner:
                 result.setdefault("error", f"could not read {key} from the exchange: {exc}")
 
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(read, "prices", lambda: ctx.read("exchange.query", ctx.exchange.fetch_prices,
+            nursery.start_soon(read, "prices", lambda: ctx.read(CallPoint.QUERY, ctx.exchange.fetch_prices,
                                                                 symbols))
-            nursery.start_soon(read, "balance", lambda: ctx.read("exchange.query", ctx.exchange.fetch_balance))
+            nursery.start_soon(read, "balance", lambda: ctx.read(CallPoint.QUERY, ctx.exchange.fetch_balance))
         if "error" in result:
-            ctx.event("wave_snapshot_failed", result["error"], wave_id=wave_id)
+            ctx.event(EventKind.WAVE_SNAPSHOT_FAILED, result["error"], wave_id=wave_id)
             return str(result["error"])
         return _Snapshot(result["prices"], result["balance"])
 
@@ -162,7 +164,7 @@ class WaveRunner:
         base = Position(id=position_id, signal_id=signal.id, wave_id=wave_id, symbol=signal.symbol,
                         side=signal.side, status=PositionStatus.OPENING, quantity=quantity,
                         entry_client_id=ids.entry_id(position_id))
-        ctx.event("signal_started", f"rank {signal.rank}: {signal.side} {signal.symbol}",
+        ctx.event(EventKind.SIGNAL_STARTED, f"rank {signal.rank}: {signal.side} {signal.symbol}",
                   wave_id=wave_id, signal_id=signal.id)
         timed_out, deadline, crash = False, "signal deadline", None
         try:
@@ -189,7 +191,8 @@ class WaveRunner:
             wake.send_nowait(None)
 
     def _announce(self, wave_id: str, outcome: SignalOutcome) -> None:
-        self.ctx.event("signal_outcome", f"{outcome.outcome}" + (f": {outcome.reason}" if outcome.reason else ""),
+        detail = f"{outcome.outcome}" + (f": {outcome.reason}" if outcome.reason else "")
+        self.ctx.event(EventKind.SIGNAL_OUTCOME, detail,
                        wave_id=wave_id, signal_id=outcome.signal_id, position_id=outcome.position_id)
         if self._listener is not None:
             self._listener(wave_id, outcome)

@@ -27,6 +27,7 @@ import trio
 from engine.config import EngineConfig
 from engine.model import OrderRecord, Position, TrailingRecord
 from engine.nursery.calls import CallObserver, bounded, observed
+from engine.nursery.retrying import Attempts
 from engine.ports import Record, Storage
 
 log = logging.getLogger("trio_bot.writer")
@@ -154,10 +155,8 @@ class StateWriter:
                 self._on_trailing_saved(record)
 
     async def _write_with_retry(self, lane: str, batch: Sequence[Record]) -> None:
-        backoff = self._config.writer_retry_backoff
-        attempt = 0
-        while True:
-            attempt += 1
+        policy = self._config.writer_retry
+        async for attempt in Attempts(policy):
             try:
                 await observed(self.call_observers, f"storage.write_{lane}", lambda: bounded(
                     f"storage write ({lane})", self._config.call_timeout, self._storage.write, list(batch)))
@@ -169,6 +168,4 @@ class StateWriter:
                 # Say it loudly once; repeats of the same outage only at INFO (visible with -v).
                 log.log(logging.WARNING if attempt == 1 else logging.INFO,
                         "state writer: %s batch of %d failed (%s); retrying in %.1fs",
-                        lane, len(batch), exc, backoff)
-            await trio.sleep(backoff)
-            backoff = min(backoff * 2, self._config.writer_max_backoff)
+                        lane, len(batch), exc, policy.delay(attempt))
