@@ -27,14 +27,14 @@ from starlette.routing import BaseRoute
 
 from adapters.ccxt_exchange import CcxtExchange
 from adapters.postgres_store import redact
-from adapters.signal_sources import DemoSignalSource, JsonlSignalSource
+from adapters.signals import Arrival, WaveFeed
 from adapters.sim.exchange import SimExchange
 from adapters.sim.scenario import ExchangeSpec, MarketSpec, parse_exchange
 from engine.config import EngineConfig
 from engine.errors import ConfigError
 from engine.model import SignalOutcome, WaveRecord
 from engine.nursery.engine import Engine
-from engine.ports import Exchange, SignalSource
+from engine.ports import Exchange
 from engine.rate_windows import bucket_for
 from engine.report import wave_json
 from trio_bot.api.settings import ApiSettings, Token, parse_api_settings, resolve_token
@@ -46,16 +46,11 @@ from trio_bot.exchange_config import (
     load_credentials,
     parse_exchange_settings,
 )
+from trio_bot.paper_markets import PAPER_PRICES
+from trio_bot.signal_feeds import open_feed, remember_handled
+from trio_bot.signals_config import SignalSettings, parse_signal_settings
 from trio_bot.storage import account_lease, open_storage
 from trio_bot.tables import positions_table, wave_table
-
-# Paper markets: a plausible USDⓈ-M universe, prices as of the project's start.
-PAPER_PRICES = {
-    "BTCUSDT": 67_000.0, "ETHUSDT": 2_600.0, "BNBUSDT": 600.0, "SOLUSDT": 150.0, "XRPUSDT": 0.55,
-    "DOGEUSDT": 0.12, "ADAUSDT": 0.35, "AVAXUSDT": 27.0, "LINKUSDT": 11.0, "DOTUSDT": 4.2,
-    "LTCUSDT": 66.0, "NEOUSDT": 10.0, "FILUSDT": 3.6, "ALGOUSDT": 0.13, "ALICEUSDT": 0.6,
-    "FORMUSDT": 0.8132, "ATOMUSDT": 4.5, "NEARUSDT": 4.8, "ARBUSDT": 0.55, "OPUSDT": 1.6,
-}
 
 
 @attrs.frozen
@@ -63,13 +58,15 @@ class RunSettings:
     engine: EngineConfig
     paper: ExchangeSpec
     exchange: ExchangeSettings = attrs.field(factory=ExchangeSettings)
+    signals: SignalSettings = attrs.field(factory=SignalSettings)
     api: ApiSettings = attrs.field(factory=ApiSettings)
     engine_keys: frozenset[str] = frozenset()  # the [engine] keys the config set explicitly
 
 
 def load_run_config(path: str | None) -> RunSettings:
     """`--config FILE.toml`: `[engine]` keys, an optional `[paper]` exchange table, and an optional
-    `[exchange]` table choosing a live exchange (see `trio_bot.exchange_config`)."""
+    `[exchange]` table choosing a live exchange (see `trio_bot.exchange_config`), and an optional
+    `[signals]` table choosing where waves come from (see `trio_bot.signals_config`)."""
     default_paper = ExchangeSpec(markets=tuple(MarketSpec(s, p) for s, p in PAPER_PRICES.items()))
     if path is None:
         return RunSettings(EngineConfig(), default_paper)
@@ -80,18 +77,19 @@ def load_run_config(path: str | None) -> RunSettings:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("--config", path, f"valid TOML ({exc})") from None
     for key, value in data.items():
-        if key not in ("engine", "paper", "exchange", "api") or not isinstance(value, dict):
-            raise ConfigError(key, value, "a table named engine, paper, exchange or api", where=path)
+        if key not in ("engine", "paper", "exchange", "signals", "api") or not isinstance(value, dict):
+            raise ConfigError(key, value, "a table named engine, paper, exchange, signals or api", where=path)
     try:
         engine = EngineConfig.from_mapping(data.get("engine", {}))
         paper = parse_exchange(data["paper"], "paper") if "paper" in data else default_paper
         exchange = parse_exchange_settings(data.get("exchange", {}), path)
         api = parse_api_settings(data.get("api", {}), path)
+        signals = parse_signal_settings(data.get("signals", {}), path)
     except ConfigError as exc:
         raise ConfigError(exc.key, exc.value, exc.expected, where=path) from None
     if not paper.markets:
         paper = attrs.evolve(paper, markets=default_paper.markets)
-    return RunSettings(engine, paper, exchange, api, frozenset(data.get("engine", {})))
+    return RunSettings(engine, paper, exchange, signals, api, frozenset(data.get("engine", {})))
 
 
 async def random_walk(exchange: SimExchange, symbols: list[str], *, seed: int | None,
@@ -180,12 +178,11 @@ async def run(
     account = account_name(settings.exchange, credentials)
     symbols = ([m.symbol for m in settings.paper.markets] if settings.exchange.is_paper
                else list(settings.exchange.symbols) or list(DEMO_LIVE_SYMBOLS))
-    source: SignalSource
-    if signals_file is not None:
-        source = JsonlSignalSource(signals_file, interval=wave_interval)
-    else:
-        source = DemoSignalSource(symbols, interval=wave_interval, seed=seed, first_id=_id_base())
-    wiring = _Wiring(account, "file" if signals_file is not None else "demo", token, tuple(extra_routes))
+    signal_settings = (attrs.evolve(settings.signals, source="file", path=signals_file)
+                       if signals_file is not None else settings.signals)
+    source = open_feed(signal_settings, account=account, symbols=symbols, wave_interval=wave_interval,
+                       seed=seed, first_id=_id_base())
+    wiring = _Wiring(account, token, tuple(extra_routes))
     async with account_lease(db_url, account, standby=standby), \
             open_account(settings, db_url, credentials, seed) as trading:
         return await _run_leased(settings=settings, db_url=db_url, source=source, trading=trading,
@@ -195,17 +192,17 @@ async def run(
 @attrs.frozen
 class _Wiring:
     account: str
-    source_label: str
     token: Token | None
     extra_routes: tuple[BaseRoute, ...] = ()
 
 
-async def _run_leased(*, settings: RunSettings, db_url: str, source: SignalSource, trading: TradingAccount,
+async def _run_leased(*, settings: RunSettings, db_url: str, source: WaveFeed, trading: TradingAccount,
                       waves: int | None, out: TextIO, ready: Callable[[], None] | None, wiring: _Wiring) -> int:
     """Everything that needs to be the account's only instance: the account's state and the store."""
     storage = await open_storage(db_url, call_timeout=settings.engine.call_timeout)
     api: RunningApi | None = None
     try:
+        await remember_handled(source, storage)
         def progress(wave_id: str, outcome: SignalOutcome) -> None:
             if api is not None:
                 api.metrics.on_outcome(outcome)
@@ -243,16 +240,11 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: SignalSourc
                             return
 
                 nursery.start_soon(watch_signals)
+                send, arrivals = trio.open_memory_channel[Arrival](16)
+                nursery.start_soon(source.feed, send)
                 with stopping:
-                    async for raw in source.waves():
-                        print(f"trio-bot: wave of {len(raw)} signals", file=out, flush=True)
-                        if api is not None:
-                            api.metrics.on_wave_received(wiring.source_label, len(raw))
-                        record = await engine.process_wave(raw)
-                        if api is not None:
-                            api.metrics.on_wave_done(record)
-                        trading.after_wave()
-                        _print_wave(record, engine, out)
+                    async for arrival in arrivals:
+                        await _trade(engine, arrival, trading, out, api)
                         done += 1
                         if waves is not None and done >= waves:
                             break
@@ -261,6 +253,28 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: SignalSourc
     finally:
         with trio.CancelScope(shield=True):
             await storage.aclose()
+
+
+async def _trade(engine: Engine, arrival: Arrival, trading: TradingAccount, out: TextIO,
+                 api: RunningApi | None) -> None:
+    """One wave: run it, wait until its outcomes are stored, then (and only then) acknowledge it."""
+    origin = f" from {arrival.source}" + (f" (wave {arrival.key})" if arrival.key else "")
+    repeats = f", {arrival.duplicates} already handled" if arrival.duplicates else ""
+    print(f"trio-bot: wave of {len(arrival.signals)} signals{origin}{repeats}", file=out, flush=True)
+    if api is not None:
+        api.metrics.on_wave_received(arrival.source, len(arrival.signals))
+    record = await engine.process_wave(arrival.signals)
+    if api is not None:
+        api.metrics.on_wave_done(record)
+    trading.after_wave()
+    _print_wave(record, engine, out)
+    if not arrival.awaits_ack:
+        return
+    if await engine.flush():
+        await arrival.ack()
+    else:
+        print(f"trio-bot: wave {record.id}: outcomes not yet stored; not acknowledged "
+              "(the service may deliver it again: handled ids are not traded twice)", file=out, flush=True)
 
 
 def paper_state_path(db_url: str) -> Path | None:

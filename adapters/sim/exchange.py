@@ -141,6 +141,10 @@ class SimExchange:
         self._leverage: dict[str, int] = {}
         self._holdings: dict[str, _Holding] = {}
         self._orders: dict[str, OrderState] = {}  # by client id, insertion = placement order
+        # Only resting (NEW) orders, by symbol then client id in placement order: a tick looks
+        # at its own symbol's live stops, never at the ever-growing history of filled and
+        # cancelled orders (which stays in `_orders` for look-ups).
+        self._resting: dict[str, dict[str, OrderState]] = {}
         self._next_order_id = 1
         self._subscribers: list[trio.MemorySendChannel[tuple[str, float]]] = []
         self._listeners: list[Callable[[str, float], None]] = []
@@ -220,8 +224,9 @@ class SimExchange:
             raise KeyError(f"unknown market {symbol!r}")
         self._check_price(symbol, price)
         self._prices[symbol] = float(price)
-        for order in list(self._orders.values()):
-            if order.symbol == symbol and order.status is OrderStatus.NEW and self._crossed(order, price):
+        resting = self._resting.get(symbol)
+        if resting:
+            for order in [o for o in resting.values() if self._crossed(o, price)]:
                 self._trigger(order, price)
         self._publish(symbol, float(price))
 
@@ -242,7 +247,7 @@ class SimExchange:
 
     def open_orders_snapshot(self) -> list[OrderState]:
         """Resting stops, sorted by symbol and client id for the same reason as positions."""
-        resting = [o for o in self._orders.values() if o.status is OrderStatus.NEW]
+        resting = [o for orders in self._resting.values() for o in orders.values()]
         return sorted(resting, key=lambda o: (o.symbol, o.client_order_id))
 
     def export_state(self) -> dict[str, Any]:
@@ -264,11 +269,11 @@ class SimExchange:
         self._leverage = {s: int(n) for s, n in state["leverage"].items() if s in known}
         self._holdings = {s: _Holding(float(q), float(e)) for s, (q, e) in state["holdings"].items() if s in known}
         self._orders = {}
+        self._resting = {}
         for raw in state["orders"]:
             if raw["symbol"] in known:
-                order = OrderState(**{**raw, "side": OrderSide(raw["side"]), "kind": OrderKind(raw["kind"]),
-                                      "status": OrderStatus(raw["status"])})
-                self._orders[order.client_order_id] = order
+                self._store(OrderState(**{**raw, "side": OrderSide(raw["side"]), "kind": OrderKind(raw["kind"]),
+                                          "status": OrderStatus(raw["status"])}))
         self._next_order_id = int(state["next_order_id"])
 
     def entry_fill_counts(self) -> dict[int, int]:
@@ -340,7 +345,14 @@ class SimExchange:
         return Balance(total=self._balance, free=self._balance - used)
 
     def _store(self, order: OrderState) -> OrderState:
+        """Record the order's latest state and keep the resting index in step with it."""
         self._orders[order.client_order_id] = order
+        if order.status is OrderStatus.NEW:
+            self._resting.setdefault(order.symbol, {})[order.client_order_id] = order
+        else:
+            resting = self._resting.get(order.symbol)
+            if resting is not None and resting.pop(order.client_order_id, None) is not None and not resting:
+                del self._resting[order.symbol]
         return order
 
     def _place(self, request: OrderRequest) -> OrderState:

@@ -69,6 +69,28 @@ class TickSpec:
 
 
 @attrs.frozen
+class WalkSpec:
+    """A generated price path: every `every` seconds each symbol moves by a uniform random
+    fraction within ±`step_percent` of its current price (see SCENARIOS.md)."""
+
+    symbols: tuple[str, ...]
+    every: float
+    step_percent: float
+    start: float  # `from` in the file
+    until: float
+    seed: int
+
+
+@attrs.frozen
+class PricesSpec:
+    """A recorded price path: a Binance kline CSV replayed on one symbol from `start` on."""
+
+    file: Path
+    symbol: str
+    start: float  # `from` in the file
+
+
+@attrs.frozen
 class Scenario:
     name: str
     seed: int
@@ -78,9 +100,12 @@ class Scenario:
     waves: tuple[WaveSpec, ...]
     ticks: tuple[TickSpec, ...]
     until: float
+    walks: tuple[WalkSpec, ...] = ()
+    prices: tuple[PricesSpec, ...] = ()
 
 
 def load_scenario(path: str | Path) -> Scenario:
+    """Read and check a scenario file; `[[prices]]` files are resolved next to it and checked too."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -89,7 +114,7 @@ def load_scenario(path: str | Path) -> Scenario:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError("file", str(path), f"valid TOML ({exc})") from None
-    return parse_scenario(data)
+    return parse_scenario(data, base=Path(path).parent)
 
 
 def _only(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
@@ -124,8 +149,9 @@ def _string(value: Any, key: str) -> str:
     return value
 
 
-def parse_scenario(data: Mapping[str, Any]) -> Scenario:
-    _only(data, {"name", "seed", "engine", "exchange", "faults", "waves", "ticks", "run"}, "")
+def parse_scenario(data: Mapping[str, Any], base: Path | None = None) -> Scenario:
+    """Check a parsed scenario; `base` is the directory `[[prices]]` files are relative to."""
+    _only(data, {"name", "seed", "engine", "exchange", "faults", "waves", "ticks", "walks", "prices", "run"}, "")
     name = _string(data.get("name", "scenario"), "name")
     seed = data.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
@@ -154,7 +180,16 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
     _only(run, {"until"}, "run.")
     last = max([w.at for w in waves] + [t.at for t in ticks] + [0.0])
     until = _number(run.get("until", last + 300.0), "run.until")
-    return Scenario(name, seed, engine, exchange, faults, waves, ticks, until)
+    markets = tuple(m.symbol for m in exchange.markets)
+    walks = tuple(
+        _parse_walk(_table(w, f"walks[{i}]"), i, markets, seed, until)
+        for i, w in enumerate(_array(data.get("walks", []), "walks"))
+    )
+    prices = tuple(
+        _parse_prices(_table(p, f"prices[{i}]"), i, known, base)
+        for i, p in enumerate(_array(data.get("prices", []), "prices"))
+    )
+    return Scenario(name, seed, engine, exchange, faults, waves, ticks, until, walks, prices)
 
 
 def parse_exchange(table: Mapping[str, Any], where: str = "exchange") -> ExchangeSpec:
@@ -234,3 +269,52 @@ def _parse_tick(table: Mapping[str, Any], i: int, known: set[str]) -> TickSpec:
         symbol=symbol,
         price=_number(table.get("price"), f"{where}price", strict=True),
     )
+
+
+def _known_symbol(value: Any, key: str, known: set[str] | tuple[str, ...]) -> str:
+    symbol = _string(value, key)
+    if symbol not in known:
+        raise ScenarioError(key, symbol, "a market listed under [exchange.markets]")
+    return symbol
+
+
+def _parse_walk(table: Mapping[str, Any], i: int, markets: tuple[str, ...], seed: int,
+                until: float) -> WalkSpec:
+    where = f"walks[{i}]."
+    _only(table, {"symbols", "every", "step_percent", "from", "until", "seed"}, where)
+    if "symbols" in table:
+        listed = _array(table["symbols"], f"{where}symbols")
+        symbols = tuple(_known_symbol(s, f"{where}symbols[{j}]", markets) for j, s in enumerate(listed))
+        if len(set(symbols)) != len(symbols):
+            raise ScenarioError(f"{where}symbols", listed, "each symbol at most once")
+    else:
+        symbols = markets
+    if "every" not in table:
+        raise ScenarioError(f"{where}every", None, "a number of seconds > 0 between ticks")
+    every = _number(table["every"], f"{where}every", strict=True)
+    if "step_percent" not in table:
+        raise ScenarioError(f"{where}step_percent", None, "a percentage > 0 and < 100")
+    step = _number(table["step_percent"], f"{where}step_percent", strict=True)
+    if step >= 100:
+        raise ScenarioError(f"{where}step_percent", table["step_percent"], "a percentage > 0 and < 100")
+    start = _number(table.get("from", 0.0), f"{where}from")
+    end = _number(table.get("until", until), f"{where}until")
+    if end < start:
+        raise ScenarioError(f"{where}until", table.get("until"), f"a time >= from ({start:g})")
+    walk_seed = table.get("seed", seed + i)
+    if isinstance(walk_seed, bool) or not isinstance(walk_seed, int):
+        raise ScenarioError(f"{where}seed", walk_seed, "an integer")
+    return WalkSpec(symbols, every, step, start, end, walk_seed)
+
+
+def _parse_prices(table: Mapping[str, Any], i: int, known: set[str], base: Path | None) -> PricesSpec:
+    # Imported here: reading klines is price-path code; this module only checks the tables.
+    from adapters.sim.klines import check_klines
+
+    where = f"prices[{i}]."
+    _only(table, {"file", "symbol", "from"}, where)
+    name = _string(table.get("file"), f"{where}file")
+    symbol = _known_symbol(table.get("symbol"), f"{where}symbol", known)
+    path = Path(name) if base is None or Path(name).is_absolute() else base / name
+    check_klines(path, f"{where}file")
+    return PricesSpec(path, symbol, _number(table.get("from", 0.0), f"{where}from"))

@@ -1,4 +1,4 @@
-"""Signal sources: deliver raw waves the way a signal service would.
+"""The demo generator and the JSON Lines file: waves that need no service.
 
 Signals are passed on unvalidated (the engine rejects malformed ones with a
 reason); only a malformed *file* is an error here, reported at start-up with
@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import trio
 
+from adapters.signals.arrival import Arrival, RawWave
 from engine.errors import ConfigError
-
-RawWave = Sequence[Mapping[str, Any]]
 
 
 class DemoSignalSource:
@@ -45,6 +44,11 @@ class DemoSignalSource:
         while True:
             yield self._wave()
             await trio.sleep(self._interval)
+
+    async def feed(self, send: trio.MemorySendChannel[Arrival]) -> None:
+        async with send:
+            async for wave in self.waves():
+                await send.send(Arrival(wave, "demo", received_at=trio.current_time()))
 
 
 class JsonlSignalSource:
@@ -84,3 +88,8 @@ class JsonlSignalSource:
             if i:
                 await trio.sleep(self._interval)
             yield wave
+
+    async def feed(self, send: trio.MemorySendChannel[Arrival]) -> None:
+        async with send:
+            async for wave in self.waves():
+                await send.send(Arrival(wave, "file", received_at=trio.current_time()))
