@@ -148,6 +148,6 @@ async def test_the_event_stream_needs_the_token_then_sends_every_event(tmp_path)
             with trio.fail_after(5):
                 while "wave_finished" not in seen:
                     message = json.loads(await ws.get_message())
-                    if message["type"] == "event":
-                        seen.append(message["event"]["kind"])
+                    if message["type"] == "events":
+                        seen.extend(e["kind"] for e in message["events"])
             assert seen[0] == "wave_started" and "stop_placed" in seen

@@ -104,6 +104,18 @@ def _parser() -> argparse.ArgumentParser:
     sig.add_argument("--resend", type=int, default=10, help="recent waves re-sent to every new subscriber (10)")
     sig.add_argument("--seed", type=int, help="seed for the demo waves")
 
+    export = sub.add_parser("export", help="export stored data")
+    export_sub = export.add_subparsers(dest="export_command", required=True)
+    trades = export_sub.add_parser("trades", help="trades with Freqtrade's column names (CSV or JSON) on stdout")
+    trades.add_argument("--db", default=DEFAULT_DB)
+    trades.add_argument("--format", choices=("csv", "json"), default="csv")
+    trades.add_argument("--since", help="only trades opened at or after this date (ISO 8601, UTC)")
+
+    report = sub.add_parser("report", help="per day: trades closed, win rate, realised PnL")
+    report.add_argument("--db", default=DEFAULT_DB)
+    report.add_argument("--days", type=int, default=7, help="days back from today (UTC), default 7")
+    report.add_argument("--json", action="store_true")
+
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     migrate = db_sub.add_parser("migrate", help="apply pending schema migrations (idempotent)")
@@ -127,7 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _api_command(args)
         if args.command == "signal-server":
             return _signal_server(args)
-        commands = {"waves": _waves, "positions": _positions, "events": _events, "db": _migrate}
+        commands = {"waves": _waves, "positions": _positions, "events": _events, "db": _migrate,
+                    "export": _export, "report": _report}
         return trio.run(_with_loop, commands[args.command], args)
     except BaseException as exc:
         error = _user_error(exc)
@@ -369,6 +382,54 @@ async def _events(args: argparse.Namespace) -> int:
         print(render_table(["time (UTC)", "event", "wave", "signal", "position", "detail"],
                            [[datetime.fromtimestamp(e.at, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], e.kind,
                              e.wave_id, e.signal_id, e.position_id, e.detail] for e in found]))
+    return EXIT_OK
+
+
+async def _stored_positions(db: str) -> list[Any]:
+    from trio_bot.storage import open_storage
+
+    store = await open_storage(db, call_timeout=30.0)
+    try:
+        return await store.positions(include_closed=True)
+    finally:
+        await store.aclose()
+
+
+async def _export(args: argparse.Namespace) -> int:
+    from trio_bot import exports
+    from trio_bot.api.app import BadParameter, parse_since
+
+    try:
+        since = parse_since(args.since, "--since")
+    except BadParameter as exc:
+        raise ConfigError("--since", args.since, "an ISO 8601 date like 2026-01-31 or epoch seconds") from exc
+    rows = exports.trades(await _stored_positions(args.db), since=since)
+    print(exports.to_csv(rows) if args.format == "csv" else exports.to_json(rows), end="" if args.format == "csv"
+          else "\n")
+    return EXIT_OK
+
+
+async def _report(args: argparse.Namespace) -> int:
+    import time
+
+    from trio_bot import exports
+    from trio_bot.tables import render_table
+
+    if not 1 <= args.days <= 3660:
+        raise ConfigError("--days", args.days, "an integer between 1 and 3660")
+    report = exports.daily_report(await _stored_positions(args.db), days=args.days, now=time.time())
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+
+    def rate(x: float | None) -> str:
+        return "—" if x is None else f"{x:.0%}"
+
+    rows = [[d["date"], d["trades"], d["wins"], d["losses"], rate(d["win_rate"]), f"{d['realized_pnl']:+.4f}"]
+            for d in report["days"]]
+    t = report["total"]
+    rows.append(["total", t["trades"], t["wins"], t["losses"], rate(t["win_rate"]), f"{t['realized_pnl']:+.4f}"])
+    print(render_table(["day (UTC)", "trades", "wins", "losses", "win rate", "realized PnL"], rows))
     return EXIT_OK
 
 

@@ -76,7 +76,8 @@ PATHS: dict[str, dict[str, Any]] = {
         "responses": {"200": _ok("status after resuming", {"$ref": "#/components/schemas/Status"}),
                       "401": _401}}},
     "/api/v1/ws": {"get": {
-        "summary": "Websocket: every timeline event as `{\"type\": \"event\", \"event\": {...}}`; authenticate "
+        "summary": "Websocket: every timeline event, in order, as `{\"type\": \"events\", \"events\": [...]}`; "
+                   "authenticate "
                    "with the Authorization header or a first message `{\"token\": \"...\"}`",
         "responses": {"101": {"description": "switching protocols"}}}},
     "/metrics": {"get": {
