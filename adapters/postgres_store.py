@@ -49,6 +49,7 @@ from adapters.records import (
     WAVES,
     Table,
     events_query,
+    migrated,
     q,
     write_plan,
 )
@@ -94,12 +95,7 @@ class PostgresStore:
         """Connect (bounded by `call_timeout`) and bring the schema up to date."""
         store = cls(url, call_timeout=call_timeout, pool_size=pool_size)
         await store._connect()
-        try:
-            await store.migrate()
-        except BaseException:
-            await store.aclose()
-            raise
-        return store
+        return await migrated(store)
 
     async def _connect(self) -> None:
         pool = triopg.create_pool(dsn=self.url, min_size=1, max_size=self.pool_size,

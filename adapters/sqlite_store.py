@@ -45,6 +45,7 @@ from adapters.records import (
     WAVES,
     Table,
     events_query,
+    migrated,
     q,
     write_plan,
 )
@@ -107,13 +108,7 @@ class SQLiteStore:
     @classmethod
     async def open(cls, path: str, *, call_timeout: float = 10.0) -> SQLiteStore:
         """Connect and bring the schema up to date: the usual way to get a store."""
-        store = cls(path, call_timeout=call_timeout)
-        try:
-            await store.migrate()
-        except BaseException:
-            await store.aclose()
-            raise
-        return store
+        return await migrated(cls(path, call_timeout=call_timeout))
 
     @classmethod
     async def from_url(cls, url: str, *, call_timeout: float = 10.0) -> SQLiteStore:

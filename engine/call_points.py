@@ -21,6 +21,7 @@ class CallPoint(StrEnum):
     CLOSE_ORDER = "exchange.close_order"
     CANCEL_ORDER = "exchange.cancel_order"
     QUERY = "exchange.query"  # any read: an order, positions, open orders, prices, balance
+    STOP_TRIGGER = "exchange.stop_trigger"  # a resting stop reached its price (exchange side only)
     LOAD_MARKETS = "exchange.load_markets"
     STORAGE_WRITE = "storage.write"
     STORAGE_READ = "storage.read"
@@ -43,6 +44,7 @@ FAULT_POINTS: tuple[CallPoint, ...] = (
     CallPoint.CLOSE_ORDER,
     CallPoint.CANCEL_ORDER,
     CallPoint.QUERY,
+    CallPoint.STOP_TRIGGER,
     CallPoint.STORAGE_WRITE,
     CallPoint.STORAGE_READ,
     CallPoint.STORAGE_TRAILING,

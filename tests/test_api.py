@@ -108,7 +108,7 @@ async def test_pause_skips_valid_signals_keeps_rejecting_bad_ones_and_survives_a
 async def test_close_is_reduce_only_records_operator_and_cancels_the_stop_after_the_fill(tmp_path):
     async with running_api(tmp_path) as h:
         await h.engine.process_wave(wave_signals(2))
-        position = h.engine.ctx.positions[1]
+        position = h.engine.book[1]
         assert position.status is PositionStatus.OPEN
         closed = await h.post("/api/v1/positions/1/close")
         assert closed.status_code == 200, closed.text

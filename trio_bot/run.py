@@ -213,7 +213,7 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: WaveFeed, t
 
         config = await engine_config_for(settings, trading)
         async with Engine.open(config, trading.exchange, storage, listener=progress) as engine:
-            print(f"trio-bot: {trading.label}, {len(engine.ctx.markets)} markets, store {redact(db_url)}; "
+            print(f"trio-bot: {trading.label}, {len(engine.markets)} markets, store {redact(db_url)}; "
                   f"{len(engine.positions())} open positions loaded. Ctrl-C to stop.", file=out, flush=True)
             done = 0
             async with trio.open_nursery() as nursery:
@@ -302,7 +302,7 @@ def _print_wave(record: WaveRecord, engine: Engine, out: TextIO) -> None:
     positions = {p.id: p for p in engine.positions(include_closed=True)}
     stops = {pid: p.stop_price for pid, p in positions.items()}
     print(wave_table(wave_json(record, positions), stops), file=out)
-    trail = {pid: (f.ts.state.value, f.ts.best_price) for pid, f in engine.trailing.followers.items()}
+    trail = {pid: (f.state.value, f.best_price) for pid, f in engine.trailing.snapshot().items()}
     print(positions_table(engine.positions(), trail), file=out, flush=True)
 
 

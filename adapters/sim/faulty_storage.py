@@ -16,6 +16,7 @@ not the run being tested.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from adapters.sim.faults import FaultPlan
 from engine.call_points import CallPoint
@@ -114,3 +115,9 @@ def _subject(batch: Sequence[Record]) -> tuple[str | None, str | None]:
         if isinstance(record, WaveOutcome):
             return record.outcome.symbol, record.outcome.side
     return None, None
+
+
+if TYPE_CHECKING:
+    def _conforms(storage: FaultyStorage) -> Storage:
+        """mypy proves here that `FaultyStorage` satisfies the port it wraps."""
+        return storage

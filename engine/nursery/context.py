@@ -1,11 +1,17 @@
-"""What every task of one engine shares: ports, config, the writer and the timeline."""
+"""What every task of one engine shares: ports, config, the writer, the timeline and the
+markets (read once at start-up, read-only afterwards).
+
+State that changes belongs to the service that changes it: positions to the
+`PositionBook`, trailing state to the `TrailingManager`. The context only carries
+what is fixed for the engine's life, plus the ways to call the ports under deadlines."""
 
 from __future__ import annotations
 
 import itertools
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
 from typing import ParamSpec, TypeVar
 
 import attrs
@@ -13,7 +19,7 @@ import attrs
 from engine.call_points import CallPoint
 from engine.config import EngineConfig
 from engine.events import EventKind
-from engine.model import Event, Market, PauseState, Position
+from engine.model import Event, Market, PauseState
 from engine.nursery.calls import CallObserver, bounded, observed
 from engine.nursery.ratelimit import RateLimiter
 from engine.nursery.retrying import Attempts
@@ -26,6 +32,10 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+def _read_only(markets: Mapping[str, Market]) -> Mapping[str, Market]:
+    return MappingProxyType(dict(markets))
+
+
 @attrs.define
 class EngineContext:
     config: EngineConfig
@@ -33,8 +43,7 @@ class EngineContext:
     storage: Storage
     writer: StateWriter
     clock: WallClock
-    markets: dict[str, Market] = attrs.field(factory=dict)
-    positions: dict[int, Position] = attrs.field(factory=dict)  # live mirror of stored rows
+    markets: Mapping[str, Market] = attrs.field(factory=dict, converter=_read_only)
     limiter: RateLimiter = attrs.field(default=None)
     run_id: str = attrs.field(factory=lambda: secrets.token_hex(4))
     paused: PauseState | None = None  # the operator paused new entries (persisted, see Engine.pause)
@@ -101,11 +110,3 @@ class EngineContext:
                 observe(event)
             except Exception:  # an observer's bug must never break the engine's step
                 log.exception("event observer failed on %s", kind)
-
-    def save_position(self, position: Position) -> None:
-        self.positions[position.id] = position
-        self.writer.submit(position)
-
-    @property
-    def busy_symbols(self) -> frozenset[str]:
-        return frozenset(p.symbol for p in self.positions.values() if p.status != "closed")

@@ -4,20 +4,28 @@ Every operation reuses one client order id across its retries and looks the
 order up by that id after any answer it did not get (error, timeout, lost
 response), so a retry can never produce a second order. Protective orders
 take the rate limiter's priority lane.
+
+`protect_or_close` is the one way a filled position gets protected: a stop-loss,
+else an emergency close, else an `UNPROTECTED` alarm. The open, the trailing
+manager (a stop gone missing) and the sweep (an adopted position) all use it.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import attrs
 
+from engine import ids
 from engine.call_points import CallPoint
 from engine.errors import DuplicateOrderError, PermanentError
 from engine.events import EventKind
 from engine.model import OrderRequest, OrderState, OrderStatus
 from engine.nursery.context import EngineContext
 from engine.nursery.retrying import Attempts
+
+log = logging.getLogger("trio_bot.orders")
 
 Emit = Callable[[EventKind, str], None]
 
@@ -85,3 +93,52 @@ async def is_flat(ctx: EngineContext, symbol: str) -> bool | None:
     except Exception:
         return None
     return not any(p.symbol == symbol for p in positions)
+
+
+@attrs.frozen
+class Protection:
+    """How `protect_or_close` ended; exactly one of protected, stopped_out, closed, unprotected."""
+
+    stop: OrderState | None = None  # the stop as the exchange answered (NEW, FILLED, or something else)
+    stop_error: str | None = None
+    closed: bool = False  # the emergency close filled, or the exchange holds nothing any more
+    close_price: float | None = None
+    close_error: str | None = None
+
+    @property
+    def protected(self) -> bool:
+        return self.stop is not None and self.stop.status is OrderStatus.NEW
+
+    @property
+    def stopped_out(self) -> bool:
+        """The stop filled at once: the position is gone, closed by its own stop."""
+        return self.stop is not None and self.stop.status is OrderStatus.FILLED
+
+    @property
+    def unprotected(self) -> bool:
+        return not (self.protected or self.stopped_out or self.closed)
+
+
+async def protect_or_close(ctx: EngineContext, stop: OrderRequest, close: OrderRequest, emit: Emit) -> Protection:
+    """Place `stop`; if no stop is live after every attempt, close at market with `close`.
+
+    A refused close is retried too: the money is at risk until it goes through. If the close
+    fails but the exchange holds no position any more, the position is closed all the same.
+    Callers shield this (their own `cleanup_timeout`): it protects money.
+    """
+    placed = await place(ctx, stop, emit)
+    result = Protection(stop=placed.state, stop_error=placed.error)
+    if result.protected or result.stopped_out:
+        return result
+    emit(EventKind.EMERGENCY_CLOSE, placed.error or "")
+    closing = await place(ctx, close, emit, retry_refused=True)
+    if closing.state is not None and closing.state.filled_quantity > 0:
+        emit(EventKind.CLOSED, f"emergency close filled @ {closing.state.average_price}")
+        return attrs.evolve(result, closed=True, close_price=closing.state.average_price)
+    if await is_flat(ctx, close.symbol):
+        emit(EventKind.CLOSED, "no position left on the exchange")
+        return attrs.evolve(result, closed=True)
+    emit(EventKind.UNPROTECTED, f"no stop-loss and close failed: {closing.error}")
+    log.error("position %s on %s is UNPROTECTED: %s", ids.position_of(close.client_order_id), close.symbol,
+              closing.error)
+    return attrs.evolve(result, close_error=closing.error)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
 
 import attrs
 import trio
@@ -30,6 +29,7 @@ from engine.call_points import CallPoint
 from engine.events import EventKind, Repair
 from engine.model import (
     ExchangePosition,
+    ExitReason,
     OrderKind,
     OrderRecord,
     OrderRequest,
@@ -41,17 +41,18 @@ from engine.model import (
 )
 from engine.nursery import orders
 from engine.nursery.context import EngineContext
+from engine.nursery.position_book import PositionBook
 from engine.nursery.trailing_manager import TrailingManager
-from engine.sizing import initial_stop_price
+from engine.sizing import initial_stop_price, realized_pnl
 
 log = logging.getLogger("trio_bot.sweep")
 
 
 class ProtectionSweep:
-    def __init__(self, ctx: EngineContext, manager: TrailingManager, allocate_position_id: Callable[[], int]) -> None:
+    def __init__(self, ctx: EngineContext, book: PositionBook, manager: TrailingManager) -> None:
         self.ctx = ctx
+        self.book = book
         self.manager = manager
-        self._allocate = allocate_position_id
         self.repairs: Counter[str] = Counter()
         self.sweeps = 0
 
@@ -79,8 +80,8 @@ class ProtectionSweep:
         except Exception as exc:
             ctx.event(EventKind.SWEEP_FAILED, f"could not read the exchange: {exc}")
             return Counter()
-        opening = {p.symbol for p in ctx.positions.values() if p.status is PositionStatus.OPENING}
-        stored = {p.symbol: p for p in ctx.positions.values() if p.status is PositionStatus.OPEN}
+        opening = {p.symbol for p in self.book.with_status(PositionStatus.OPENING)}
+        stored = {p.symbol: p for p in self.book.with_status(PositionStatus.OPEN)}
         stops: dict[str, list[OrderState]] = {}
         for order in resting:
             if order.reduce_only and order.status is OrderStatus.NEW:
@@ -93,26 +94,22 @@ class ProtectionSweep:
             if position is None:
                 await self._adopt(there, stops.get(symbol, []))
                 continue
-            follower = self.manager.followers.get(position.id)
+            follower = self.manager.ensure_following(position)
             live = [o for o in stops.get(symbol, []) if o.side is position.side.exit_order_side]
-            if follower is None:
-                self.manager.track(position)
-                follower = self.manager.followers[position.id]
-            if not any(o.client_order_id == follower.stop_cid for o in live):
-                self._repair(Repair.MISSING_STOP, f"{symbol}: {follower.stop_cid} is not live", position.id)
+            if not any(o.client_order_id == follower.stop_client_id for o in live):
+                self._repair(Repair.MISSING_STOP, f"{symbol}: {follower.stop_client_id} is not live", position.id)
                 self.manager.request_repair(position.id)
-            stale = [o.client_order_id for o in live if o.client_order_id != follower.stop_cid
+            stale = [o.client_order_id for o in live if o.client_order_id != follower.stop_client_id
                      and ids.position_of(o.client_order_id) == position.id]
             for cid in stale:
                 if await orders.cancel(ctx, symbol, cid, self._emit(position.id)):
-                    follower.stale.discard(cid)
+                    self.manager.stale_cancelled(position.id, cid)
                     self._repair(Repair.STALE_STOP, f"{cid} cancelled", position.id)
 
         for symbol, position in stored.items():
             if symbol not in held and symbol not in opening:
                 self._repair(Repair.POSITION_GONE, f"{symbol} is no longer on the exchange", position.id)
-                if position.id not in self.manager.followers:
-                    self.manager.track(position)
+                self.manager.ensure_following(position)
                 self.manager.request_repair(position.id)
 
         for symbol, orphans in stops.items():
@@ -132,7 +129,7 @@ class ProtectionSweep:
     async def _adopt(self, there: ExchangePosition, stops: list[OrderState]) -> None:
         """A position the store does not know: store it, protect it, follow it."""
         ctx = self.ctx
-        pid = self._allocate()
+        pid = self.book.allocate_id()
         now = ctx.clock.now()
         position = Position(id=pid, signal_id=f"adopted-{there.symbol}", wave_id="sweep", symbol=there.symbol,
                             side=there.side, status=PositionStatus.OPEN, quantity=there.quantity,
@@ -143,25 +140,34 @@ class ProtectionSweep:
         if covering:
             stop = covering[0]
             position = attrs.evolve(position, stop_price=stop.stop_price, stop_client_id=stop.client_order_id)
-        else:
-            market = ctx.markets[there.symbol]
-            price = self.manager.last_prices.get(there.symbol, there.entry_price)
-            reference = min(price, there.entry_price) if there.side.sign > 0 else max(price, there.entry_price)
-            stop_price = initial_stop_price(there.side, reference, ctx.config.stop_loss_percent, market.tick_size)
-            request = OrderRequest(there.symbol, there.side.exit_order_side, OrderKind.STOP, there.quantity,
-                                   ids.stop_id(pid, 1), stop_price)
-            with trio.move_on_after(ctx.config.cleanup_timeout, shield=True):
-                placed = await orders.place(ctx, request, self._emit(pid))
-            position = attrs.evolve(position, stop_price=stop_price, stop_client_id=request.client_order_id)
-            if placed.state is None or placed.state.status is not OrderStatus.NEW:
-                ctx.save_position(position)
-                self.manager.track(position)
-                self.manager.request_repair(pid)  # its follower retries, or closes it
-                return
-            ctx.writer.submit(OrderRecord(request.client_order_id, pid, there.symbol, OrderKind.STOP,
-                                          request.side, there.quantity, OrderStatus.NEW, stop_price=stop_price,
-                                          updated_at=now))
-        ctx.save_position(position)
-        follower = self.manager.track(position)
-        ctx.writer.submit_trailing(pid, follower.latest_record)
-
+            self.book.save(position)
+            self.manager.follow_protected(position)
+            return
+        market = ctx.markets[there.symbol]
+        price = self.manager.last_price(there.symbol) or there.entry_price
+        reference = min(price, there.entry_price) if there.side.sign > 0 else max(price, there.entry_price)
+        stop_price = initial_stop_price(there.side, reference, ctx.config.stop_loss_percent, market.tick_size)
+        exit_side = there.side.exit_order_side
+        request = OrderRequest(there.symbol, exit_side, OrderKind.STOP, there.quantity, ids.stop_id(pid, 1),
+                               stop_price)
+        close = OrderRequest(there.symbol, exit_side, OrderKind.CLOSE, there.quantity, ids.close_id(pid))
+        with trio.move_on_after(ctx.config.cleanup_timeout, shield=True):
+            result = await orders.protect_or_close(ctx, request, close, self._emit(pid))
+        position = attrs.evolve(position, stop_price=stop_price, stop_client_id=request.client_order_id)
+        if result.protected:
+            ctx.writer.submit(OrderRecord(request.client_order_id, pid, there.symbol, OrderKind.STOP, exit_side,
+                                          there.quantity, OrderStatus.NEW, stop_price=stop_price, updated_at=now))
+            self.book.save(position)
+            self.manager.follow_protected(position)
+        elif result.stopped_out or result.closed:
+            exit_price = result.stop.average_price if result.stopped_out and result.stop else result.close_price
+            reason = ExitReason.STOP_LOSS if result.stopped_out else ExitReason.EMERGENCY_CLOSE
+            pnl = realized_pnl(there.side, there.entry_price, exit_price, there.quantity) \
+                if exit_price is not None else None
+            self.book.save(attrs.evolve(position, status=PositionStatus.CLOSED, trailing=TrailingStatus.NONE,
+                                        exit_price=exit_price, exit_reason=reason, realized_pnl=pnl,
+                                        closed_at=ctx.clock.now()))
+        else:  # unprotected (or out of time): its follower keeps trying to protect or close it
+            self.book.save(position)
+            self.manager.follow(position)
+            self.manager.request_repair(pid)

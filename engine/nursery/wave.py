@@ -19,7 +19,6 @@ import trio
 from engine import ids
 from engine.call_points import CallPoint
 from engine.events import EventKind
-from engine.lifecycle import OpenProgress, decide_outcome
 from engine.model import (
     Balance,
     Outcome,
@@ -32,6 +31,9 @@ from engine.model import (
 )
 from engine.nursery.context import EngineContext
 from engine.nursery.opener import Opener
+from engine.nursery.position_book import PositionBook
+from engine.nursery.trailing_manager import TrailingManager
+from engine.opening import Ending, OpenRun, Step
 from engine.validation import screen_size, screen_wave
 from engine.wave_book import WaveBook
 
@@ -47,12 +49,12 @@ class _Snapshot:
 
 
 class WaveRunner:
-    def __init__(self, ctx: EngineContext, opener: Opener, allocate_position_id: Callable[[], int],
-                 on_protected: Callable[[int], None], listener: OutcomeListener | None = None) -> None:
+    def __init__(self, ctx: EngineContext, book: PositionBook, opener: Opener, trailing: TrailingManager,
+                 listener: OutcomeListener | None = None) -> None:
         self.ctx = ctx
+        self.book = book
         self.opener = opener
-        self._allocate = allocate_position_id
-        self._on_protected = on_protected
+        self.trailing = trailing
         self._listener = listener
         self._current: trio.CancelScope | None = None
         self._stop_reason: str | None = None
@@ -69,7 +71,7 @@ class WaveRunner:
         t0 = trio.current_time()
         started_at = ctx.clock.now()
         ctx.event(EventKind.WAVE_STARTED, f"{len(raw_signals)} signals", wave_id=wave_id)
-        screened = screen_wave(raw_signals, ctx.markets, ctx.busy_symbols)
+        screened = screen_wave(raw_signals, ctx.markets, self.book.busy_symbols)
         book = WaveBook(screened.candidates, target=cfg.max_positions_per_wave,
                         concurrency=cfg.max_concurrent_signals)
         book.add(screened.rejected)
@@ -151,7 +153,7 @@ class WaveRunner:
                     margin = quantity * price / cfg.leverage
                     free -= margin
                     nursery.start_soon(self._child, wave_id, book, signal, quantity, margin, release,
-                                       wake_send, self._allocate(), name=f"signal-{signal.id}")
+                                       wake_send, self.book.allocate_id(), name=f"signal-{signal.id}")
                 if book.idle or (ctx.paused is not None and not book.in_flight):
                     break
                 await wake_receive.receive()
@@ -160,31 +162,30 @@ class WaveRunner:
                      release: Callable[[float], None], wake: trio.MemorySendChannel[None],
                      position_id: int) -> None:
         ctx, cfg = self.ctx, self.ctx.config
-        progress = OpenProgress(signal=signal, position_id=position_id, quantity=quantity)
+        run = OpenRun(signal=signal, position_id=position_id, quantity=quantity)
         base = Position(id=position_id, signal_id=signal.id, wave_id=wave_id, symbol=signal.symbol,
                         side=signal.side, status=PositionStatus.OPENING, quantity=quantity,
                         entry_client_id=ids.entry_id(position_id))
         ctx.event(EventKind.SIGNAL_STARTED, f"rank {signal.rank}: {signal.side} {signal.symbol}",
                   wave_id=wave_id, signal_id=signal.id)
-        timed_out, deadline, crash = False, "signal deadline", None
+        ending, crash = Ending.COMPLETED, None
         try:
             with trio.move_on_after(cfg.signal_timeout) as scope:
-                await self.opener.open(progress, base)
-            timed_out = scope.cancelled_caught
+                await self.opener.open(run, base)
+            if scope.cancelled_caught:
+                ending = Ending.SIGNAL_DEADLINE
         except trio.Cancelled:
-            timed_out, deadline = True, "wave deadline"
+            ending = Ending.WAVE_DEADLINE
             raise
         except Exception as exc:  # a bug in one child must not crash the wave
             log.exception("signal %s crashed", signal.id)
-            crash = exc
+            ending, crash = Ending.CRASHED, exc
         finally:
-            outcome = decide_outcome(progress, timed_out=timed_out, deadline=deadline)
-            if crash is not None and outcome.outcome is not Outcome.OPENED and not progress.exposed:
-                outcome = attrs.evolve(outcome, outcome=Outcome.FAILED, reason=f"internal error: {crash!r}")
-            if outcome.outcome is not Outcome.OPENED:
-                release(margin)
+            outcome = run.outcome(ending, crash)
+            if run.step is Step.PROTECTED:
+                self.trailing.follow_protected(self.book[position_id])
             else:
-                self._on_protected(position_id)
+                release(margin)
             book.finish(outcome)
             ctx.writer.submit(WaveOutcome(wave_id, outcome))
             self._announce(wave_id, outcome)

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import trio
 
@@ -59,19 +60,22 @@ def compact(batch: list[Record]) -> list[Record]:
     return [r for i, r in enumerate(batch) if (k := _key(r)) is None or last[k] == i]
 
 
+class TrailingSource(Protocol):
+    """What the trailing lane writes: a position's trailing state, built when it is written,
+    and told when it was stored (a restart can resume it from then on)."""
+
+    def trailing_record(self) -> TrailingRecord: ...
+
+    def trailing_saved(self, record: TrailingRecord) -> None: ...
+
+
 class StateWriter:
-    def __init__(
-        self,
-        storage: Storage,
-        config: EngineConfig,
-        on_trailing_saved: Callable[[TrailingRecord], None] = lambda r: None,
-    ) -> None:
+    def __init__(self, storage: Storage, config: EngineConfig) -> None:
         self._storage = storage
         self._config = config
-        self._on_trailing_saved = on_trailing_saved
         self._send, self._receive = trio.open_memory_channel[Record](math.inf)
         self._records: list[Record] = []
-        self._trailing: dict[int, Callable[[], TrailingRecord]] = {}
+        self._trailing: dict[int, TrailingSource] = {}
         self._trailing_wake = trio.Event()
         self._busy = {"records": False, "trailing": False}
         self._idle = trio.Event()
@@ -84,13 +88,14 @@ class StateWriter:
         for record in records:
             self._send.send_nowait(record)
 
-    def submit_trailing(self, position_id: int, latest: Callable[[], TrailingRecord]) -> None:
-        """Mark a position's trailing state dirty; `latest()` is called when the lane writes it.
+    def submit_trailing(self, position_id: int, source: TrailingSource) -> None:
+        """Mark a position's trailing state dirty; `source.trailing_record()` is called when the
+        lane writes it.
 
         A price flood marks the same position thousands of times; only the state current at
         write time is built and stored.
         """
-        self._trailing[position_id] = latest
+        self._trailing[position_id] = source
         self._trailing_wake.set()
 
     @property
@@ -141,7 +146,7 @@ class StateWriter:
                 self._trailing_wake = trio.Event()
                 continue
             marked, self._trailing = self._trailing, {}
-            batch = [latest() for latest in marked.values()]
+            batch = [source.trailing_record() for source in marked.values()]
             self._busy["trailing"] = True
             try:
                 await self._write_with_retry("trailing", batch)
@@ -151,8 +156,8 @@ class StateWriter:
                 raise
             finally:
                 self._busy["trailing"] = False
-            for record in batch:
-                self._on_trailing_saved(record)
+            for source, record in zip(marked.values(), batch, strict=True):
+                source.trailing_saved(record)
 
     async def _write_with_retry(self, lane: str, batch: Sequence[Record]) -> None:
         policy = self._config.writer_retry

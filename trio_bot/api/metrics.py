@@ -45,7 +45,7 @@ class _EngineState(Collector):
 
     def collect(self) -> Iterable[Metric]:
         engine = self.engine
-        positions = list(engine.ctx.positions.values())
+        positions = engine.positions(include_closed=True)
         open_ = [p for p in positions if p.status is PositionStatus.OPEN]
         yield GaugeMetricFamily("triobot_open_positions", "Open positions", value=len(open_))
         yield GaugeMetricFamily("triobot_unprotected_positions", "Open positions without a stop-loss",

@@ -62,13 +62,12 @@ class Operator:
     def _live_position(self, position_id: int) -> dict[str, Any]:
         """A position's CLI shape plus what only the running engine knows (trailing, last price)."""
         engine = self.engine
-        position = engine.ctx.positions[position_id]
+        position = engine.book[position_id]
         shaped = position_json(position)
         view = engine.trailing.view(position_id)
-        last = engine.trailing.last_prices.get(position.symbol)
-        shaped["trailing_state"] = view.state if view is not None else None
+        last = engine.trailing.last_price(position.symbol)
+        shaped["trailing_state"] = view.state.value if view is not None else None
         shaped["best_price"] = view.best_price if view is not None else None
-        shaped["activation_price"] = view.activation_price if view is not None else None
         shaped["last_price"] = last
         shaped["unrealized_pnl"] = (round(realized_pnl(position.side, position.entry_price, last, position.quantity), 6)
                                     if last is not None and position.entry_price is not None else None)
@@ -91,7 +90,7 @@ class Operator:
         return {"positions": [position_json(p) for p in rows]}
 
     def position(self, position_id: int) -> dict[str, Any]:
-        position = self.engine.ctx.positions.get(position_id)
+        position = self.engine.book.get(position_id)
         if position is None:
             raise NotFound(f"no position {position_id}")
         if position.status is PositionStatus.OPEN:
@@ -122,7 +121,7 @@ class Operator:
 
     async def close(self, position_id: int) -> dict[str, Any]:
         """Close an open position (reduce-only market, exit_reason `operator`); 409 if not open."""
-        position = self.engine.ctx.positions.get(position_id)
+        position = self.engine.book.get(position_id)
         if position is None:
             raise NotFound(f"no position {position_id}")
         if position.status is not PositionStatus.OPEN:
@@ -134,4 +133,4 @@ class Operator:
                            "try again shortly") from None
         if not result.closed:
             raise Conflict(f"position {position_id} was not closed: {result.error}")
-        return position_json(self.engine.ctx.positions[position_id])
+        return position_json(self.engine.book[position_id])
