@@ -7,6 +7,7 @@ files; `TRIO_BOT_SCREENSHOT=path.png` also writes the full-page one there (the R
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
 import shutil
@@ -90,10 +91,22 @@ def engine_with_api(tmp_path: Path) -> Iterator[str]:
         thread.join(timeout=30)
 
 
+@contextmanager
+def plain_asyncio() -> Iterator[None]:
+    """Playwright's sync API runs its own asyncio loop; trio-asyncio (imported by other tests) replaces
+    asyncio's loop policy with its own, so the standard one is put back while the browser runs."""
+    previous = asyncio.get_event_loop_policy()
+    asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
+    try:
+        yield
+    finally:
+        asyncio.set_event_loop_policy(previous)
+
+
 def test_dashboard_shows_the_wave_timeline_and_pauses(tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    with engine_with_api(tmp_path) as url, sync_playwright() as p:
+    with engine_with_api(tmp_path) as url, plain_asyncio(), sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
