@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 
@@ -42,6 +44,17 @@ def test_status_pause_close_resume_over_http(tmp_path, capsys, monkeypatch):
             out, err = capsys.readouterr()
             return code, out, err
 
+        metrics = _metrics(url)
+        assert metrics['triobot_signals_received_total{source="demo"}'] == 6
+        assert metrics['triobot_signal_outcomes_total{outcome="opened"}'] == 5
+        assert metrics["triobot_waves_total"] == 1 and metrics["triobot_open_positions"] == 5
+        assert metrics["triobot_unprotected_positions"] == 0 and metrics["triobot_wave_duration_seconds_count"] == 1
+        assert metrics['triobot_call_duration_seconds_count{point="exchange.entry_order"}'] == 5
+        grafana = (ROOT / "examples" / "grafana-dashboard.json").read_text()
+        names = {re.sub(r"\{.*", "", k) for k in metrics}
+        for used in set(re.findall(r"triobot_[a-z_]+", grafana)):
+            assert used in names or f"{used}_total" in names, used
+
         code, out, _ = run("status", "--json")
         status = json.loads(out)
         assert code == 0 and status["state"] == "running" and status["open_positions"] == 5
@@ -67,6 +80,16 @@ def test_status_pause_close_resume_over_http(tmp_path, capsys, monkeypatch):
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
+
+
+def _metrics(url: str) -> dict[str, float]:
+    """Every sample, and every declared family (from `# TYPE` lines, as NaN)."""
+    request = urllib.request.Request(url.rstrip("/") + "/metrics", headers={"authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        text = response.read().decode()
+    families = {line.split()[2]: float("nan") for line in text.splitlines() if line.startswith("# TYPE ")}
+    return {**families, **{line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                           if line and not line.startswith("#")}}
 
 
 def test_the_dashboard_link_carries_the_token_and_a_dead_address_says_so(capsys):
