@@ -27,6 +27,7 @@ class CallPoint(StrEnum):
     STORAGE_READ = "storage.read"
     STORAGE_TRAILING = "storage.trailing"
     RECORD_INTENT = "storage.record_intent"  # a write; faults pick it as `storage.write`
+    CLAIM_SIGNALS = "storage.claim_signals"  # a write; faults pick it as `storage.write`
 
     @classmethod
     def placing(cls, kind: OrderKind) -> CallPoint:
