@@ -48,7 +48,7 @@ from trio_bot.exchange_config import (
     parse_exchange_settings,
 )
 from trio_bot.paper_markets import PAPER_PRICES
-from trio_bot.signal_feeds import open_feed, remember_handled
+from trio_bot.signal_feeds import open_feed
 from trio_bot.signals_config import SignalSettings, parse_signal_settings
 from trio_bot.storage import account_lease, open_storage
 from trio_bot.tables import positions_table, wave_table
@@ -210,7 +210,6 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: WaveFeed, t
     storage = await open_storage(db_url, call_timeout=settings.engine.call_timeout)
     api: RunningApi | None = None
     try:
-        await remember_handled(source, storage)
         def progress(wave_id: str, outcome: SignalOutcome) -> None:
             if api is not None:
                 api.metrics.on_outcome(outcome)
