@@ -64,6 +64,11 @@ class EventKind(StrEnum):
     SWEEP_STALE_STOP = "sweep_stale_stop"
     SWEEP_SIZE_MISMATCH = "sweep_size_mismatch"
     SIZE_CHANGED = "size_changed"  # the follower took the exchange's size for its position
+    # the operator
+    ENTRIES_PAUSED = "entries_paused"
+    ENTRIES_RESUMED = "entries_resumed"
+    OPERATOR_CLOSE = "operator_close"
+    OPERATOR_CLOSE_FAILED = "operator_close_failed"
 
     @classmethod
     def rejected(cls, kind: OrderKind) -> EventKind:
