@@ -146,10 +146,11 @@ class Gate:
     async def serve(self, stream: trio.abc.Stream, handler: Handler,
                     websocket: WebSocketHandler | None = None) -> None:
         if self.open >= self.limits.max_connections:
-            with trio.move_on_after(1.0):
-                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                    await stream.send_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
-                                          b"Connection: close\r\n\r\n")
+            with trio.move_on_after(1.0), contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await stream.send_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                                      b"Connection: close\r\n\r\n")
+                with trio.move_on_after(0.2):  # take what the client sent: closing on unread data resets
+                    await stream.receive_some(_CHUNK)
             await trio.aclose_forcefully(stream)
             return
         self.open += 1
