@@ -12,24 +12,67 @@ whole, with its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import signal
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TypeVar
 
 import trio
 
+from engine.checks import PORT, ROW_ID, Range, identifier_problem, integer
 from engine.errors import ConfigError, TrioBotError
+from engine.text import cut, printable
+from trio_bot.tables import PrintableFormatter
 
 EXIT_OK, EXIT_BROKEN, EXIT_BAD_INPUT = 0, 1, 2
+E = TypeVar("E", bound=BaseException)
+
+# Accepted ranges of the numeric options (README, "Commands").
+WAVE_INTERVAL = Range(0.0, 604_800.0, low_open=True)
+WAVES = integer(1, 1_000_000_000)
+LAST = integer(0, 1_000_000_000)
+SEED = integer(0, 2**63 - 1)
+
+
+class UsageError(ConfigError):
+    """A command line argparse refused: reported as one line, exit status 2."""
+
+    def __init__(self, message: str) -> None:
+        TrioBotError.__init__(self, message)
+        self.key, self.value, self.expected = "", None, message
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one error line (and exit 2), not usage plus a message."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _number(allowed: Range, option: str, *, integral: bool = False) -> Callable[[str], Any]:
+    """An argparse type: the option's value parsed and checked against its documented range."""
+
+    def parse(text: str) -> Any:
+        try:
+            value: Any = int(text) if integral else float(text)
+        except ValueError:
+            kind = "an integer" if integral else "a number"
+            raise ConfigError(option, text, f"{kind} ({allowed.describe()})", where="argument") from None
+        return allowed.check_int(option, value, where="argument") if integral else \
+            allowed.check(option, value, where="argument")
+
+    parse.__name__ = option  # argparse names the type in its own messages
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
     from trio_bot.storage import DEFAULT_DB
 
-    parser = argparse.ArgumentParser(prog="trio-bot", description="Signal-execution engine for crypto futures.")
+    parser = _Parser(prog="trio-bot", description="Signal-execution engine for crypto futures.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every engine event to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -41,15 +84,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", help="TOML file with [engine] keys and an optional [paper] exchange")
     run.add_argument("--db", default=DEFAULT_DB, help=f"storage URL (default {DEFAULT_DB})")
     run.add_argument("--signals", help="JSON Lines file, one wave per line (default: demo generator)")
-    run.add_argument("--wave-interval", type=float, default=180.0, help="seconds between waves (default 180)")
-    run.add_argument("--waves", type=int, help="exit after this many waves")
-    run.add_argument("--seed", type=int, help="seed for the demo signals and the price walk")
+    run.add_argument("--wave-interval", type=_number(WAVE_INTERVAL, "--wave-interval"), default=180.0,
+                     help="seconds between waves (default 180)")
+    run.add_argument("--waves", type=_number(WAVES, "--waves", integral=True), help="exit after this many waves")
+    run.add_argument("--seed", type=_number(SEED, "--seed", integral=True),
+                     help="seed for the demo signals and the price walk")
     run.add_argument("--standby", action="store_true",
                      help="if another instance trades this account, wait and take over when it stops")
 
     waves = sub.add_parser("waves", help="show stored waves")
     waves.add_argument("--db", default=DEFAULT_DB)
-    waves.add_argument("--last", type=int, help="only the newest N waves")
+    waves.add_argument("--last", type=_number(LAST, "--last", integral=True), help="only the newest N waves")
     waves.add_argument("--json", action="store_true")
 
     positions = sub.add_parser("positions", help="show stored positions")
@@ -59,16 +104,19 @@ def _parser() -> argparse.ArgumentParser:
 
     events = sub.add_parser("events", help="show the stored timeline: every step of every signal, with its time")
     events.add_argument("--db", default=DEFAULT_DB)
-    events.add_argument("--position", type=int, help="only this position's events")
-    events.add_argument("--signal", help="only this signal's events")
+    events.add_argument("--position", type=_number(ROW_ID, "--position", integral=True),
+                        help="only this position's events")
+    events.add_argument("--signal", type=_signal_id, help="only this signal's events")
     events.add_argument("--json", action="store_true")
 
     fake = sub.add_parser("fake-exchange", help="serve a local Binance USDⓈ-M compatible exchange (for live mode)")
-    fake.add_argument("--port", type=int, default=8765, help="TCP port on 127.0.0.1 (default 8765)")
+    fake.add_argument("--port", type=_number(PORT, "--port", integral=True), default=8765,
+                      help="TCP port on 127.0.0.1 (default 8765; 0 picks a free one)")
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--scenario", help="scenario TOML: its [exchange] markets, [[faults]] and [[ticks]]")
     fake.add_argument("--walk", action="store_true", help="move prices on a seeded random walk every second")
-    fake.add_argument("--seed", type=int, help="random-walk seed (default: the scenario's)")
+    fake.add_argument("--seed", type=_number(SEED, "--seed", integral=True),
+                      help="random-walk seed (default: the scenario's)")
     fake.add_argument("--api-key", help="the key clients must send (default: $TRIO_BOT_API_KEY or test-key)")
     fake.add_argument("--api-secret", help="the secret signatures must use "
                       "(default: $TRIO_BOT_API_SECRET or test-secret)")
@@ -80,11 +128,35 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _signal_id(text: str) -> str:
+    problem = identifier_problem(text)
+    if problem is not None:
+        raise ConfigError("--signal", text, f"a signal id ({problem})", where="argument")
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return _main(argv)
+    except BaseException as exc:
+        if only(exc, BrokenPipeError) is None:
+            raise
+        # The reader went away (`trio-bot positions --json | head`): nothing left to say to it.
+        # Point stdout at /dev/null so the interpreter's final flush does not fail again.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+    except ConfigError as exc:
+        # argparse calls the type with the text; its ArgumentError wraps only ValueError-likes.
+        print(f"trio-bot: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    _setup_logging(args.verbose)
     try:
         if args.command == "simulate":
             return _simulate(args)
@@ -98,27 +170,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         error = _user_error(exc)
         if error is None:
             raise
-        print(f"trio-bot: error: {error}", file=sys.stderr)
+        print(f"trio-bot: error: {one_line(str(error))}", file=sys.stderr)
         return EXIT_BAD_INPUT if isinstance(error, ConfigError) else EXIT_BROKEN
+
+
+def one_line(text: str, limit: int = 2000) -> str:
+    """An error message fit for one terminal line: escaped and bounded."""
+    return cut(printable(text), limit)
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
+
+
+def leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside `exc`, however deeply Trio's nurseries grouped them."""
+    found: list[BaseException] = []
+    stack: list[BaseException] = [exc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, BaseExceptionGroup):
+            stack.extend(reversed(item.exceptions))
+        else:
+            found.append(item)
+    return found
+
+
+def only(exc: BaseException, kind: type[E]) -> E | None:
+    """The first `kind` error in `exc` if that is all it holds (besides cancellations), else None."""
+    found = leaves(exc)
+    ours = [leaf for leaf in found if isinstance(leaf, kind)]
+    if ours and all(isinstance(leaf, kind | trio.Cancelled) for leaf in found):
+        return ours[0]
+    return None
 
 
 def _user_error(exc: BaseException) -> TrioBotError | None:
     """The trio-bot error to report for `exc`, or None if it is something else (a bug)."""
-    if isinstance(exc, TrioBotError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        leaves: list[BaseException] = []
-        stack: list[BaseException] = [exc]
-        while stack:
-            item = stack.pop()
-            if isinstance(item, BaseExceptionGroup):
-                stack.extend(reversed(item.exceptions))
-            else:
-                leaves.append(item)
-        ours = [leaf for leaf in leaves if isinstance(leaf, TrioBotError)]
-        if ours and all(isinstance(leaf, TrioBotError | trio.Cancelled) for leaf in leaves):
-            return ours[0]
-    return None
+    return only(exc, TrioBotError)
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -153,10 +244,6 @@ def _run(args: argparse.Namespace) -> int:
     from trio_bot.run import load_run_config, run
 
     settings = load_run_config(args.config)
-    if args.waves is not None and args.waves < 1:
-        raise ConfigError("--waves", args.waves, "an integer >= 1")
-    if not args.wave_interval > 0:
-        raise ConfigError("--wave-interval", args.wave_interval, "a number of seconds > 0")
     async def main() -> int:
         from trio_bot.aio import asyncio_loop
 
@@ -185,7 +272,15 @@ def _fake_exchange(args: argparse.Namespace) -> int:
     async def serve() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
-                port = await nursery.start(partial(fake.serve, args.host, args.port))
+                try:
+                    port = await nursery.start(partial(fake.serve, args.host, args.port))
+                except BaseException as exc:  # port in use, no such address, not allowed
+                    failed = only(exc, OSError)
+                    if failed is None:
+                        raise
+                    reason = failed.strerror or str(failed) or type(failed).__name__
+                    raise ConfigError("--port", args.port, f"a port free to listen on at {args.host} ({reason})",
+                                      where="fake-exchange") from None
                 print(f"trio-bot: fake Binance USDⓈ-M exchange on http://{args.host}:{port} "
                       f"({len(fake.markets)} markets). Ctrl-C to stop.", flush=True)
                 async for _ in signals:
@@ -209,7 +304,7 @@ async def _migrate(args: argparse.Namespace) -> int:
 
     store = await open_storage(args.db, call_timeout=30.0)  # opening migrates
     try:
-        version = await store.schema_version()
+        version = await store.verify_schema()  # what is there, not just what schema_version says
     finally:
         await store.aclose()
     print(f"trio-bot: schema at version {version}")
@@ -218,10 +313,10 @@ async def _migrate(args: argparse.Namespace) -> int:
 
 async def _waves(args: argparse.Namespace) -> int:
     from engine.report import wave_json
-    from trio_bot.storage import open_storage
+    from trio_bot.storage import open_storage_read_only
     from trio_bot.tables import wave_table
 
-    store = await open_storage(args.db, call_timeout=10.0)
+    store = await open_storage_read_only(args.db, call_timeout=10.0)
     try:
         records = await store.waves(last=args.last)
         positions = {p.id: p for p in await store.positions(include_closed=True)}
@@ -239,10 +334,10 @@ async def _waves(args: argparse.Namespace) -> int:
 async def _events(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from trio_bot.storage import open_storage
+    from trio_bot.storage import open_storage_read_only
     from trio_bot.tables import render_table
 
-    store = await open_storage(args.db, call_timeout=10.0)
+    store = await open_storage_read_only(args.db, call_timeout=10.0)
     try:
         found = await store.events(position_id=args.position, signal_id=args.signal)
     finally:
@@ -261,9 +356,9 @@ async def _events(args: argparse.Namespace) -> int:
 
 async def _positions(args: argparse.Namespace) -> int:
     from engine.report import position_json, reportable_positions
-    from trio_bot.storage import open_storage
+    from trio_bot.storage import open_storage_read_only
 
-    store = await open_storage(args.db, call_timeout=10.0)
+    store = await open_storage_read_only(args.db, call_timeout=10.0)
     try:
         rows = reportable_positions(await store.positions(include_closed=args.all))
     finally:

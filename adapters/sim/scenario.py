@@ -6,7 +6,6 @@ signal is the engine's to reject, exactly as if a signal service had sent it.
 
 from __future__ import annotations
 
-import math
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,6 +13,8 @@ from typing import Any
 
 import attrs
 
+from adapters.textfile import read_text
+from engine.checks import GRID_STEP, PRICE, SECONDS, SYMBOL_ALPHABET, Range, identifier_problem, integer
 from engine.config import EngineConfig
 from engine.errors import ConfigError
 
@@ -28,6 +29,17 @@ FAULT_POINTS = (
     "storage.trailing",
 )
 EFFECTS = ("error", "reject", "hang", "delay", "lost_response")
+
+# Accepted ranges (README, "Scenarios"). Virtual time is bounded so a replay always answers:
+# a day of virtual time (2,880 sweeps at the default interval) runs in about a second; 1e12
+# seconds would run for years.
+SIM_TIME = Range(0.0, 86_400.0)
+BALANCE = Range(0.0, 1e12)
+LATENCY = Range(0.0, 60.0)
+MIN_NOTIONAL = Range(0.0, 1e9)
+LEVERAGE = integer(1, 125)
+FAULT_TIMES = integer(1, 1_000_000)
+SEED = integer(0, 2**63 - 1)
 
 
 class ScenarioError(ConfigError):
@@ -90,10 +102,7 @@ class Scenario:
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ScenarioError("file", str(path), f"a readable file ({exc.strerror})") from None
+    text = read_text(path, key="file", where="scenario")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -107,12 +116,16 @@ def _only(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
             raise ScenarioError(f"{where}{key}", value, f"one of: {', '.join(sorted(allowed))}")
 
 
-def _number(value: Any, key: str, *, minimum: float = 0.0, strict: bool = False) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < minimum or (strict and value == minimum):
-        bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
-        raise ScenarioError(key, value, f"a number {bound}")
-    return float(value)
+def _number(value: Any, key: str, allowed: Range) -> float:
+    return allowed.check(key, value, where="scenario")
+
+
+def _symbol(value: Any, key: str) -> str:
+    symbol = _string(value, key)
+    problem = identifier_problem(symbol, what="symbol")
+    if problem is not None:
+        raise ScenarioError(key, symbol, f"a market symbol of {SYMBOL_ALPHABET} (this one {problem})")
+    return symbol
 
 
 def _table(value: Any, key: str) -> Mapping[str, Any]:
@@ -127,18 +140,16 @@ def _array(value: Any, key: str) -> list[Any]:
     return value
 
 
-def _string(value: Any, key: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ScenarioError(key, value, "a non-empty string")
+def _string(value: Any, key: str, limit: int = 200) -> str:
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise ScenarioError(key, value, f"a non-empty string of at most {limit} characters")
     return value
 
 
 def parse_scenario(data: Mapping[str, Any]) -> Scenario:
     _only(data, {"name", "seed", "engine", "exchange", "faults", "waves", "ticks", "run"}, "")
     name = _string(data.get("name", "scenario"), "name")
-    seed = data.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ScenarioError("seed", seed, "an integer")
+    seed = SEED.check_int("seed", data.get("seed", 0), where="scenario")
     try:
         engine = EngineConfig.from_mapping(_table(data.get("engine", {}), "engine"))
     except ScenarioError:
@@ -162,7 +173,7 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
     run = _table(data.get("run", {}), "run")
     _only(run, {"until"}, "run.")
     last = max([w.at for w in waves] + [t.at for t in ticks] + [0.0])
-    until = _number(run.get("until", last + 300.0), "run.until")
+    until = _number(run.get("until", min(last + 300.0, SIM_TIME.high)), "run.until", SIM_TIME)
     return Scenario(name, seed, engine, exchange, faults, waves, ticks, until)
 
 
@@ -173,26 +184,27 @@ def parse_exchange(table: Mapping[str, Any], where: str = "exchange") -> Exchang
     top = where
     for symbol, spec in _table(table.get("markets", {}), f"{top}.markets").items():
         where = f"{top}.markets.{symbol}"
+        _symbol(symbol, where)
         spec = _table(spec, where)
         _only(spec, {"price", "tick_size", "step_size", "min_notional", "max_leverage"}, f"{where}.")
         if "price" not in spec:
             raise ScenarioError(f"{where}.price", None, "a price > 0")
         lev = spec.get("max_leverage")
-        if lev is not None and (isinstance(lev, bool) or not isinstance(lev, int) or lev < 1):
-            raise ScenarioError(f"{where}.max_leverage", lev, "an integer >= 1")
+        if lev is not None:
+            LEVERAGE.check_int(f"{where}.max_leverage", lev, where="scenario")
         optional = {
-            k: _number(spec[k], f"{where}.{k}", strict=True)
+            k: _number(spec[k], f"{where}.{k}", GRID_STEP if k != "min_notional" else MIN_NOTIONAL)
             for k in ("tick_size", "step_size", "min_notional") if k in spec
         }
         markets.append(MarketSpec(
             symbol=symbol,
-            price=_number(spec["price"], f"{where}.price", strict=True),
+            price=_number(spec["price"], f"{where}.price", PRICE),
             max_leverage=lev,
             **optional,
         ))
     return ExchangeSpec(
-        balance_usdt=_number(table.get("balance_usdt", 10_000.0), f"{top}.balance_usdt"),
-        latency=_number(table.get("latency", 0.05), f"{top}.latency"),
+        balance_usdt=_number(table.get("balance_usdt", 10_000.0), f"{top}.balance_usdt", BALANCE),
+        latency=_number(table.get("latency", 0.05), f"{top}.latency", LATENCY),
         markets=tuple(markets),
     )
 
@@ -209,14 +221,14 @@ def _parse_fault(table: Mapping[str, Any], i: int) -> FaultSpec:
     match = _table(table.get("match", {}), f"{where}match")
     _only(match, {"symbol", "side"}, f"{where}match.")
     for key, value in match.items():
-        _string(value, f"{where}match.{key}")
+        _string(value, f"{where}match.{key}", 32)
     times = table.get("times")
-    if times is not None and (isinstance(times, bool) or not isinstance(times, int) or times < 1):
-        raise ScenarioError(f"{where}times", times, "an integer >= 1 (or absent for every call)")
+    if times is not None:
+        FAULT_TIMES.check_int(f"{where}times", times, where="scenario")
     message = table.get("message", "")
-    if not isinstance(message, str):
-        raise ScenarioError(f"{where}message", message, "a string")
-    seconds = _number(table.get("seconds", 0.0), f"{where}seconds")
+    if not isinstance(message, str) or len(message) > 1000:
+        raise ScenarioError(f"{where}message", message, "a string of at most 1000 characters")
+    seconds = _number(table.get("seconds", 0.0), f"{where}seconds", SECONDS)
     if effect == "delay" and "seconds" not in table:
         raise ScenarioError(f"{where}seconds", None, "a number of seconds for effect 'delay'")
     return FaultSpec(point, effect, dict(match), message, times, seconds)
@@ -225,7 +237,7 @@ def _parse_fault(table: Mapping[str, Any], i: int) -> FaultSpec:
 def _parse_wave(table: Mapping[str, Any], i: int) -> WaveSpec:
     where = f"waves[{i}]."
     _only(table, {"at", "signals"}, where)
-    at = _number(table.get("at", 0.0), f"{where}at")
+    at = _number(table.get("at", 0.0), f"{where}at", SIM_TIME)
     signals = _array(table.get("signals", []), f"{where}signals")
     for j, signal in enumerate(signals):
         _table(signal, f"{where}signals[{j}]")
@@ -235,11 +247,11 @@ def _parse_wave(table: Mapping[str, Any], i: int) -> WaveSpec:
 def _parse_tick(table: Mapping[str, Any], i: int, known: set[str]) -> TickSpec:
     where = f"ticks[{i}]."
     _only(table, {"at", "symbol", "price"}, where)
-    symbol = _string(table.get("symbol"), f"{where}symbol")
+    symbol = _string(table.get("symbol"), f"{where}symbol", 32)
     if symbol not in known:
         raise ScenarioError(f"{where}symbol", symbol, "a market listed under [exchange.markets]")
     return TickSpec(
-        at=_number(table.get("at", 0.0), f"{where}at"),
+        at=_number(table.get("at", 0.0), f"{where}at", SIM_TIME),
         symbol=symbol,
-        price=_number(table.get("price"), f"{where}price", strict=True),
+        price=_number(table.get("price"), f"{where}price", PRICE),
     )

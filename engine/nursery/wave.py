@@ -133,7 +133,12 @@ class WaveRunner:
                     why: str | None = f"the exchange gave no price for {signal.symbol}"
                     quantity = 0.0
                     if price is not None:
-                        quantity, why = screen_size(cfg.position_size_usdt, cfg.leverage, price, market, free)
+                        try:
+                            quantity, why = screen_size(cfg.position_size_usdt, cfg.leverage, price, market,
+                                                        free)
+                        except Exception as exc:  # a sizing bug costs this signal, never the wave
+                            log.exception("sizing signal %s failed", signal.id)
+                            why = f"internal error while sizing the order: {exc!r}"[:300]
                     if why is not None or price is None:
                         outcome = SignalOutcome(signal.id, signal.rank, signal.symbol, signal.side.value,
                                                 Outcome.REJECTED, why, score=signal.score)
@@ -186,4 +191,7 @@ class WaveRunner:
         self.ctx.event("signal_outcome", f"{outcome.outcome}" + (f": {outcome.reason}" if outcome.reason else ""),
                        wave_id=wave_id, signal_id=outcome.signal_id, position_id=outcome.position_id)
         if self._listener is not None:
-            self._listener(wave_id, outcome)
+            try:
+                self._listener(wave_id, outcome)
+            except Exception:  # whoever listens (a console, an embedder) must not break the wave
+                log.exception("the outcome listener failed for signal %s", outcome.signal_id)
