@@ -14,7 +14,8 @@ MARKETS = {
 
 
 def sig(i, symbol="FORMUSDT", side="long", score=5.0, **extra):
-    return {"id": i if isinstance(i, int) and i > 10**100 else str(i), "symbol": symbol, "side": side, "score": score, **extra}
+    signal_id = i if isinstance(i, int) and i > 10**100 else str(i)  # giant ints stay ints
+    return {"id": signal_id, "symbol": symbol, "side": side, "score": score, **extra}
 
 
 @pytest.mark.parametrize(
@@ -127,7 +128,7 @@ def test_a_wave_that_is_not_a_list_is_one_rejection(wave):
 
 @pytest.mark.parametrize("price", [0.0, -1.0, math.nan, math.inf, 5e-324])
 def test_an_unusable_exchange_price_rejects_the_signal(price):
-    qty, why = screen_size(200.0, 1, price, MARKETS["FORMUSDT"], 10_000.0)
+    _, why = screen_size(200.0, 1, price, MARKETS["FORMUSDT"], 10_000.0)
     assert why is not None and ("unusable price" in why or "cannot size an order" in why)
 
 
