@@ -1,5 +1,6 @@
-"""How to point a `ccxt.async_support.binanceusdm` client at another base URL: the local
-Binance-compatible server (`trio-bot fake-exchange`) or any other USDⓈ-M-compatible endpoint.
+"""How the adapter's ccxt client is built (`new_client`), and how to point a
+`ccxt.async_support.binanceusdm` client at another base URL: the local Binance-compatible
+server (`trio-bot fake-exchange`) or any other USDⓈ-M-compatible endpoint.
 
 Three things are needed, and each is a trap if missed:
 
@@ -17,7 +18,13 @@ Three things are needed, and each is a trap if missed:
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from typing import Any
+
+import ccxt.async_support as ccxt_async
+
+from adapters.ccxt_errors import ScrubbingLogger
 
 # Every API section ccxt's binanceusdm knows, with the path its live URL has.
 _PATHS = {
@@ -56,3 +63,44 @@ def configure_ccxt(client: Any, base_url: str) -> None:
     for kind in ("exact", "broad"):
         exceptions[kind] = {**exceptions.get(kind, {}), **linear.get(kind, {})}
     client.exceptions = exceptions
+
+
+def new_client(exchange_id: str, *, api_key: str, api_secret: str, base_url: str | None,
+               options: dict[str, Any] | None, secrets: Sequence[str]) -> Any:
+    """A ccxt client for USDⓈ-M linear perpetuals, its rate limiter off, its log scrubbed.
+
+    The engine rate-limits and applies deadlines itself, so ccxt's limiter would only add
+    invisible queueing; `options` are merged into ccxt's `options` last, so they win.
+    """
+    ccxt_options: dict[str, Any] = {
+        "fetchMargins": False,
+        "defaultType": "swap",
+        "defaultSubType": "linear",
+        "fetchMarkets": {"types": ["linear"]},
+    }
+    if exchange_id == "binanceusdm":
+        # Without a symbol Binance weighs the call 40x; ccxt refuses unless told we know.
+        ccxt_options["warnOnFetchOpenOrdersWithoutSymbol"] = False
+    ccxt_options.update(options or {})
+    config: dict[str, Any] = {
+        "apiKey": api_key,
+        "secret": api_secret,
+        "enableRateLimit": False,
+        "options": ccxt_options,
+        # Currencies need a wallet permission (sapi / asset endpoints) the engine never uses.
+        "has": {"fetchCurrencies": False},
+        "logger": ScrubbingLogger(logging.getLogger("trio_bot.ccxt.client"), secrets),
+    }
+    if base_url is not None:
+        if exchange_id != "binanceusdm":
+            raise ValueError(f"base_url is supported for binanceusdm only, not {exchange_id!r}")
+        if base_url.startswith("http://"):
+            config["timeout_on_exit"] = 0  # the wait is for TLS shutdown; plain HTTP has none
+    client = getattr(ccxt_async, exchange_id)(config)
+    if base_url is not None:
+        # Moves every URL section (not only fapi, so nothing can reach the real exchange),
+        # sets the options that keep ccxt off sapi, and merges Binance's USDⓈ-M error table,
+        # which ccxt otherwise applies only to the real fapi host names.
+        configure_ccxt(client, base_url)
+        client.options.update(options or {})
+    return client

@@ -36,7 +36,7 @@ import triopg
 
 from adapters import migrations, schema_check
 from adapters.db_url import redact, scrub
-from adapters.records import EVENTS, ORDERS, OUTCOMES, POSITIONS, TRAILING, WAVES, Table, q, write_plan
+from adapters.records import EVENTS, ORDERS, OUTCOMES, POSITIONS, TRAILING, WAVES, Table, migrated, q, write_plan
 from engine.errors import StorageError
 from engine.model import Event, OrderRecord, Position, PositionStatus, SignalOutcome, TrailingRecord, WaveRecord
 from engine.ports import Record
@@ -69,12 +69,7 @@ class PostgresStore:
         """Connect (bounded by `call_timeout`) and bring the schema up to date."""
         store = cls(url, call_timeout=call_timeout, pool_size=pool_size)
         await store._connect()
-        try:
-            await store.migrate()
-        except BaseException:
-            await store.aclose()
-            raise
-        return store
+        return await migrated(store)
 
     @classmethod
     async def open_read_only(cls, url: str, *, call_timeout: float = 10.0) -> PostgresStore:

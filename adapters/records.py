@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
 
@@ -34,6 +34,25 @@ from engine.model import (
 )
 
 T = TypeVar("T")
+
+
+class _Migratable(Protocol):
+    async def migrate(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+M = TypeVar("M", bound=_Migratable)
+
+
+async def migrated(store: M) -> M:
+    """`store` with its schema brought up to date; closed again if that fails."""
+    try:
+        await store.migrate()
+    except BaseException:
+        await store.aclose()
+        raise
+    return store
 
 
 def q(name: str) -> str:

@@ -34,7 +34,8 @@ import attrs
 import trio
 
 from adapters import migrations, schema_check
-from adapters.records import EVENTS, ORDERS, OUTCOMES, POSITIONS, TRAILING, WAVES, Table, q, write_plan
+from adapters.records import EVENTS, ORDERS, OUTCOMES, POSITIONS, TRAILING, WAVES, Table, migrated, q, write_plan
+from engine.checks import finite
 from engine.errors import StorageError
 from engine.model import (
     Event,
@@ -72,7 +73,7 @@ class SQLiteStore:
 
     def __init__(self, path: str, *, call_timeout: float = 10.0, read_only: bool = False,
                  immutable: bool = False) -> None:
-        if not (call_timeout > 0 and math.isfinite(call_timeout)):
+        if not (finite(call_timeout) is not None and call_timeout > 0):
             raise ValueError(f"call_timeout must be a positive number of seconds, not {call_timeout!r}")
         self.path = path
         self.call_timeout = call_timeout
@@ -106,13 +107,7 @@ class SQLiteStore:
     @classmethod
     async def open(cls, path: str, *, call_timeout: float = 10.0) -> SQLiteStore:
         """Connect and bring the schema up to date: the usual way to get a store."""
-        store = cls(path, call_timeout=call_timeout)
-        try:
-            await store.migrate()
-        except BaseException:
-            await store.aclose()
-            raise
-        return store
+        return await migrated(cls(path, call_timeout=call_timeout))
 
     @classmethod
     async def open_read_only(cls, path: str, *, call_timeout: float = 10.0) -> SQLiteStore:

@@ -1,7 +1,10 @@
-"""`python -m bench [--quick] [--json]`: every benchmark, as ratios measured side by side in one run.
+"""`python -m bench [--quick] [--json] [--update | --out DIR]`: every benchmark, as ratios
+measured side by side in one run.
 
-Writes bench/results.json and bench/wave_scaling.png, prints a table (or, with --json, one JSON
-object with the headline keys on stdout). Performance claims in the README come from here.
+Prints a table (or, with --json, one JSON object with the headline keys on stdout). The
+tracked bench/results.json and bench/wave_scaling.png, which the README's numbers come
+from, are rewritten only with --update, so a run to look never dirties the checkout;
+--out DIR writes both files to DIR instead.
 """
 
 from __future__ import annotations
@@ -133,14 +136,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="trio-bot benchmarks")
     parser.add_argument("--quick", action="store_true", help="smaller runs, under 2 minutes")
     parser.add_argument("--json", action="store_true", help="print one JSON object with the headline keys")
-    parser.add_argument("--out", type=Path, default=HERE, help="where results.json and wave_scaling.png go")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--update", action="store_true",
+                       help="rewrite the tracked bench/results.json and bench/wave_scaling.png")
+    where.add_argument("--out", type=Path, help="write results.json and wave_scaling.png to this folder")
     args = parser.parse_args()
+    out: Path | None = HERE if args.update else args.out
     logging.disable(logging.CRITICAL)  # the hanging-call runs log every timeout; the numbers are the output
     with contextlib.redirect_stdout(io.StringIO()):
         results = run(args.quick)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
-    plot(results, args.out / "wave_scaling.png")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+        plot(results, out / "wave_scaling.png")
     if args.json:
         print(json.dumps({key: results.get(key) for key in KEYS}))
     else:

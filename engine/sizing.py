@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal, localcontext
 
+from engine.checks import finite
 from engine.model import Market, Side
 
 # Enough digits for any value/step pair inside the documented ranges (1e9 / 1e-12 has 21
@@ -17,9 +18,9 @@ _CONTEXT = Context(prec=60)
 
 
 def _snap(value: float, step: float, rounding: str) -> float:
-    if not (math.isfinite(step) and step > 0):
+    if not (finite(step) is not None and step > 0):
         raise ValueError(f"grid step must be a finite number > 0, got {step!r}")
-    if not math.isfinite(value):
+    if finite(value) is None:
         raise ValueError(f"cannot put {value!r} on a grid")
     with localcontext(_CONTEXT):
         d_step = Decimal(repr(step))

@@ -18,3 +18,22 @@ def test_quick_benchmark_prints_every_key(tmp_path):
     assert set(report) == set(KEYS)
     assert all(report[k] is not None for k in KEYS if k != "pg_over_asyncpg_ratio")
     assert (tmp_path / "results.json").exists() and (tmp_path / "wave_scaling.png").stat().st_size > 0
+
+
+def test_only_update_rewrites_the_tracked_results(monkeypatch, tmp_path, capsys):
+    """A run to look leaves bench/results.json alone; --update (and only it) rewrites it."""
+    import bench.__main__ as bench_main
+
+    drawn = []
+    monkeypatch.setattr(bench_main, "run", lambda quick: {"machine": {"quick": quick}})
+    monkeypatch.setattr(bench_main, "table", lambda results: "the table")
+    monkeypatch.setattr(bench_main, "plot", lambda results, path: drawn.append(path))
+    monkeypatch.setattr(bench_main, "HERE", tmp_path)
+    monkeypatch.setattr(sys, "argv", ["bench", "--quick"])
+    bench_main.main()
+    assert list(tmp_path.iterdir()) == [] and drawn == []
+    assert "the table" in capsys.readouterr().out
+    monkeypatch.setattr(sys, "argv", ["bench", "--quick", "--update"])
+    bench_main.main()
+    assert json.loads((tmp_path / "results.json").read_text()) == {"machine": {"quick": True}}
+    assert drawn == [tmp_path / "wave_scaling.png"]

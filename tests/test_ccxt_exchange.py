@@ -12,7 +12,8 @@ import trio
 import trio_asyncio
 from ccxt.base import errors as E
 
-from adapters.ccxt_exchange import CcxtExchange, ExchangeAuthError, kind_of, map_error
+from adapters.ccxt_errors import ExchangeAuthError, map_error
+from adapters.ccxt_exchange import CcxtExchange
 from adapters.sim.fake_binance import FakeBinance
 from adapters.sim.scenario import ExchangeSpec, FaultSpec, MarketSpec
 from engine import ids
@@ -86,13 +87,6 @@ def test_messages_are_scrubbed_of_secrets_and_signatures() -> None:
                                    f"{SECRET}")
     text = str(map_error(error, [KEY, SECRET]))
     assert KEY not in text and SECRET not in text and "signature" not in text
-
-
-def test_kind_of_client_ids() -> None:
-    assert kind_of(ids.entry_id(7)) is OrderKind.ENTRY
-    assert kind_of(ids.stop_id(7, 3)) is OrderKind.STOP
-    assert kind_of(ids.close_id(7)) is OrderKind.CLOSE
-    assert kind_of("web_abc123") is None
 
 
 # --- offline: construction ---
@@ -295,17 +289,19 @@ async def test_refusals_are_permanent() -> None:
         with pytest.raises(PermanentError, match="-1121"):
             await exchange.place_order(entry(OrderSide.BUY, 1.0, symbol="NOPEUSDT"))
         with pytest.raises(PermanentError, match="-2019"):
-            await exchange.place_order(entry(OrderSide.BUY, 1.0))  # 50k notional at leverage 1
+            await exchange.place_order(entry(OrderSide.BUY, 5.0))  # 250k notional at Binance's default 20x
 
 
-async def test_duplicate_client_ids() -> None:
-    async with connected() as (_, exchange):
+async def test_duplicate_client_ids_only_among_open_orders() -> None:
+    async with connected() as (fake, exchange):
         await exchange.place_order(entry(OrderSide.BUY, 0.01))
-        with pytest.raises(DuplicateOrderError):
-            await exchange.place_order(entry(OrderSide.BUY, 0.01))
-        await exchange.place_order(stop(OrderSide.SELL, 0.01, 49_000.0))
-        with pytest.raises(DuplicateOrderError):
-            await exchange.place_order(stop(OrderSide.SELL, 0.01, 49_000.0))
+        # Filled, so no longer open: Binance takes the same id again and fills a second entry.
+        # The engine must never rely on a duplicate refusal to protect it from a re-sent entry.
+        again = await exchange.place_order(entry(OrderSide.BUY, 0.01))
+        assert again.status is OrderStatus.FILLED and len(fake.exchange.fills) == 2
+        await exchange.place_order(stop(OrderSide.SELL, 0.02, 49_000.0))
+        with pytest.raises(DuplicateOrderError, match="-20132"):
+            await exchange.place_order(stop(OrderSide.SELL, 0.02, 49_000.0))
 
 
 async def test_bad_gateway_is_transient_and_places_nothing() -> None:
@@ -368,7 +364,7 @@ async def test_secrets_never_reach_logs_or_errors(caplog: pytest.LogCaptureFixtu
         await exchange.load_markets()
         await exchange.place_order(entry(OrderSide.BUY, 0.01))
         fake.plan.add(FaultSpec("exchange.query", "error", times=1))
-        for call in (lambda: exchange.fetch_balance(), lambda: exchange.place_order(entry(OrderSide.BUY, 0.01)),
+        for call in (lambda: exchange.fetch_balance(), lambda: exchange.place_order(entry(OrderSide.BUY, 5.0)),
                      lambda: exchange.cancel_order("BTCUSDT", "nope")):
             try:
                 await call()
@@ -383,17 +379,20 @@ async def test_secrets_never_reach_logs_or_errors(caplog: pytest.LogCaptureFixtu
 async def test_stream_prices_polls() -> None:
     async with connected(interval=0.05) as (fake, exchange):
         seen: list[tuple[str, float]] = []
+        first_poll = trio.Event()
 
         def on_price(symbol: str, price: float) -> None:
             seen.append((symbol, price))
+            if len(seen) >= 2:
+                first_poll.set()
             if price == 51_000.0:
                 scope.cancel()
 
         with trio.move_on_after(5.0) as scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(exchange.stream_prices, on_price)
-                while ("BTCUSDT", 50_000.0) not in seen:  # the first poll, however slow the machine
-                    await trio.sleep(0.01)
+                with trio.fail_after(4.0):
+                    await first_poll.wait()  # however long a busy machine takes
                 fake.exchange.set_price("BTCUSDT", 51_000.0)
         assert ("BTCUSDT", 50_000.0) in seen and ("FORMUSDT", 0.8) in seen and ("BTCUSDT", 51_000.0) in seen
 

@@ -136,17 +136,12 @@ def test_deeply_nested_signals_line_exits_2(tmp_path, capsys, monkeypatch):
     assert len(err) < 400  # the 200,000-character line is not echoed
 
 
-def test_a_raw_line_separator_inside_a_json_string_does_not_split_the_wave():
-    from adapters.signal_sources import JsonlSignalSource
+def test_a_raw_line_separator_inside_a_json_string_does_not_split_the_wave(tmp_path):
+    from adapters.signals import JsonlSignalSource
 
     line = '[{"id": "1", "symbol": "BTC\u2028USDT", "side": "long", "score": 1}]\n'
     assert line.splitlines()[0] != line.strip()  # what splitlines() would have done
-    with pytest.MonkeyPatch.context():
-        import tempfile
-        with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False, encoding="utf-8") as handle:
-            handle.write(line + line)
-        waves = JsonlSignalSource.parse(handle.name)
-        Path(handle.name).unlink()
+    waves = JsonlSignalSource.parse(signals_file(tmp_path, raw=line + line))
     assert len(waves) == 2 and waves[0][0]["symbol"] == "BTC\u2028USDT"
 
 

@@ -249,6 +249,36 @@ async def test_cancel_resting_stop_then_cancel_again_is_unknown() -> None:
         await ex.cancel_order("FORMUSDT", ids.entry_id(1))  # filled: not cancellable
 
 
+async def test_a_tick_fires_only_its_symbols_stops_in_placement_order() -> None:
+    ex = make()
+    await ex.place_order(entry(OrderSide.BUY, 100))
+    await ex.place_order(entry(OrderSide.BUY, 0.01, pid=2, symbol="BTCUSDT"))
+    await ex.place_order(stop(OrderSide.SELL, 60, 0.75))
+    await ex.place_order(stop(OrderSide.SELL, 0.01, 49_000.0, pid=2, symbol="BTCUSDT"))
+    await ex.place_order(stop(OrderSide.SELL, 60, 0.78, seq=2))
+    ex.set_price("FORMUSDT", 0.7)  # through both FORMUSDT stops: the first placed fills first
+    assert [(f.client_order_id, f.quantity) for f in ex.fills if f.kind is OrderKind.STOP] == [
+        (ids.stop_id(1, 1), 60), (ids.stop_id(1, 2), 40)]  # the second is clipped to what is left
+    assert [o.symbol for o in ex.open_orders_snapshot()] == ["BTCUSDT"]  # untouched
+    ex.set_price("BTCUSDT", 48_000.0)
+    assert ex.open_orders_snapshot() == [] and ex.positions_snapshot() == []
+
+
+async def test_imported_resting_stops_still_fire() -> None:
+    ex = make()
+    await ex.place_order(entry(OrderSide.BUY, 100))
+    await ex.place_order(stop(OrderSide.SELL, 100, 0.75))
+    await ex.place_order(stop(OrderSide.SELL, 100, 0.7, seq=2))
+    await ex.cancel_order("FORMUSDT", ids.stop_id(1, 2))
+    restored = make()
+    restored.import_state(ex.export_state())
+    assert restored.open_orders_snapshot() == ex.open_orders_snapshot()
+    restored.set_price("FORMUSDT", 0.74)
+    state = await restored.fetch_order("FORMUSDT", ids.stop_id(1, 1))
+    assert state is not None and state.status is OrderStatus.FILLED
+    assert restored.positions_snapshot() == [] and restored.open_orders_snapshot() == []
+
+
 # --- report helpers ---
 
 async def test_unprotected_positions() -> None:

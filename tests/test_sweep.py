@@ -48,7 +48,7 @@ async def test_unknown_position_is_adopted_and_protected(autojump_clock):
         adopted = next(p for p in engine.positions() if p.symbol == "NEOUSDT")
         assert adopted.signal_id == "adopted-NEOUSDT" and adopted.side.value == "short"
         assert adopted.stop_price == 5.732  # 2% above the entry, on the tick
-        assert adopted.id in engine.trailing.followers
+        assert engine.trailing.view(adopted.id) is not None
         # Followed like any other: a short gaining 2% activates and the stop comes down.
         await tick(exchange, 5.50, "NEOUSDT")
         assert live_stops(exchange, "NEOUSDT") == [5.528]

@@ -127,8 +127,8 @@ async def test_restart_resumes_from_the_stored_best_price(autojump_clock, tmp_pa
 
     store = await SQLiteStore.open(db)
     async with trading(exchange=exchange, store=store, open_signal=False) as (engine, _, _):
-        follower = next(iter(engine.trailing.followers.values()))
-        assert follower.ts.best_price == 0.8500 and follower.ts.live_stop == 0.8457
+        follower = next(iter(engine.trailing.snapshot().values()))
+        assert follower.best_price == 0.8500 and follower.live_stop == 0.8457
         await tick(exchange, 0.8480)
         assert live_stops(exchange) == [0.8457]  # not loosened to 0.8480 * 0.995
         await tick(exchange, 0.8600)
@@ -166,8 +166,8 @@ async def test_flood_of_ticks_keeps_memory_flat_and_applies_the_latest(autojump_
         await trio.sleep(2)
         assert engine.trailing.ticks >= 50_000
         assert grown < 2_000_000, f"memory grew by {grown} bytes"
-        for follower in engine.trailing.followers.values():
-            assert follower.ts.best_price == max(100.0 + (s % 300) * 0.01 for s in range(5_000))
+        for follower in engine.trailing.snapshot().values():
+            assert follower.best_price == max(100.0 + (s % 300) * 0.01 for s in range(5_000))
 
 
 def test_scenario_ticks_close_positions_and_report_the_exit():
@@ -193,13 +193,13 @@ def test_side_enum_roundtrip():
 async def test_a_refused_move_is_retried_after_a_backoff_not_hammered(autojump_clock):
     config = EngineConfig(max_positions_per_wave=1, sweep_interval=0, trailing_min_interval=0.0)
     async with trading(config=config) as (engine, exchange, _):
-        (follower,) = engine.trailing.followers.values()
+        (follower,) = engine.trailing.snapshot().values()
         engine.trailing.on_price("FORMUSDT", 0.8600)  # the feed runs ahead of the exchange (still 0.8132)
         await trio.sleep(10.0)
         # Each attempt is refused ("would immediately trigger"); the old stop stays live.
         assert live_stops(exchange) == [0.7969]
-        assert follower.moves == 0
-        kinds = [e.kind for e in await engine.ctx.storage.events(position_id=follower.position.id)]
+        assert engine.trailing.view(follower.position_id).moves == 0
+        kinds = [e.kind for e in await engine.ctx.storage.events(position_id=follower.position_id)]
         assert 5 <= kinds.count("stop_move_failed") <= 25  # about one per retry_backoff, not thousands
         await tick(exchange, 0.8600)
         assert live_stops(exchange) == [0.8557]

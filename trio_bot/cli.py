@@ -121,6 +121,19 @@ def _parser() -> argparse.ArgumentParser:
     fake.add_argument("--api-secret", help="the secret signatures must use "
                       "(default: $TRIO_BOT_API_SECRET or test-secret)")
 
+    sig = sub.add_parser("signal-server", help="serve waves over the websocket signal protocol (docs/SIGNALS.md)")
+    sig.add_argument("--port", type=int, default=8766, help="TCP port (default 8766); the feed is at /ws")
+    sig.add_argument("--host", default="127.0.0.1")
+    what = sig.add_mutually_exclusive_group(required=True)
+    what.add_argument("--signals", help="JSON Lines file, one wave per line, published in order")
+    what.add_argument("--demo", action="store_true", help="publish random demo waves")
+    sig.add_argument("--interval", type=float, default=30.0, help="seconds between waves (default 30)")
+    sig.add_argument("--token-env", help="environment variable holding the bearer token clients must send")
+    sig.add_argument("--signal-gap", type=float,
+                     help="send each wave one signal frame at a time, this many seconds apart")
+    sig.add_argument("--resend", type=int, default=10, help="recent waves re-sent to every new subscriber (10)")
+    sig.add_argument("--seed", type=int, help="seed for the demo waves")
+
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     migrate = db_sub.add_parser("migrate", help="apply pending schema migrations (idempotent)")
@@ -164,6 +177,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return _run(args)
         if args.command == "fake-exchange":
             return _fake_exchange(args)
+        if args.command == "signal-server":
+            return _signal_server(args)
         commands = {"waves": _waves, "positions": _positions, "events": _events, "db": _migrate}
         return trio.run(_with_loop, commands[args.command], args)
     except BaseException as exc:
@@ -261,7 +276,7 @@ def _fake_exchange(args: argparse.Namespace) -> int:
 
     from adapters.sim.fake_binance import FakeBinance
     from adapters.sim.scenario import ExchangeSpec, MarketSpec, load_scenario
-    from trio_bot.run import PAPER_PRICES
+    from trio_bot.paper_markets import PAPER_PRICES
 
     source = (load_scenario(args.scenario) if args.scenario
               else ExchangeSpec(markets=tuple(MarketSpec(s, p) for s, p in PAPER_PRICES.items())))
@@ -283,6 +298,52 @@ def _fake_exchange(args: argparse.Namespace) -> int:
                                       where="fake-exchange") from None
                 print(f"trio-bot: fake Binance USDⓈ-M exchange on http://{args.host}:{port} "
                       f"({len(fake.markets)} markets). Ctrl-C to stop.", flush=True)
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
+
+    trio.run(serve)
+    return EXIT_OK
+
+
+def _signal_server(args: argparse.Namespace) -> int:
+    import os
+    import time
+    from functools import partial
+
+    from adapters.signals import DemoSignalSource, JsonlSignalSource
+    from adapters.sim.signal_server import SignalServer
+    from trio_bot.paper_markets import PAPER_PRICES
+
+    if not args.interval > 0:
+        raise ConfigError("--interval", args.interval, "a number of seconds > 0")
+    if args.signal_gap is not None and not args.signal_gap >= 0:
+        raise ConfigError("--signal-gap", args.signal_gap, "a number of seconds >= 0")
+    if args.resend < 0:
+        raise ConfigError("--resend", args.resend, "an integer >= 0")
+    token = None
+    if args.token_env is not None:
+        token = os.environ.get(args.token_env, "")
+        if not token:
+            raise ConfigError("--token-env", args.token_env, "the name of a set, non-empty environment variable")
+    started = int(time.time())
+    source: JsonlSignalSource | DemoSignalSource
+    if args.signals:
+        source, prefix = JsonlSignalSource(args.signals, interval=args.interval), "file"
+    else:
+        source = DemoSignalSource(list(PAPER_PRICES), interval=args.interval, seed=args.seed,
+                                  first_id=started % 10_000_000 * 100)
+        prefix = f"demo{started}"
+    server = SignalServer(token=token, resend=args.resend, signal_gap=args.signal_gap)
+
+    async def serve() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                port = await nursery.start(partial(server.serve, args.host, args.port))
+                print(f"trio-bot: signal server on ws://{args.host}:{port}/ws, a wave every {args.interval:g}s"
+                      f"{' (token required)' if token else ''}. Ctrl-C to stop.", flush=True)
+                nursery.start_soon(server.publish_all, source.waves(), prefix,
+                                   lambda line: print(f"trio-bot: {line}", flush=True))
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
                     break

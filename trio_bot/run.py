@@ -27,7 +27,7 @@ import trio
 
 from adapters.ccxt_exchange import CcxtExchange
 from adapters.db_url import parse_db_url, redact
-from adapters.signal_sources import DemoSignalSource, JsonlSignalSource
+from adapters.signals import Arrival, WaveFeed
 from adapters.sim.exchange import SimExchange
 from adapters.sim.scenario import ExchangeSpec, MarketSpec, parse_exchange
 from adapters.textfile import read_text
@@ -36,7 +36,7 @@ from engine.config import EngineConfig
 from engine.errors import ConfigError
 from engine.model import SignalOutcome, WaveRecord
 from engine.nursery.engine import Engine
-from engine.ports import Exchange, SignalSource
+from engine.ports import Exchange
 from engine.rate_windows import bucket_for
 from engine.report import wave_json
 from engine.text import cut, printable, shown
@@ -47,18 +47,13 @@ from trio_bot.exchange_config import (
     load_credentials,
     parse_exchange_settings,
 )
+from trio_bot.paper_markets import PAPER_PRICES
+from trio_bot.signal_feeds import open_feed, remember_handled
+from trio_bot.signals_config import SignalSettings, parse_signal_settings
 from trio_bot.storage import account_lease, open_storage
 from trio_bot.tables import LAST_CELL_MAX, cell, positions_table, wave_table
 
 log = logging.getLogger("trio_bot.run")
-
-# Paper markets: a plausible USDⓈ-M universe, prices as of the project's start.
-PAPER_PRICES = {
-    "BTCUSDT": 67_000.0, "ETHUSDT": 2_600.0, "BNBUSDT": 600.0, "SOLUSDT": 150.0, "XRPUSDT": 0.55,
-    "DOGEUSDT": 0.12, "ADAUSDT": 0.35, "AVAXUSDT": 27.0, "LINKUSDT": 11.0, "DOTUSDT": 4.2,
-    "LTCUSDT": 66.0, "NEOUSDT": 10.0, "FILUSDT": 3.6, "ALGOUSDT": 0.13, "ALICEUSDT": 0.6,
-    "FORMUSDT": 0.8132, "ATOMUSDT": 4.5, "NEARUSDT": 4.8, "ARBUSDT": 0.55, "OPUSDT": 1.6,
-}
 
 
 @attrs.frozen
@@ -66,12 +61,14 @@ class RunSettings:
     engine: EngineConfig
     paper: ExchangeSpec
     exchange: ExchangeSettings = attrs.field(factory=ExchangeSettings)
+    signals: SignalSettings = attrs.field(factory=SignalSettings)
     engine_keys: frozenset[str] = frozenset()  # the [engine] keys the config set explicitly
 
 
 def load_run_config(path: str | None) -> RunSettings:
     """`--config FILE.toml`: `[engine]` keys, an optional `[paper]` exchange table, and an optional
-    `[exchange]` table choosing a live exchange (see `trio_bot.exchange_config`)."""
+    `[exchange]` table choosing a live exchange (see `trio_bot.exchange_config`), and an optional
+    `[signals]` table choosing where waves come from (see `trio_bot.signals_config`)."""
     default_paper = ExchangeSpec(markets=tuple(MarketSpec(s, p) for s, p in PAPER_PRICES.items()))
     if path is None:
         return RunSettings(EngineConfig(), default_paper)
@@ -81,17 +78,18 @@ def load_run_config(path: str | None) -> RunSettings:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("--config", path, f"valid TOML ({exc})") from None
     for key, value in data.items():
-        if key not in ("engine", "paper", "exchange") or not isinstance(value, dict):
-            raise ConfigError(key, value, "a table named engine, paper or exchange", where=path)
+        if key not in ("engine", "paper", "exchange", "signals") or not isinstance(value, dict):
+            raise ConfigError(key, value, "a table named engine, paper, exchange or signals", where=path)
     try:
         engine = EngineConfig.from_mapping(data.get("engine", {}))
         paper = parse_exchange(data["paper"], "paper") if "paper" in data else default_paper
         exchange = parse_exchange_settings(data.get("exchange", {}), path)
+        signals = parse_signal_settings(data.get("signals", {}), path)
     except ConfigError as exc:
         raise ConfigError(exc.key, exc.value, exc.expected, where=path) from None
     if not paper.markets:
         paper = attrs.evolve(paper, markets=default_paper.markets)
-    return RunSettings(engine, paper, exchange, frozenset(data.get("engine", {})))
+    return RunSettings(engine, paper, exchange, signals, frozenset(data.get("engine", {})))
 
 
 async def random_walk(exchange: SimExchange, symbols: list[str], *, seed: int | None,
@@ -176,22 +174,22 @@ async def run(
     account = account_name(settings.exchange, credentials)
     symbols = ([m.symbol for m in settings.paper.markets] if settings.exchange.is_paper
                else list(settings.exchange.symbols) or list(DEMO_LIVE_SYMBOLS))
-    source: SignalSource
-    if signals_file is not None:
-        source = JsonlSignalSource(signals_file, interval=wave_interval)
-    else:
-        source = DemoSignalSource(symbols, interval=wave_interval, seed=seed, first_id=_id_base())
+    signal_settings = (attrs.evolve(settings.signals, source="file", path=signals_file)
+                       if signals_file is not None else settings.signals)
+    source = open_feed(signal_settings, account=account, symbols=symbols, wave_interval=wave_interval,
+                       seed=seed, first_id=_id_base())
     async with account_lease(db_url, account, standby=standby), \
             open_account(settings, db_url, credentials, seed) as trading:
         return await _run_leased(settings=settings, db_url=db_url, source=source, trading=trading,
                                  waves=waves, out=out, ready=ready)
 
 
-async def _run_leased(*, settings: RunSettings, db_url: str, source: SignalSource, trading: TradingAccount,
+async def _run_leased(*, settings: RunSettings, db_url: str, source: WaveFeed, trading: TradingAccount,
                       waves: int | None, out: TextIO, ready: Callable[[], None] | None) -> int:
     """Everything that needs to be the account's only instance: the account's state and the store."""
     storage = await open_storage(db_url, call_timeout=settings.engine.call_timeout)
     try:
+        await remember_handled(source, storage)
         def progress(wave_id: str, outcome: SignalOutcome) -> None:
             where = f" position {outcome.position_id}" if outcome.position_id is not None else ""
             why = f" — {cell(outcome.reason, LAST_CELL_MAX)}" if outcome.reason else ""
@@ -200,7 +198,7 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: SignalSourc
 
         config = await engine_config_for(settings, trading)
         async with Engine.open(config, trading.exchange, storage, listener=progress) as engine:
-            print(f"trio-bot: {trading.label}, {len(engine.ctx.markets)} markets, store {redact(db_url)}; "
+            print(f"trio-bot: {trading.label}, {len(engine.markets)} markets, store {redact(db_url)}; "
                   f"{len(engine.positions())} open positions loaded. Ctrl-C to stop.", file=out, flush=True)
             done = 0
             async with trio.open_nursery() as nursery:
@@ -220,12 +218,11 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: SignalSourc
                             return
 
                 nursery.start_soon(watch_signals)
+                send, arrivals = trio.open_memory_channel[Arrival](16)
+                nursery.start_soon(source.feed, send)
                 with stopping:
-                    async for raw in source.waves():
-                        print(f"trio-bot: wave of {len(raw)} signals", file=out, flush=True)
-                        record = await engine.process_wave(raw)
-                        trading.after_wave()
-                        _print_wave(record, engine, out)
+                    async for arrival in arrivals:
+                        await _trade(engine, arrival, trading, out)
                         done += 1
                         if waves is not None and done >= waves:
                             break
@@ -234,6 +231,23 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: SignalSourc
     finally:
         with trio.CancelScope(shield=True):
             await storage.aclose()
+
+
+async def _trade(engine: Engine, arrival: Arrival, trading: TradingAccount, out: TextIO) -> None:
+    """One wave: run it, wait until its outcomes are stored, then (and only then) acknowledge it."""
+    origin = f" from {arrival.source}" + (f" (wave {arrival.key})" if arrival.key else "")
+    repeats = f", {arrival.duplicates} already handled" if arrival.duplicates else ""
+    print(f"trio-bot: wave of {len(arrival.signals)} signals{origin}{repeats}", file=out, flush=True)
+    record = await engine.process_wave(arrival.signals)
+    trading.after_wave()
+    _print_wave(record, engine, out)
+    if not arrival.awaits_ack:
+        return
+    if await engine.flush():
+        await arrival.ack()
+    else:
+        print(f"trio-bot: wave {record.id}: outcomes not yet stored; not acknowledged "
+              "(the service may deliver it again: handled ids are not traded twice)", file=out, flush=True)
 
 
 def paper_state_path(db_url: str) -> Path | None:
@@ -296,7 +310,7 @@ def _print_wave(record: WaveRecord, engine: Engine, out: TextIO) -> None:
     positions = {p.id: p for p in engine.positions(include_closed=True)}
     stops = {pid: p.stop_price for pid, p in positions.items()}
     print(wave_table(wave_json(record, positions), stops), file=out)
-    trail = {pid: (f.ts.state.value, f.ts.best_price) for pid, f in engine.trailing.followers.items()}
+    trail = {pid: (f.state.value, f.best_price) for pid, f in engine.trailing.snapshot().items()}
     print(positions_table(engine.positions(), trail), file=out, flush=True)
 
 

@@ -17,6 +17,7 @@ import trio.testing
 from adapters.sim.exchange import SimExchange
 from adapters.sim.faults import FaultPlan
 from adapters.sim.faulty_storage import FaultyStorage
+from adapters.sim.price_paths import timeline
 from adapters.sim.scenario import Scenario
 from adapters.sqlite_store import SQLiteStore
 from engine.model import Position, PositionStatus, WaveRecord
@@ -41,14 +42,12 @@ async def run_scenario(scenario: Scenario) -> dict[str, Any]:
     start = trio.current_time()
     records: list[WaveRecord] = []
     not_there = [0]
+    ticks = [0]
     async with Engine.open(scenario.engine, exchange, storage, clock=VirtualWallClock()) as engine:
         faults.armed = True
 
-        async def drive_ticks(cancel: trio.CancelScope) -> None:
-            with cancel:
-                for tick in sorted(scenario.ticks, key=lambda t: t.at):
-                    await trio.sleep_until(start + tick.at)
-                    exchange.set_price(tick.symbol, tick.price)
+        async def drive_ticks() -> None:
+            await play_prices(scenario, exchange, start, ticks)
 
         async def drive_waves() -> None:
             for wave in sorted(scenario.waves, key=lambda w: w.at):
@@ -57,12 +56,12 @@ async def run_scenario(scenario: Scenario) -> dict[str, Any]:
                 records.append(record)
                 not_there[0] += opened_not_on_exchange(record, exchange)
 
-        ticks_scope = trio.CancelScope()
+        # Prices stop by themselves after `[run] until` (ticks at `until` itself are applied,
+        # whichever task Trio runs first at that instant); waves still running finish.
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(drive_ticks, ticks_scope)
+            nursery.start_soon(drive_ticks)
             nursery.start_soon(drive_waves)
             await trio.sleep_until(start + scenario.until)
-            ticks_scope.cancel()  # waves still running finish; they always do
         elapsed = trio.current_time() - start
         faults.armed = False  # let the final flush through: the report reads the store
         await engine.flush()
@@ -90,8 +89,34 @@ async def run_scenario(scenario: Scenario) -> dict[str, Any]:
                             for o in exchange.open_orders_snapshot()],
         },
         "repairs": repairs,
+        "ticks": ticks[0],
         "invariants": {**invariants(records, stored, exchange), "opened_not_on_exchange": not_there[0]},
     }
+
+
+async def play_prices(scenario: Scenario, exchange: SimExchange, start: float, count: list[int]) -> None:
+    """Apply the scenario's price paths (price_paths.py) with one sleep per distinct instant.
+
+    The ticks of an instant are applied once every task due at that instant has run and
+    blocked again: a fill, a price read or a stop placed at the very instant of a tick sees
+    the price from before it, whichever order Trio happens to run tasks in. Nothing after
+    `[run] until` is applied; `count[0]` counts the ticks applied so far.
+    """
+    set_price, price = exchange.set_price, exchange.price
+    until = scenario.until
+    for at, instant in timeline(scenario):
+        if at > until:
+            return
+        await trio.sleep_until(start + at)
+        await trio.testing.wait_all_tasks_blocked()
+        for source in instant:
+            if source.relative:
+                for symbol, factor in source.moves:
+                    set_price(symbol, price(symbol) * factor)
+            else:
+                for symbol, value in source.moves:
+                    set_price(symbol, value)
+            count[0] += len(source.moves)
 
 
 def opened_not_on_exchange(record: WaveRecord, exchange: SimExchange) -> int:

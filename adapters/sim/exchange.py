@@ -18,7 +18,6 @@ faults, so the report checks what the exchange *holds*, not what a call says.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -27,6 +26,8 @@ import trio
 
 from adapters.sim.faults import FaultPlan
 from adapters.sim.scenario import ExchangeSpec, MarketSpec
+from engine.call_points import CallPoint
+from engine.checks import finite
 from engine.errors import DuplicateOrderError, PermanentError
 from engine.ids import position_of
 from engine.model import (
@@ -105,13 +106,6 @@ def _reject(code: int, message: str) -> PermanentError:
     return PermanentError(f"{code} {message}")
 
 
-_POINTS = {
-    OrderKind.ENTRY: "exchange.entry_order",
-    OrderKind.STOP: "exchange.stop_order",
-    OrderKind.CLOSE: "exchange.close_order",
-}
-
-
 class SimExchange:
     """Implements `engine.ports.Exchange` in Trio time; see the module docstring."""
 
@@ -147,6 +141,10 @@ class SimExchange:
         self._leverage: dict[str, int] = {}
         self._holdings: dict[str, _Holding] = {}
         self._orders: dict[str, OrderState] = {}  # by client id, insertion = placement order
+        # Only resting (NEW) orders, by symbol then client id in placement order: a tick looks
+        # at its own symbol's live stops, never at the ever-growing history of filled and
+        # cancelled orders (which stays in `_orders` for look-ups).
+        self._resting: dict[str, dict[str, OrderState]] = {}
         self._next_order_id = 1
         self._subscribers: list[trio.MemorySendChannel[tuple[str, float]]] = []
         self._listeners: list[Callable[[str, float], None]] = []
@@ -187,14 +185,14 @@ class SimExchange:
             return self._place(request)
 
         side = position_side(request.side, request.kind)
-        return await self._faults.run(_POINTS[request.kind], action, symbol=request.symbol,
+        return await self._faults.run(CallPoint.placing(request.kind), action, symbol=request.symbol,
                                       side=side.value, latency=self._latency)
 
     async def cancel_order(self, symbol: str, client_order_id: str) -> OrderState:
         async def action() -> OrderState:
             return self._cancel(symbol, client_order_id)
 
-        return await self._faults.run("exchange.cancel_order", action, symbol=symbol,
+        return await self._faults.run(CallPoint.CANCEL_ORDER, action, symbol=symbol,
                                       side=self._side_of(client_order_id), latency=self._latency)
 
     # --- account settings ---
@@ -226,8 +224,9 @@ class SimExchange:
             raise KeyError(f"unknown market {symbol!r}")
         self._check_price(symbol, price)
         self._prices[symbol] = float(price)
-        for order in list(self._orders.values()):
-            if order.symbol == symbol and order.status is OrderStatus.NEW and self._crossed(order, price):
+        resting = self._resting.get(symbol)
+        if resting:
+            for order in [o for o in resting.values() if self._crossed(o, price)]:
                 self._trigger(order, price)
         self._publish(symbol, float(price))
 
@@ -248,7 +247,7 @@ class SimExchange:
 
     def open_orders_snapshot(self) -> list[OrderState]:
         """Resting stops, sorted by symbol and client id for the same reason as positions."""
-        resting = [o for o in self._orders.values() if o.status is OrderStatus.NEW]
+        resting = [o for orders in self._resting.values() for o in orders.values()]
         return sorted(resting, key=lambda o: (o.symbol, o.client_order_id))
 
     def export_state(self) -> dict[str, Any]:
@@ -270,11 +269,11 @@ class SimExchange:
         self._leverage = {s: int(n) for s, n in state["leverage"].items() if s in known}
         self._holdings = {s: _Holding(float(q), float(e)) for s, (q, e) in state["holdings"].items() if s in known}
         self._orders = {}
+        self._resting = {}
         for raw in state["orders"]:
             if raw["symbol"] in known:
-                order = OrderState(**{**raw, "side": OrderSide(raw["side"]), "kind": OrderKind(raw["kind"]),
-                                      "status": OrderStatus(raw["status"])})
-                self._orders[order.client_order_id] = order
+                self._store(OrderState(**{**raw, "side": OrderSide(raw["side"]), "kind": OrderKind(raw["kind"]),
+                                          "status": OrderStatus(raw["status"])}))
         self._next_order_id = int(state["next_order_id"])
 
     def entry_fill_counts(self) -> dict[int, int]:
@@ -318,7 +317,7 @@ class SimExchange:
         async def action() -> T:
             return read()
 
-        return await self._faults.run("exchange.query", action, symbol=symbol, side=side,
+        return await self._faults.run(CallPoint.QUERY, action, symbol=symbol, side=side,
                                       latency=self._latency)
 
     def _market(self, symbol: str) -> Market:
@@ -329,7 +328,7 @@ class SimExchange:
 
     @staticmethod
     def _check_price(symbol: str, price: float) -> None:
-        if not (math.isfinite(price) and price > 0):
+        if not (finite(price) is not None and price > 0):
             raise ValueError(f"{symbol}: price must be a finite number > 0, got {price!r}")
 
     def _side_of(self, client_order_id: str) -> str | None:
@@ -346,7 +345,14 @@ class SimExchange:
         return Balance(total=self._balance, free=self._balance - used)
 
     def _store(self, order: OrderState) -> OrderState:
+        """Record the order's latest state and keep the resting index in step with it."""
         self._orders[order.client_order_id] = order
+        if order.status is OrderStatus.NEW:
+            self._resting.setdefault(order.symbol, {})[order.client_order_id] = order
+        else:
+            resting = self._resting.get(order.symbol)
+            if resting is not None and resting.pop(order.client_order_id, None) is not None and not resting:
+                del self._resting[order.symbol]
         return order
 
     def _place(self, request: OrderRequest) -> OrderState:

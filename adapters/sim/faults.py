@@ -13,16 +13,19 @@ from typing import TypeVar
 import trio
 
 from adapters.sim.scenario import FaultSpec
+from engine.call_points import CallPoint
 from engine.errors import PermanentError, StorageError, TransientError
 
 T = TypeVar("T")
+
+_STORAGE = frozenset({CallPoint.STORAGE_WRITE, CallPoint.STORAGE_READ, CallPoint.STORAGE_TRAILING})
 
 
 class FaultPlan:
     def __init__(self, faults: Iterable[FaultSpec] = ()) -> None:
         self._faults = list(faults)
         self._left = [f.times for f in self._faults]
-        self.fired: dict[str, int] = {}
+        self.fired: dict[str, int] = {}  # by call point
         # The simulation disarms it during start-up so faults hit the run, not the set-up.
         self.armed = True
 
@@ -30,7 +33,7 @@ class FaultPlan:
         self._faults.append(fault)
         self._left.append(fault.times)
 
-    def pick(self, point: str, *, symbol: str | None = None, side: str | None = None) -> FaultSpec | None:
+    def pick(self, point: CallPoint, *, symbol: str | None = None, side: str | None = None) -> FaultSpec | None:
         """The first matching fault with uses left; consumes one use."""
         if not self.armed:
             return None
@@ -49,7 +52,7 @@ class FaultPlan:
 
     async def run(
         self,
-        point: str,
+        point: CallPoint,
         action: Callable[[], Awaitable[T]],
         *,
         symbol: str | None = None,
@@ -73,7 +76,7 @@ class FaultPlan:
             await action()
             await trio.sleep_forever()
         message = fault.message or f"injected {effect} at {point}"
-        if point.startswith("storage."):
+        if point in _STORAGE:
             raise StorageError(message)
         if effect == "error":
             raise TransientError(message)

@@ -16,8 +16,10 @@ not the run being tested.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from adapters.sim.faults import FaultPlan
+from engine.call_points import CallPoint
 from engine.model import (
     Event,
     OrderRecord,
@@ -53,41 +55,41 @@ class FaultyStorage:
         await self._inner.aclose()
 
     async def record_intent(self, position: Position, entry: OrderRecord) -> None:
-        await self._plan.run("storage.write", lambda: self._inner.record_intent(position, entry),
+        await self._plan.run(CallPoint.STORAGE_WRITE, lambda: self._inner.record_intent(position, entry),
                              symbol=position.symbol, side=position.side.value)
 
     async def write(self, records: Sequence[Record]) -> None:
         batch = list(records)
         trailing_only = bool(batch) and all(isinstance(r, TrailingRecord) for r in batch)
         symbol, side = _subject(batch)
-        await self._plan.run("storage.trailing" if trailing_only else "storage.write",
+        await self._plan.run(CallPoint.STORAGE_TRAILING if trailing_only else CallPoint.STORAGE_WRITE,
                              lambda: self._inner.write(batch), symbol=symbol, side=side)
 
     async def trailing(self, position_id: int) -> TrailingRecord | None:
-        return await self._plan.run("storage.trailing", lambda: self._inner.trailing(position_id))
+        return await self._plan.run(CallPoint.STORAGE_TRAILING, lambda: self._inner.trailing(position_id))
 
     async def max_position_id(self) -> int:
-        return await self._plan.run("storage.read", self._inner.max_position_id)
+        return await self._plan.run(CallPoint.STORAGE_READ, self._inner.max_position_id)
 
     async def wave_count(self) -> int:
-        return await self._plan.run("storage.read", self._inner.wave_count)
+        return await self._plan.run(CallPoint.STORAGE_READ, self._inner.wave_count)
 
     async def positions(self, *, include_closed: bool = False) -> list[Position]:
-        return await self._plan.run("storage.read",
+        return await self._plan.run(CallPoint.STORAGE_READ,
                                     lambda: self._inner.positions(include_closed=include_closed))
 
     async def position(self, position_id: int) -> Position | None:
-        return await self._plan.run("storage.read", lambda: self._inner.position(position_id))
+        return await self._plan.run(CallPoint.STORAGE_READ, lambda: self._inner.position(position_id))
 
     async def orders(self, position_id: int) -> list[OrderRecord]:
-        return await self._plan.run("storage.read", lambda: self._inner.orders(position_id))
+        return await self._plan.run(CallPoint.STORAGE_READ, lambda: self._inner.orders(position_id))
 
     async def waves(self, *, last: int | None = None) -> list[WaveRecord]:
-        return await self._plan.run("storage.read", lambda: self._inner.waves(last=last))
+        return await self._plan.run(CallPoint.STORAGE_READ, lambda: self._inner.waves(last=last))
 
     async def events(self, *, position_id: int | None = None,
                      signal_id: str | None = None) -> list[Event]:
-        return await self._plan.run("storage.read",
+        return await self._plan.run(CallPoint.STORAGE_READ,
                                     lambda: self._inner.events(position_id=position_id, signal_id=signal_id))
 
 
@@ -107,3 +109,9 @@ def _subject(batch: Sequence[Record]) -> tuple[str | None, str | None]:
         if isinstance(record, WaveOutcome):
             return record.outcome.symbol, record.outcome.side
     return None, None
+
+
+if TYPE_CHECKING:
+    def _conforms(storage: FaultyStorage) -> Storage:
+        """mypy proves here that `FaultyStorage` satisfies the port it wraps."""
+        return storage

@@ -14,20 +14,11 @@ from typing import Any
 import attrs
 
 from adapters.textfile import read_text
+from engine.call_points import FAULT_POINTS, CallPoint
 from engine.checks import GRID_STEP, PRICE, SECONDS, SYMBOL_ALPHABET, Range, identifier_problem, integer
 from engine.config import EngineConfig
 from engine.errors import ConfigError
 
-FAULT_POINTS = (
-    "exchange.entry_order",
-    "exchange.stop_order",
-    "exchange.close_order",
-    "exchange.cancel_order",
-    "exchange.query",
-    "storage.write",
-    "storage.read",
-    "storage.trailing",
-)
 EFFECTS = ("error", "reject", "hang", "delay", "lost_response")
 
 # Accepted ranges (README, "Scenarios"). Virtual time is bounded so a replay always answers:
@@ -40,6 +31,10 @@ MIN_NOTIONAL = Range(0.0, 1e9)
 LEVERAGE = integer(1, 125)
 FAULT_TIMES = integer(1, 1_000_000)
 SEED = integer(0, 2**63 - 1)
+# A walk ticks every market it moves once per `every`: at least a second keeps a day's replay
+# to 86,400 ticks per market.
+WALK_EVERY = Range(1.0, 86_400.0)
+WALK_STEP = Range(0.0, 100.0, low_open=True, high_open=True)
 
 
 class ScenarioError(ConfigError):
@@ -68,7 +63,7 @@ class ExchangeSpec:
 
 @attrs.frozen
 class FaultSpec:
-    point: str
+    point: CallPoint = attrs.field(converter=CallPoint)
     effect: str
     match: Mapping[str, str] = attrs.field(factory=dict)
     message: str = ""
@@ -90,6 +85,28 @@ class TickSpec:
 
 
 @attrs.frozen
+class WalkSpec:
+    """A generated price path: every `every` seconds each symbol moves by a uniform random
+    fraction within ±`step_percent` of its current price (see SCENARIOS.md)."""
+
+    symbols: tuple[str, ...]
+    every: float
+    step_percent: float
+    start: float  # `from` in the file
+    until: float
+    seed: int
+
+
+@attrs.frozen
+class PricesSpec:
+    """A recorded price path: a Binance kline CSV replayed on one symbol from `start` on."""
+
+    file: Path
+    symbol: str
+    start: float  # `from` in the file
+
+
+@attrs.frozen
 class Scenario:
     name: str
     seed: int
@@ -99,15 +116,18 @@ class Scenario:
     waves: tuple[WaveSpec, ...]
     ticks: tuple[TickSpec, ...]
     until: float
+    walks: tuple[WalkSpec, ...] = ()
+    prices: tuple[PricesSpec, ...] = ()
 
 
 def load_scenario(path: str | Path) -> Scenario:
+    """Read and check a scenario file; `[[prices]]` files are resolved next to it and checked too."""
     text = read_text(path, key="file", where="scenario")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError("file", str(path), f"valid TOML ({exc})") from None
-    return parse_scenario(data)
+    return parse_scenario(data, base=Path(path).parent)
 
 
 def _only(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
@@ -117,7 +137,15 @@ def _only(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
 
 
 def _number(value: Any, key: str, allowed: Range) -> float:
-    return allowed.check(key, value, where="scenario")
+    if not allowed.contains(value):
+        raise ScenarioError(key, value, allowed.describe())
+    return float(value)
+
+
+def _int(value: Any, key: str, allowed: Range) -> int:
+    if not (isinstance(value, int) and not isinstance(value, bool)) or not allowed.contains(value):
+        raise ScenarioError(key, value, allowed.describe())
+    return value
 
 
 def _symbol(value: Any, key: str) -> str:
@@ -146,10 +174,11 @@ def _string(value: Any, key: str, limit: int = 200) -> str:
     return value
 
 
-def parse_scenario(data: Mapping[str, Any]) -> Scenario:
-    _only(data, {"name", "seed", "engine", "exchange", "faults", "waves", "ticks", "run"}, "")
+def parse_scenario(data: Mapping[str, Any], base: Path | None = None) -> Scenario:
+    """Check a parsed scenario; `base` is the directory `[[prices]]` files are relative to."""
+    _only(data, {"name", "seed", "engine", "exchange", "faults", "waves", "ticks", "walks", "prices", "run"}, "")
     name = _string(data.get("name", "scenario"), "name")
-    seed = SEED.check_int("seed", data.get("seed", 0), where="scenario")
+    seed = _int(data.get("seed", 0), "seed", SEED)
     try:
         engine = EngineConfig.from_mapping(_table(data.get("engine", {}), "engine"))
     except ScenarioError:
@@ -174,7 +203,16 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
     _only(run, {"until"}, "run.")
     last = max([w.at for w in waves] + [t.at for t in ticks] + [0.0])
     until = _number(run.get("until", min(last + 300.0, SIM_TIME.high)), "run.until", SIM_TIME)
-    return Scenario(name, seed, engine, exchange, faults, waves, ticks, until)
+    markets = tuple(m.symbol for m in exchange.markets)
+    walks = tuple(
+        _parse_walk(_table(w, f"walks[{i}]"), i, markets, seed, until)
+        for i, w in enumerate(_array(data.get("walks", []), "walks"))
+    )
+    prices = tuple(
+        _parse_prices(_table(p, f"prices[{i}]"), i, known, base)
+        for i, p in enumerate(_array(data.get("prices", []), "prices"))
+    )
+    return Scenario(name, seed, engine, exchange, faults, waves, ticks, until, walks, prices)
 
 
 def parse_exchange(table: Mapping[str, Any], where: str = "exchange") -> ExchangeSpec:
@@ -191,7 +229,7 @@ def parse_exchange(table: Mapping[str, Any], where: str = "exchange") -> Exchang
             raise ScenarioError(f"{where}.price", None, "a price > 0")
         lev = spec.get("max_leverage")
         if lev is not None:
-            LEVERAGE.check_int(f"{where}.max_leverage", lev, where="scenario")
+            _int(lev, f"{where}.max_leverage", LEVERAGE)
         optional = {
             k: _number(spec[k], f"{where}.{k}", GRID_STEP if k != "min_notional" else MIN_NOTIONAL)
             for k in ("tick_size", "step_size", "min_notional") if k in spec
@@ -224,7 +262,7 @@ def _parse_fault(table: Mapping[str, Any], i: int) -> FaultSpec:
         _string(value, f"{where}match.{key}", 32)
     times = table.get("times")
     if times is not None:
-        FAULT_TIMES.check_int(f"{where}times", times, where="scenario")
+        _int(times, f"{where}times", FAULT_TIMES)
     message = table.get("message", "")
     if not isinstance(message, str) or len(message) > 1000:
         raise ScenarioError(f"{where}message", message, "a string of at most 1000 characters")
@@ -255,3 +293,48 @@ def _parse_tick(table: Mapping[str, Any], i: int, known: set[str]) -> TickSpec:
         symbol=symbol,
         price=_number(table.get("price"), f"{where}price", PRICE),
     )
+
+
+def _known_symbol(value: Any, key: str, known: set[str] | tuple[str, ...]) -> str:
+    symbol = _string(value, key)
+    if symbol not in known:
+        raise ScenarioError(key, symbol, "a market listed under [exchange.markets]")
+    return symbol
+
+
+def _parse_walk(table: Mapping[str, Any], i: int, markets: tuple[str, ...], seed: int,
+                until: float) -> WalkSpec:
+    where = f"walks[{i}]."
+    _only(table, {"symbols", "every", "step_percent", "from", "until", "seed"}, where)
+    if "symbols" in table:
+        listed = _array(table["symbols"], f"{where}symbols")
+        symbols = tuple(_known_symbol(s, f"{where}symbols[{j}]", markets) for j, s in enumerate(listed))
+        if len(set(symbols)) != len(symbols):
+            raise ScenarioError(f"{where}symbols", listed, "each symbol at most once")
+    else:
+        symbols = markets
+    if "every" not in table:
+        raise ScenarioError(f"{where}every", None, f"seconds between ticks, {WALK_EVERY.describe()}")
+    every = _number(table["every"], f"{where}every", WALK_EVERY)
+    if "step_percent" not in table:
+        raise ScenarioError(f"{where}step_percent", None, f"a percentage, {WALK_STEP.describe()}")
+    step = _number(table["step_percent"], f"{where}step_percent", WALK_STEP)
+    start = _number(table.get("from", 0.0), f"{where}from", SIM_TIME)
+    end = _number(table.get("until", until), f"{where}until", SIM_TIME)
+    if end < start:
+        raise ScenarioError(f"{where}until", table.get("until"), f"a time >= from ({start:g})")
+    walk_seed = _int(table.get("seed", min(seed + i, SEED.high)), f"{where}seed", SEED)
+    return WalkSpec(symbols, every, step, start, end, walk_seed)
+
+
+def _parse_prices(table: Mapping[str, Any], i: int, known: set[str], base: Path | None) -> PricesSpec:
+    # Imported here: reading klines is price-path code; this module only checks the tables.
+    from adapters.sim.klines import check_klines
+
+    where = f"prices[{i}]."
+    _only(table, {"file", "symbol", "from"}, where)
+    name = _string(table.get("file"), f"{where}file")
+    symbol = _known_symbol(table.get("symbol"), f"{where}symbol", known)
+    path = Path(name) if base is None or Path(name).is_absolute() else base / name
+    check_klines(path, f"{where}file")
+    return PricesSpec(path, symbol, _number(table.get("from", 0.0), f"{where}from", SIM_TIME))

@@ -1,20 +1,28 @@
-"""What every task of one engine shares: ports, config, the writer and the timeline."""
+"""What every task of one engine shares: ports, config, the writer, the timeline and the
+markets (read once at start-up, read-only afterwards).
+
+State that changes belongs to the service that changes it: positions to the
+`PositionBook`, trailing state to the `TrailingManager`. The context only carries
+what is fixed for the engine's life, plus the ways to call the ports under deadlines."""
 
 from __future__ import annotations
 
 import itertools
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
 from typing import ParamSpec, TypeVar
 
 import attrs
-import trio
 
+from engine.call_points import CallPoint
 from engine.config import EngineConfig
-from engine.model import Event, Market, Position
+from engine.events import EventKind
+from engine.model import Event, Market
 from engine.nursery.calls import bounded
 from engine.nursery.ratelimit import RateLimiter
+from engine.nursery.retrying import Attempts
 from engine.nursery.writer import StateWriter
 from engine.ports import Exchange, Storage, WallClock
 
@@ -24,6 +32,10 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+def _read_only(markets: Mapping[str, Market]) -> Mapping[str, Market]:
+    return MappingProxyType(dict(markets))
+
+
 @attrs.define
 class EngineContext:
     config: EngineConfig
@@ -31,13 +43,12 @@ class EngineContext:
     storage: Storage
     writer: StateWriter
     clock: WallClock
-    markets: dict[str, Market] = attrs.field(factory=dict)
-    positions: dict[int, Position] = attrs.field(factory=dict)  # live mirror of stored rows
+    markets: Mapping[str, Market] = attrs.field(factory=dict, converter=_read_only)
     limiter: RateLimiter = attrs.field(default=None)
     run_id: str = attrs.field(factory=lambda: secrets.token_hex(4))
     _events: itertools.count[int] = attrs.field(factory=itertools.count)
 
-    async def call(self, what: str, fn: Callable[P, Awaitable[T]], /, *args: P.args,
+    async def call(self, what: CallPoint, fn: Callable[P, Awaitable[T]], /, *args: P.args,
                    **kwargs: P.kwargs) -> T:
         """A port call under `call_timeout`."""
         return await bounded(what, self.config.call_timeout, fn, *args, **kwargs)
@@ -46,7 +57,7 @@ class EngineContext:
         if self.limiter is None:
             self.limiter = RateLimiter(self.config.order_rate_per_second, self.config.order_burst)
 
-    async def order(self, what: str, priority: bool, fn: Callable[P, Awaitable[T]], /, *args: P.args,
+    async def order(self, what: CallPoint, priority: bool, fn: Callable[P, Awaitable[T]], /, *args: P.args,
                     **kwargs: P.kwargs) -> T:
         """An order-changing call: a rate-limiter token, then the call, both within `call_timeout`.
 
@@ -60,41 +71,30 @@ class EngineContext:
         deadline = self.config.protect_deadline if priority else self.config.call_timeout
         return await bounded(what, deadline, limited)
 
-    async def read(self, what: str, fn: Callable[P, Awaitable[T]], /, *args: P.args,
+    async def read(self, what: CallPoint, fn: Callable[P, Awaitable[T]], /, *args: P.args,
                    **kwargs: P.kwargs) -> T:
         """A read, retried with backoff: reads change nothing, so repeating them is always safe.
 
         Each attempt gets `read_timeout` (shorter than `call_timeout`): a read that hangs is
         abandoned and asked again sooner, which is what shortens recovery after a lost answer.
         """
-        backoff = self.config.retry_backoff
-        attempts = self.config.stop_loss_retries
-        for attempt in range(1, attempts + 1):
+        policy = self.config.read_retry
+        async for attempt in Attempts(policy):
             try:
                 return await bounded(what, self.config.read_deadline, fn, *args, **kwargs)
             except Exception as exc:
-                if attempt == attempts:
+                if policy.is_last(attempt):
                     raise
-                log.warning("%s failed (%s); attempt %d/%d", what, exc, attempt, attempts)
-            await trio.sleep(backoff)
-            backoff *= 2
+                log.warning("%s failed (%s); attempt %d/%d", what, exc, attempt, policy.attempts)
         raise AssertionError("unreachable")
 
-    def event(self, kind: str, detail: str = "", *, wave_id: str | None = None,
+    def event(self, kind: EventKind, detail: str = "", *, wave_id: str | None = None,
               signal_id: str | None = None, position_id: int | None = None) -> None:
         """Append to the timeline (persisted by the writer) and to the log."""
         log.info("%s%s%s%s", kind,
                  f" signal={signal_id}" if signal_id else "",
                  f" position={position_id}" if position_id is not None else "",
                  f": {detail}" if detail else "")
-        self.writer.submit(Event(at=self.clock.now(), kind=kind, wave_id=wave_id, signal_id=signal_id,
+        self.writer.submit(Event(at=self.clock.now(), kind=kind.value, wave_id=wave_id, signal_id=signal_id,
                                  position_id=position_id, detail=detail,
                                  uid=f"{self.run_id}-{next(self._events)}"))
-
-    def save_position(self, position: Position) -> None:
-        self.positions[position.id] = position
-        self.writer.submit(position)
-
-    @property
-    def busy_symbols(self) -> frozenset[str]:
-        return frozenset(p.symbol for p in self.positions.values() if p.status != "closed")

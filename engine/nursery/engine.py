@@ -3,8 +3,8 @@
     async with Engine.open(config, exchange, storage) as engine:
         record = await engine.process_wave(signals)
 
-`open` loads markets and state, resolves positions left `opening` by a crash
-(invariant 5), and starts the state writer. Leaving the block drains the
+`open` starts the state writer, loads markets and state, resolves positions left
+`opening` by a crash (invariant 5), and starts the trailing manager and the sweep. Leaving the block drains the
 writer for at most `shutdown_timeout` seconds, then stops every service:
 nothing the engine started outlives it.
 """
@@ -16,33 +16,40 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-import attrs
 import trio
 
+from engine.call_points import CallPoint
 from engine.config import EngineConfig
-from engine.lifecycle import OpenProgress
-from engine.model import Position, PositionStatus, Signal, TrailingRecord, TrailingStatus, WaveRecord
+from engine.events import EventKind
+from engine.model import Market, Position, PositionStatus, Signal, WaveRecord
+from engine.nursery.calls import bounded
 from engine.nursery.clocks import SystemClock
 from engine.nursery.context import EngineContext
 from engine.nursery.opener import Opener
+from engine.nursery.position_book import PositionBook
 from engine.nursery.sweep import ProtectionSweep
 from engine.nursery.trailing_manager import TrailingManager
 from engine.nursery.wave import OutcomeListener, WaveRunner
 from engine.nursery.writer import StateWriter
+from engine.opening import OpenRun, Step
 from engine.ports import Exchange, Storage, WallClock
 
 log = logging.getLogger("trio_bot.engine")
 
 
 class Engine:
+    """The services of one engine, each owning its state: the position book (positions, ids,
+    saving), the trailing manager (followers, prices), the sweep (repairs) and the wave
+    runner; they reach each other through methods, never through each other's dicts."""
+
     def __init__(self, ctx: EngineContext, listener: OutcomeListener | None = None) -> None:
         self.ctx = ctx
-        self._next_position_id = 1
         self._waves_started = 0
-        self.opener = Opener(ctx)
-        self.trailing = TrailingManager(ctx)
-        self.sweep = ProtectionSweep(ctx, self.trailing, self._allocate_position_id)
-        self.waves = WaveRunner(ctx, self.opener, self._allocate_position_id, self._on_protected, listener)
+        self.book = PositionBook(ctx)
+        self.opener = Opener(ctx, self.book)
+        self.trailing = TrailingManager(ctx, self.book)
+        self.sweep = ProtectionSweep(ctx, self.book, self.trailing)
+        self.waves = WaveRunner(ctx, self.book, self.opener, self.trailing, listener)
 
     @classmethod
     @asynccontextmanager
@@ -55,20 +62,15 @@ class Engine:
         clock: WallClock | None = None,
         listener: OutcomeListener | None = None,
     ) -> AsyncIterator[Engine]:
-        engine: Engine | None = None
-
-        def trailing_saved(record: TrailingRecord) -> None:
-            if engine is not None:
-                engine._trailing_saved(record)
-
-        writer = StateWriter(storage, config, on_trailing_saved=trailing_saved)
-        ctx = EngineContext(config, exchange, storage, writer, clock or SystemClock())
-        engine = cls(ctx, listener)
+        writer = StateWriter(storage, config)
         # Shutdown order: the services that produce state (trailing manager, sweep) stop first —
         # a stop move in flight finishes, shielded — then the writer drains what they left.
         async with trio.open_nursery() as services:
             await services.start(writer.run)
             try:
+                markets = await bounded(CallPoint.LOAD_MARKETS, config.call_timeout, exchange.load_markets)
+                engine = cls(EngineContext(config, exchange, storage, writer, clock or SystemClock(),
+                                           markets=markets), listener)
                 async with trio.open_nursery() as producers:
                     await producers.start(engine.trailing.run)
                     try:
@@ -90,10 +92,13 @@ class Engine:
     def config(self) -> EngineConfig:
         return self.ctx.config
 
+    @property
+    def markets(self) -> Mapping[str, Market]:
+        return self.ctx.markets
+
     def positions(self, *, include_closed: bool = False) -> list[Position]:
         """The engine's live view (what it has written or is writing)."""
-        return [p for p in sorted(self.ctx.positions.values(), key=lambda p: p.id)
-                if include_closed or p.status is not PositionStatus.CLOSED]
+        return self.book.all(include_closed=include_closed)
 
     async def process_wave(self, raw_signals: Sequence[Mapping[str, Any]]) -> WaveRecord:
         """Run one wave to completion; always returns, with one outcome per signal."""
@@ -111,58 +116,30 @@ class Engine:
             return True
         return False
 
-    def _allocate_position_id(self) -> int:
-        # Allocated in rank order by the wave, so ids (and client order ids) are deterministic.
-        pid = self._next_position_id
-        self._next_position_id += 1
-        return pid
-
     async def _start(self) -> None:
         ctx = self.ctx
-        ctx.markets = await ctx.call("exchange.load_markets", ctx.exchange.load_markets)
-        self._next_position_id = await ctx.call("storage.read", ctx.storage.max_position_id) + 1
-        self._waves_started = await ctx.call("storage.read", ctx.storage.wave_count)
-        for position in await ctx.call("storage.read", ctx.storage.positions):
-            ctx.positions[position.id] = position
-        for position in [p for p in ctx.positions.values() if p.status is PositionStatus.OPENING]:
+        max_id = await ctx.call(CallPoint.STORAGE_READ, ctx.storage.max_position_id)
+        self._waves_started = await ctx.call(CallPoint.STORAGE_READ, ctx.storage.wave_count)
+        self.book.load(await ctx.call(CallPoint.STORAGE_READ, ctx.storage.positions), max_id)
+        for position in self.book.with_status(PositionStatus.OPENING):
             await self._reconcile_opening(position)
-        for position in [p for p in ctx.positions.values() if p.status is PositionStatus.OPEN]:
-            if position.id in self.trailing.followers or position.stop_price is None:
+        for position in self.book.with_status(PositionStatus.OPEN):
+            if self.trailing.view(position.id) is not None or position.stop_price is None:
                 continue  # just protected by reconciliation, or left for the sweep to protect
             try:
-                record = await ctx.read("storage.trailing", ctx.storage.trailing, position.id)
+                record = await ctx.read(CallPoint.STORAGE_TRAILING, ctx.storage.trailing, position.id)
             except Exception as exc:
-                ctx.event("trailing_load_failed", str(exc), position_id=position.id)
+                ctx.event(EventKind.TRAILING_LOAD_FAILED, str(exc), position_id=position.id)
                 record = None
-            self.trailing.track(position, record)
-            ctx.event("trailing_resumed", f"best {record.best_price:g}, stop {record.stop_price:g}" if record
-                      else "no stored trailing state: starting afresh", position_id=position.id)
+            self.trailing.follow(position, record)
+            ctx.event(EventKind.TRAILING_RESUMED, f"best {record.best_price:g}, stop {record.stop_price:g}"
+                      if record else "no stored trailing state: starting afresh", position_id=position.id)
 
     async def _reconcile_opening(self, position: Position) -> None:
         """An intent left by a crash: ask the exchange what became of its entry, then protect."""
         signal = Signal(position.signal_id, position.symbol, position.side, 0.0, 0)
-        progress = OpenProgress(signal=signal, position_id=position.id, quantity=position.quantity,
-                                intent_stored=True, entry_sent=True,
-                                entry_error="found `opening` at start-up")
-        self.ctx.event("reconcile_opening", position.entry_client_id, position_id=position.id)
-        await self.opener.settle_shielded(progress, position)
-        if progress.protected:
-            self._on_protected(position.id)
-
-    def _on_protected(self, position_id: int) -> None:
-        """A position just got its stop: the trailing manager follows it from now on.
-
-        Its trailing state goes to the writer; the signal's outcome never waits for that save.
-        """
-        follower = self.trailing.track(self.ctx.positions[position_id])
-        self.ctx.writer.submit_trailing(position_id, follower.latest_record)
-
-    def _trailing_saved(self, record: TrailingRecord) -> None:
-        position = self.ctx.positions.get(record.position_id)
-        if position is not None and position.trailing is not TrailingStatus.ACTIVE \
-                and position.status is PositionStatus.OPEN:
-            self.ctx.save_position(attrs.evolve(position, trailing=TrailingStatus.ACTIVE))
-            self.ctx.event("trailing_saved", f"stop {record.stop_price:g}", position_id=record.position_id)
-
-
-
+        run = OpenRun.resumed(signal, position.id, position.quantity, "found `opening` at start-up")
+        self.ctx.event(EventKind.RECONCILE_OPENING, position.entry_client_id, position_id=position.id)
+        await self.opener.settle_shielded(run, position)
+        if run.step is Step.PROTECTED:
+            self.trailing.follow_protected(self.book[position.id])

@@ -1,11 +1,12 @@
 """The atomic open: intent → entry → protective stop (or emergency close).
 
-Every step updates an `OpenProgress`; whatever interrupts the procedure, the
-progress says what is true on the exchange and `decide_outcome` names it.
-Once an entry may have filled, everything that protects the money runs in
-`settle`, shielded and bounded by `cleanup_timeout` (DESIGN.md invariant 3).
-Orders are idempotent: every retry reuses the step's client order id and a
-lost answer is looked up by that id before anything else is sent.
+Each step advances an `OpenRun` through the open's state machine
+(`engine.opening`): whatever interrupts the procedure, the run's step says what
+is true on the exchange and the outcome is looked up from it. Once an entry may
+have filled, everything that protects the money runs in `settle`, shielded and
+bounded by `cleanup_timeout` (DESIGN.md invariant 3). Orders are idempotent:
+every retry reuses the step's client order id and a lost answer is looked up by
+that id before anything else is sent.
 """
 
 from __future__ import annotations
@@ -15,182 +16,151 @@ import logging
 import trio
 
 from engine import ids
+from engine.call_points import CallPoint
 from engine.errors import CallTimeout, DuplicateOrderError, PermanentError, StorageError
-from engine.lifecycle import OpenProgress, position_after
-from engine.model import (
-    OrderKind,
-    OrderRecord,
-    OrderRequest,
-    OrderState,
-    OrderStatus,
-    Position,
-)
+from engine.events import EventKind
+from engine.model import OrderKind, OrderRecord, OrderRequest, OrderState, OrderStatus, Position
 from engine.nursery import orders
 from engine.nursery.context import EngineContext
+from engine.nursery.position_book import PositionBook
+from engine.opening import OpenRun, Step
 from engine.sizing import initial_stop_price
 
 log = logging.getLogger("trio_bot.open")
 
 
 class Opener:
-    def __init__(self, ctx: EngineContext) -> None:
+    def __init__(self, ctx: EngineContext, book: PositionBook) -> None:
         self.ctx = ctx
+        self.book = book
 
-    async def open(self, p: OpenProgress, base: Position) -> None:
-        ctx, s = self.ctx, p.signal
-        entry = OrderRequest(s.symbol, s.side.entry_order_side, OrderKind.ENTRY, p.quantity,
+    async def open(self, run: OpenRun, base: Position) -> None:
+        ctx, s = self.ctx, run.signal
+        entry = OrderRequest(s.symbol, s.side.entry_order_side, OrderKind.ENTRY, run.quantity,
                              base.entry_client_id)
         try:
-            await ctx.call("storage.record_intent", ctx.storage.record_intent, base,
-                           self._order_record(p, entry, OrderStatus.PENDING))
+            await ctx.call(CallPoint.RECORD_INTENT, ctx.storage.record_intent, base,
+                           self._order_record(run, entry, OrderStatus.PENDING))
         except (StorageError, CallTimeout) as exc:
-            p.intent_error = str(exc)
-            self._event(p, "intent_failed", str(exc))
+            run.advance(Step.INTENT_FAILED, intent_error=str(exc))
+            self._event(run, EventKind.INTENT_FAILED, str(exc))
             return
-        p.intent_stored = True
-        ctx.positions[base.id] = base
-        self._event(p, "intent_stored", f"{s.side} {p.quantity:g} {s.symbol}, entry id {entry.client_order_id}")
+        run.advance(Step.INTENT_STORED)
+        self.book.stored(base)
+        self._event(run, EventKind.INTENT_STORED,
+                    f"{s.side} {run.quantity:g} {s.symbol}, entry id {entry.client_order_id}")
         try:
-            p.entry_sent = True
-            self._event(p, "entry_sent", entry.client_order_id)
-            self._record_entry(p, await ctx.order("exchange.entry_order", False, ctx.exchange.place_order, entry))
+            run.advance(Step.ENTRY_SENT)
+            self._event(run, EventKind.ENTRY_SENT, entry.client_order_id)
+            self._entry_answer(run, await ctx.order(CallPoint.ENTRY_ORDER, False, ctx.exchange.place_order, entry))
         except DuplicateOrderError as exc:
-            p.entry_error = str(exc)  # an earlier send landed: look it up
+            run.note(entry_error=str(exc))  # an earlier send landed: look it up
         except PermanentError as exc:
-            p.entry_error = f"rejected: {exc}"
-            p.entry_resolved = True
-            self._event(p, "entry_rejected", str(exc))
+            run.advance(Step.ENTRY_FAILED, entry_error=f"rejected: {exc}")
+            self._event(run, EventKind.ENTRY_REJECTED, str(exc))
         except Exception as exc:  # transient, timeout, anything: outcome unknown until looked up
-            p.entry_error = str(exc) or type(exc).__name__
-            self._event(p, "entry_unanswered", p.entry_error)
+            run.note(entry_error=str(exc) or type(exc).__name__)
+            self._event(run, EventKind.ENTRY_UNANSWERED, str(run.facts.entry_error))
         finally:
-            await self.settle_shielded(p, base)
+            await self.settle_shielded(run, base)
 
-    async def settle_shielded(self, p: OpenProgress, base: Position) -> None:
+    async def settle_shielded(self, run: OpenRun, base: Position) -> None:
         """Resolve and protect whatever the exchange has; cancellation can't skip it."""
         with trio.move_on_after(self.ctx.config.cleanup_timeout, shield=True) as cleanup:
-            await self._settle(p)
+            await self._settle(run)
         if cleanup.cancelled_caught:
-            p.cleanup_expired = True
-            self._event(p, "cleanup_expired", f"after {self.ctx.config.cleanup_timeout:g}s")
-        self._persist(p, base)
+            self._event(run, EventKind.CLEANUP_EXPIRED, f"after {self.ctx.config.cleanup_timeout:g}s")
+        self._persist(run, base)
 
-    async def _settle(self, p: OpenProgress) -> None:
-        if p.entry_sent and not p.entry_resolved:
-            await self._resolve_entry(p)
-        if p.filled and not p.closed:
-            await self._protect(p)
-            if not p.protected and not p.closed:
-                await self._emergency_close(p)
+    async def _settle(self, run: OpenRun) -> None:
+        if run.step is Step.ENTRY_SENT:
+            await self._resolve_entry(run)
+        if run.step is Step.FILLED:
+            await self._protect(run)
 
     # --- entry ---
 
-    def _record_entry(self, p: OpenProgress, state: OrderState) -> None:
+    def _entry_answer(self, run: OpenRun, state: OrderState) -> None:
+        """What an answer about the entry says: filled, refused, or (still) unknown."""
         if state.filled_quantity > 0:
-            p.filled_quantity = state.filled_quantity
-            p.fill_price = state.average_price
-            p.entry_resolved = True
-            self._event(p, "entry_filled", f"{state.filled_quantity:g} @ {state.average_price:g}")
+            run.advance(Step.FILLED, filled_quantity=state.filled_quantity, fill_price=state.average_price)
+            self._event(run, EventKind.ENTRY_FILLED, f"{state.filled_quantity:g} @ {state.average_price:g}")
         elif state.status in (OrderStatus.REJECTED, OrderStatus.CANCELED):
-            p.entry_resolved = True
-            p.entry_error = f"entry order {state.status}"
+            run.advance(Step.ENTRY_FAILED, entry_error=f"entry order {state.status}")
 
-    async def _resolve_entry(self, p: OpenProgress) -> None:
-        cid = ids.entry_id(p.position_id)
-        found, known = await orders.lookup(self.ctx, p.signal.symbol, cid, self._emitter(p))
+    async def _resolve_entry(self, run: OpenRun) -> None:
+        cid = ids.entry_id(run.position_id)
+        found, known = await orders.lookup(self.ctx, run.signal.symbol, cid, self._emitter(run))
         if not known:
-            self._event(p, "entry_unresolved", "could not look up the entry order")
+            self._event(run, EventKind.ENTRY_UNRESOLVED, "could not look up the entry order")
             return
         if found is None:
-            p.entry_resolved = True
-            self._event(p, "entry_not_found", f"{cid}: the exchange never saw it")
+            run.advance(Step.ENTRY_NOT_FOUND)
+            self._event(run, EventKind.ENTRY_NOT_FOUND, f"{cid}: the exchange never saw it")
             return
-        self._record_entry(p, found)
+        self._entry_answer(run, found)
 
     # --- protection ---
 
-    def _record_stop(self, p: OpenProgress, state: OrderState) -> None:
-        p.stop_status = state.status
-        if state.stop_price is not None:
-            p.stop_price = state.stop_price
-        if state.status is OrderStatus.FILLED:
-            p.stopped_out = True
-            p.closed = True
-            p.close_price = state.average_price
-            self._event(p, "stopped_out", f"stop filled @ {state.average_price}")
-        elif state.status is OrderStatus.NEW:
-            self._event(p, "stop_placed", f"{state.client_order_id} @ {p.stop_price:g}")
-
-    async def _protect(self, p: OpenProgress) -> None:
-        ctx, s = self.ctx, p.signal
-        assert p.fill_price is not None
-        p.stop_price = initial_stop_price(s.side, p.fill_price, ctx.config.stop_loss_percent,
-                                          ctx.markets[s.symbol].tick_size)
-        p.stop_client_id = ids.stop_id(p.position_id, 1)
-        request = OrderRequest(s.symbol, s.side.exit_order_side, OrderKind.STOP, p.filled_quantity,
-                               p.stop_client_id, p.stop_price)
-        placed = await orders.place(ctx, request, self._emitter(p))
-        if placed.state is not None:
-            self._record_stop(p, placed.state)
+    async def _protect(self, run: OpenRun) -> None:
+        ctx, s, f = self.ctx, run.signal, run.facts
+        assert f.fill_price is not None
+        stop_price = initial_stop_price(s.side, f.fill_price, ctx.config.stop_loss_percent,
+                                        ctx.markets[s.symbol].tick_size)
+        stop = OrderRequest(s.symbol, s.side.exit_order_side, OrderKind.STOP, f.filled_quantity,
+                            ids.stop_id(run.position_id, 1), stop_price)
+        close = OrderRequest(s.symbol, s.side.exit_order_side, OrderKind.CLOSE, f.filled_quantity,
+                             ids.close_id(run.position_id))
+        run.note(stop_client_id=stop.client_order_id, stop_price=stop_price)
+        result = await orders.protect_or_close(ctx, stop, close, self._emitter(run))
+        if result.stop is not None:
+            run.note(stop_status=result.stop.status, stop_price=result.stop.stop_price or stop_price)
+        run.note(stop_error=result.stop_error)
+        if result.protected:
+            run.advance(Step.PROTECTED)
+            self._event(run, EventKind.STOP_PLACED, f"{stop.client_order_id} @ {run.facts.stop_price:g}")
+        elif result.stopped_out:
+            assert result.stop is not None
+            run.advance(Step.STOPPED_OUT, close_price=result.stop.average_price)
+            self._event(run, EventKind.STOPPED_OUT, f"stop filled @ {result.stop.average_price}")
+        elif result.closed:
+            run.advance(Step.CLOSED, close_price=result.close_price)
         else:
-            p.stop_error = placed.error
-
-    async def _emergency_close(self, p: OpenProgress) -> None:
-        ctx, s = self.ctx, p.signal
-        self._event(p, "emergency_close", p.stop_error or "")
-        request = OrderRequest(s.symbol, s.side.exit_order_side, OrderKind.CLOSE, p.filled_quantity,
-                               ids.close_id(p.position_id))
-        # A refused close is retried too: the money is at risk until it goes through.
-        placed = await orders.place(ctx, request, self._emitter(p), retry_refused=True)
-        if placed.state is not None and placed.state.filled_quantity > 0:
-            p.closed = True
-            p.close_price = placed.state.average_price
-            self._event(p, "closed", f"emergency close filled @ {placed.state.average_price}")
-            return
-        if await orders.is_flat(ctx, s.symbol):
-            p.closed = True
-            self._event(p, "closed", "no position left on the exchange")
-            return
-        p.close_error = placed.error
-        self._event(p, "UNPROTECTED", f"no stop-loss and close failed: {p.close_error}")
-        log.error("position %s on %s is UNPROTECTED: %s", p.position_id, s.symbol, p.close_error)
+            run.advance(Step.UNPROTECTED, close_error=result.close_error)
 
     # --- records ---
 
-    def _order_record(self, p: OpenProgress, req: OrderRequest, status: OrderStatus,
-                      fill_price: float | None = None) -> OrderRecord:
-        return OrderRecord(client_order_id=req.client_order_id, position_id=p.position_id,
+    def _order_record(self, run: OpenRun, req: OrderRequest, status: OrderStatus) -> OrderRecord:
+        return OrderRecord(client_order_id=req.client_order_id, position_id=run.position_id,
                            symbol=req.symbol, kind=req.kind, side=req.side, quantity=req.quantity,
-                           status=status, stop_price=req.stop_price, fill_price=fill_price,
-                           updated_at=self.ctx.clock.now())
+                           status=status, stop_price=req.stop_price, updated_at=self.ctx.clock.now())
 
-    def _persist(self, p: OpenProgress, base: Position) -> None:
-        ctx, s = self.ctx, p.signal
-        now = ctx.clock.now()
-        if not p.intent_stored:
+    def _persist(self, run: OpenRun, base: Position) -> None:
+        if not run.intent_stored:
             return
-        position = position_after(p, ctx.positions.get(base.id, base), now)
-        ctx.save_position(position)
-        entry_status = (OrderStatus.FILLED if p.filled else OrderStatus.UNKNOWN if not p.entry_resolved
-                        else OrderStatus.REJECTED if p.entry_sent else OrderStatus.PENDING)
-        records = [OrderRecord(base.entry_client_id, p.position_id, s.symbol, OrderKind.ENTRY,
-                               s.side.entry_order_side, p.filled_quantity or p.quantity, entry_status,
-                               fill_price=p.fill_price, updated_at=now)]
-        if p.stop_client_id is not None and p.stop_status is not None:
-            records.append(OrderRecord(p.stop_client_id, p.position_id, s.symbol, OrderKind.STOP,
-                                       s.side.exit_order_side, p.filled_quantity, p.stop_status,
-                                       stop_price=p.stop_price,
-                                       fill_price=p.close_price if p.stopped_out else None, updated_at=now))
-        if p.closed and not p.stopped_out:
-            records.append(OrderRecord(ids.close_id(p.position_id), p.position_id, s.symbol, OrderKind.CLOSE,
-                                       s.side.exit_order_side, p.filled_quantity, OrderStatus.FILLED,
-                                       fill_price=p.close_price, updated_at=now))
+        ctx, s, f = self.ctx, run.signal, run.facts
+        now = ctx.clock.now()
+        self.book.save(run.position_after(self.book.get(base.id) or base, now))
+        entry_status = (OrderStatus.FILLED if run.filled else OrderStatus.UNKNOWN if run.step is Step.ENTRY_SENT
+                        else OrderStatus.REJECTED if run.step is not Step.INTENT_STORED else OrderStatus.PENDING)
+        records = [OrderRecord(base.entry_client_id, run.position_id, s.symbol, OrderKind.ENTRY,
+                               s.side.entry_order_side, f.filled_quantity or run.quantity, entry_status,
+                               fill_price=f.fill_price, updated_at=now)]
+        if f.stop_client_id is not None and f.stop_status is not None:
+            records.append(OrderRecord(f.stop_client_id, run.position_id, s.symbol, OrderKind.STOP,
+                                       s.side.exit_order_side, f.filled_quantity, f.stop_status,
+                                       stop_price=f.stop_price,
+                                       fill_price=f.close_price if run.step is Step.STOPPED_OUT else None,
+                                       updated_at=now))
+        if run.step is Step.CLOSED:
+            records.append(OrderRecord(ids.close_id(run.position_id), run.position_id, s.symbol, OrderKind.CLOSE,
+                                       s.side.exit_order_side, f.filled_quantity, OrderStatus.FILLED,
+                                       fill_price=f.close_price, updated_at=now))
         ctx.writer.submit(*records)
 
-    def _emitter(self, p: OpenProgress) -> orders.Emit:
-        return lambda kind, detail: self._event(p, kind, detail)
+    def _emitter(self, run: OpenRun) -> orders.Emit:
+        return lambda kind, detail: self._event(run, kind, detail)
 
-    def _event(self, p: OpenProgress, kind: str, detail: str = "") -> None:
-        self.ctx.event(kind, detail, signal_id=p.signal.id,
-                       position_id=p.position_id if p.intent_stored else None)
-
+    def _event(self, run: OpenRun, kind: EventKind, detail: str = "") -> None:
+        self.ctx.event(kind, detail, signal_id=run.signal.id,
+                       position_id=run.position_id if run.intent_stored else None)

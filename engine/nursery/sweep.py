@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
 
 import attrs
 import trio
 
 from engine import ids
+from engine.call_points import CallPoint
+from engine.events import EventKind, Repair
 from engine.model import (
     ExchangePosition,
+    ExitReason,
     OrderKind,
     OrderRecord,
     OrderRequest,
@@ -39,17 +41,18 @@ from engine.model import (
 )
 from engine.nursery import orders
 from engine.nursery.context import EngineContext
+from engine.nursery.position_book import PositionBook
 from engine.nursery.trailing_manager import TrailingManager
-from engine.sizing import initial_stop_price
+from engine.sizing import initial_stop_price, realized_pnl
 
 log = logging.getLogger("trio_bot.sweep")
 
 
 class ProtectionSweep:
-    def __init__(self, ctx: EngineContext, manager: TrailingManager, allocate_position_id: Callable[[], int]) -> None:
+    def __init__(self, ctx: EngineContext, book: PositionBook, manager: TrailingManager) -> None:
         self.ctx = ctx
+        self.book = book
         self.manager = manager
-        self._allocate = allocate_position_id
         self.repairs: Counter[str] = Counter()
         self.sweeps = 0
 
@@ -62,9 +65,9 @@ class ProtectionSweep:
             except Exception:
                 log.exception("protection sweep failed; next one in %gs", self.ctx.config.sweep_interval)
 
-    def _repair(self, kind: str, detail: str, position_id: int | None = None) -> None:
-        self.repairs[kind] += 1
-        self.ctx.event(f"sweep_{kind}", detail, position_id=position_id)
+    def _repair(self, kind: Repair, detail: str, position_id: int | None = None) -> None:
+        self.repairs[kind.value] += 1
+        self.ctx.event(kind.event, detail, position_id=position_id)
 
     async def sweep_once(self) -> Counter[str]:
         """One pass; returns the repairs it made."""
@@ -72,13 +75,13 @@ class ProtectionSweep:
         before = Counter(self.repairs)
         self.sweeps += 1
         try:
-            held = {p.symbol: p for p in await ctx.read("exchange.query", ctx.exchange.fetch_positions)}
-            resting = await ctx.read("exchange.query", ctx.exchange.fetch_open_orders)
+            held = {p.symbol: p for p in await ctx.read(CallPoint.QUERY, ctx.exchange.fetch_positions)}
+            resting = await ctx.read(CallPoint.QUERY, ctx.exchange.fetch_open_orders)
         except Exception as exc:
-            ctx.event("sweep_failed", f"could not read the exchange: {exc}")
+            ctx.event(EventKind.SWEEP_FAILED, f"could not read the exchange: {exc}")
             return Counter()
-        opening = {p.symbol for p in ctx.positions.values() if p.status is PositionStatus.OPENING}
-        stored = {p.symbol: p for p in ctx.positions.values() if p.status is PositionStatus.OPEN}
+        opening = {p.symbol for p in self.book.with_status(PositionStatus.OPENING)}
+        stored = {p.symbol: p for p in self.book.with_status(PositionStatus.OPEN)}
         stops: dict[str, list[OrderState]] = {}
         for order in resting:
             if order.reduce_only and order.status is OrderStatus.NEW:
@@ -91,26 +94,22 @@ class ProtectionSweep:
             if position is None:
                 await self._adopt(there, stops.get(symbol, []))
                 continue
-            follower = self.manager.followers.get(position.id)
+            follower = self.manager.ensure_following(position)
             live = [o for o in stops.get(symbol, []) if o.side is position.side.exit_order_side]
-            if follower is None:
-                self.manager.track(position)
-                follower = self.manager.followers[position.id]
-            if not any(o.client_order_id == follower.stop_cid for o in live):
-                self._repair("missing_stop", f"{symbol}: {follower.stop_cid} is not live", position.id)
+            if not any(o.client_order_id == follower.stop_client_id for o in live):
+                self._repair(Repair.MISSING_STOP, f"{symbol}: {follower.stop_client_id} is not live", position.id)
                 self.manager.request_repair(position.id)
-            stale = [o.client_order_id for o in live if o.client_order_id != follower.stop_cid
+            stale = [o.client_order_id for o in live if o.client_order_id != follower.stop_client_id
                      and ids.position_of(o.client_order_id) == position.id]
             for cid in stale:
                 if await orders.cancel(ctx, symbol, cid, self._emit(position.id)):
-                    follower.stale.discard(cid)
-                    self._repair("stale_stop", f"{cid} cancelled", position.id)
+                    self.manager.stale_cancelled(position.id, cid)
+                    self._repair(Repair.STALE_STOP, f"{cid} cancelled", position.id)
 
         for symbol, position in stored.items():
             if symbol not in held and symbol not in opening:
-                self._repair("position_gone", f"{symbol} is no longer on the exchange", position.id)
-                if position.id not in self.manager.followers:
-                    self.manager.track(position)
+                self._repair(Repair.POSITION_GONE, f"{symbol} is no longer on the exchange", position.id)
+                self.manager.ensure_following(position)
                 self.manager.request_repair(position.id)
 
         for symbol, orphans in stops.items():
@@ -118,7 +117,7 @@ class ProtectionSweep:
                 continue  # a stored position's leftovers are its follower's to clear
             for order in orphans:
                 if await orders.cancel(ctx, symbol, order.client_order_id, self._emit(None)):
-                    self._repair("orphan_stop", f"{order.client_order_id} on {symbol}: no position")
+                    self._repair(Repair.ORPHAN_STOP, f"{order.client_order_id} on {symbol}: no position")
         made = self.repairs - before
         if made:
             log.warning("protection sweep repaired: %s", dict(made))
@@ -130,36 +129,45 @@ class ProtectionSweep:
     async def _adopt(self, there: ExchangePosition, stops: list[OrderState]) -> None:
         """A position the store does not know: store it, protect it, follow it."""
         ctx = self.ctx
-        pid = self._allocate()
+        pid = self.book.allocate_id()
         now = ctx.clock.now()
         position = Position(id=pid, signal_id=f"adopted-{there.symbol}", wave_id="sweep", symbol=there.symbol,
                             side=there.side, status=PositionStatus.OPEN, quantity=there.quantity,
                             entry_client_id=ids.entry_id(pid), entry_price=there.entry_price,
                             trailing=TrailingStatus.PENDING, opened_at=now)
-        self._repair("adopted", f"{there.side} {there.quantity:g} {there.symbol} @ {there.entry_price:g}", pid)
+        self._repair(Repair.ADOPTED, f"{there.side} {there.quantity:g} {there.symbol} @ {there.entry_price:g}", pid)
         covering = [o for o in stops if o.side is there.side.exit_order_side and o.quantity >= there.quantity]
         if covering:
             stop = covering[0]
             position = attrs.evolve(position, stop_price=stop.stop_price, stop_client_id=stop.client_order_id)
-        else:
-            market = ctx.markets[there.symbol]
-            price = self.manager.last_prices.get(there.symbol, there.entry_price)
-            reference = min(price, there.entry_price) if there.side.sign > 0 else max(price, there.entry_price)
-            stop_price = initial_stop_price(there.side, reference, ctx.config.stop_loss_percent, market.tick_size)
-            request = OrderRequest(there.symbol, there.side.exit_order_side, OrderKind.STOP, there.quantity,
-                                   ids.stop_id(pid, 1), stop_price)
-            with trio.move_on_after(ctx.config.cleanup_timeout, shield=True):
-                placed = await orders.place(ctx, request, self._emit(pid))
-            position = attrs.evolve(position, stop_price=stop_price, stop_client_id=request.client_order_id)
-            if placed.state is None or placed.state.status is not OrderStatus.NEW:
-                ctx.save_position(position)
-                self.manager.track(position)
-                self.manager.request_repair(pid)  # its follower retries, or closes it
-                return
-            ctx.writer.submit(OrderRecord(request.client_order_id, pid, there.symbol, OrderKind.STOP,
-                                          request.side, there.quantity, OrderStatus.NEW, stop_price=stop_price,
-                                          updated_at=now))
-        ctx.save_position(position)
-        follower = self.manager.track(position)
-        ctx.writer.submit_trailing(pid, follower.latest_record)
-
+            self.book.save(position)
+            self.manager.follow_protected(position)
+            return
+        market = ctx.markets[there.symbol]
+        price = self.manager.last_price(there.symbol) or there.entry_price
+        reference = min(price, there.entry_price) if there.side.sign > 0 else max(price, there.entry_price)
+        stop_price = initial_stop_price(there.side, reference, ctx.config.stop_loss_percent, market.tick_size)
+        exit_side = there.side.exit_order_side
+        request = OrderRequest(there.symbol, exit_side, OrderKind.STOP, there.quantity, ids.stop_id(pid, 1),
+                               stop_price)
+        close = OrderRequest(there.symbol, exit_side, OrderKind.CLOSE, there.quantity, ids.close_id(pid))
+        with trio.move_on_after(ctx.config.cleanup_timeout, shield=True):
+            result = await orders.protect_or_close(ctx, request, close, self._emit(pid))
+        position = attrs.evolve(position, stop_price=stop_price, stop_client_id=request.client_order_id)
+        if result.protected:
+            ctx.writer.submit(OrderRecord(request.client_order_id, pid, there.symbol, OrderKind.STOP, exit_side,
+                                          there.quantity, OrderStatus.NEW, stop_price=stop_price, updated_at=now))
+            self.book.save(position)
+            self.manager.follow_protected(position)
+        elif result.stopped_out or result.closed:
+            exit_price = result.stop.average_price if result.stopped_out and result.stop else result.close_price
+            reason = ExitReason.STOP_LOSS if result.stopped_out else ExitReason.EMERGENCY_CLOSE
+            pnl = realized_pnl(there.side, there.entry_price, exit_price, there.quantity) \
+                if exit_price is not None else None
+            self.book.save(attrs.evolve(position, status=PositionStatus.CLOSED, trailing=TrailingStatus.NONE,
+                                        exit_price=exit_price, exit_reason=reason, realized_pnl=pnl,
+                                        closed_at=ctx.clock.now()))
+        else:  # unprotected (or out of time): its follower keeps trying to protect or close it
+            self.book.save(position)
+            self.manager.follow(position)
+            self.manager.request_repair(pid)

@@ -18,12 +18,13 @@ and bounded (`cleanup_timeout`): shutdown cannot interrupt it between the two.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 import attrs
 import trio
 
 from engine import ids
+from engine.call_points import CallPoint
+from engine.events import EventKind
 from engine.model import (
     ExitReason,
     OrderKind,
@@ -36,14 +37,33 @@ from engine.model import (
 )
 from engine.nursery import orders
 from engine.nursery.context import EngineContext
+from engine.nursery.position_book import PositionBook
+from engine.nursery.retrying import Attempts
 from engine.sizing import initial_stop_price, realized_pnl
 from engine.trailing import TrailingParams, TrailingStop, TrailState, from_record, to_record
 
 log = logging.getLogger("trio_bot.trailing")
 
 
+@attrs.frozen
+class FollowerView:
+    """A read-only snapshot of one followed position, for the sweep, the CLI and reports."""
+
+    position_id: int
+    symbol: str
+    stop_client_id: str
+    state: TrailState
+    best_price: float
+    live_stop: float
+    moves: int
+    stale: frozenset[str]  # older stops not yet cancelled
+
+
 @attrs.define(eq=False)
 class Follower:
+    """The manager's own record of one position; nothing outside the manager touches it."""
+
+    manager: TrailingManager
     position: Position
     ts: TrailingStop
     stop_cid: str
@@ -55,28 +75,46 @@ class Follower:
     closed: bool = False
     moves: int = 0
     retry_at: float = 0.0  # after a failed move, none before this (Trio time)
-    latest_record: Callable[[], TrailingRecord] = attrs.field(default=None)  # set by the manager
 
+    # The writer's trailing lane (`TrailingSource`): the state is built when it is written.
+    def trailing_record(self) -> TrailingRecord:
+        return to_record(self.ts, position_id=self.position.id, symbol=self.position.symbol,
+                         stop_client_id=self.stop_cid, now=self.manager.ctx.clock.now())
 
-def _stop_seq(cid: str | None) -> int:
-    if cid is None or "-stop" not in cid:
-        return 1
-    tail = cid.rsplit("-stop", 1)[1]
-    return int(tail) if tail.isdigit() else 1
+    def trailing_saved(self, record: TrailingRecord) -> None:
+        self.manager.book.trailing_saved(record)
+
+    def view(self) -> FollowerView:
+        return FollowerView(self.position.id, self.position.symbol, self.stop_cid, self.ts.state,
+                            self.ts.best_price, self.ts.live_stop, self.moves, frozenset(self.stale))
 
 
 class TrailingManager:
-    def __init__(self, ctx: EngineContext) -> None:
+    def __init__(self, ctx: EngineContext, book: PositionBook) -> None:
         self.ctx = ctx
+        self.book = book
         cfg = ctx.config
         self.params = TrailingParams(cfg.trailing_activation_percent, cfg.trailing_callback_percent,
                                      cfg.trailing_min_step_percent, cfg.trailing_min_interval)
-        self.followers: dict[int, Follower] = {}
+        self._followers: dict[int, Follower] = {}
         self._by_symbol: dict[str, int] = {}
-        self.last_prices: dict[str, float] = {}
+        self._last_prices: dict[str, float] = {}
         self.ticks = 0
         self._nursery: trio.Nursery | None = None
-        self.on_closed: Callable[[Position], None] = lambda p: None
+
+    # --- read-only views ---
+
+    def snapshot(self) -> dict[int, FollowerView]:
+        """Every followed position, by id, as it stands now (a copy: changing it changes nothing)."""
+        return {pid: f.view() for pid, f in self._followers.items()}
+
+    def view(self, position_id: int) -> FollowerView | None:
+        f = self._followers.get(position_id)
+        return f.view() if f is not None else None
+
+    def last_price(self, symbol: str) -> float | None:
+        """The newest price the feed gave for `symbol`."""
+        return self._last_prices.get(symbol)
 
     # --- the service ---
 
@@ -84,19 +122,17 @@ class TrailingManager:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._stream)
-            for follower in list(self.followers.values()):
+            for follower in list(self._followers.values()):
                 nursery.start_soon(self._follow, follower)
             task_status.started()
 
     async def _stream(self) -> None:
-        backoff = self.ctx.config.writer_retry_backoff
-        while True:
+        policy = self.ctx.config.price_stream_retry
+        async for attempt in Attempts(policy):
             try:
                 await self.ctx.exchange.stream_prices(self.on_price)
             except Exception as exc:
-                log.warning("price stream failed (%s); restarting in %.1fs", exc, backoff)
-            await trio.sleep(backoff)
-            backoff = min(backoff * 2, self.ctx.config.writer_max_backoff)
+                log.warning("price stream failed (%s); restarting in %.1fs", exc, policy.delay(attempt))
 
     def on_price(self, symbol: str, price: float) -> None:
         """Synchronous and O(1): apply the tick to the pure state machine right here.
@@ -106,11 +142,11 @@ class TrailingManager:
         there is exchange work: a stop move that is due, or a price through the stop.
         """
         self.ticks += 1
-        self.last_prices[symbol] = price
+        self._last_prices[symbol] = price
         pid = self._by_symbol.get(symbol)
         if pid is None:
             return
-        f = self.followers[pid]
+        f = self._followers[pid]
         if f.closed:
             return
         nxt = f.ts.observe(price)
@@ -120,14 +156,38 @@ class TrailingManager:
             return
         if nxt is not f.ts and nxt != f.ts:
             f.ts = nxt
-            self.ctx.writer.submit_trailing(pid, f.latest_record)
+            self.ctx.writer.submit_trailing(pid, f)
             if nxt.move_due(trio.current_time(), self.params) is not None:
                 f.wake.set()
 
     # --- registration ---
 
-    def track(self, position: Position, record: TrailingRecord | None = None) -> Follower:
-        """Follow an open, protected position (from a wave, a restart or an adoption)."""
+    def follow(self, position: Position, record: TrailingRecord | None = None) -> FollowerView:
+        """Follow an open position (from a restart, or one the sweep found) from now on."""
+        return self._track(position, record).view()
+
+    def follow_protected(self, position: Position) -> FollowerView:
+        """A position just got its stop: follow it, and have its trailing state stored.
+
+        The signal's outcome never waits for that save; once stored, the book marks the
+        position's trailing `active`.
+        """
+        follower = self._track(position)
+        self.ctx.writer.submit_trailing(position.id, follower)
+        return follower.view()
+
+    def ensure_following(self, position: Position) -> FollowerView:
+        """The position's follower, started now if it has none (the sweep found it unfollowed)."""
+        follower = self._followers.get(position.id)
+        return follower.view() if follower is not None else self.follow(position)
+
+    def stale_cancelled(self, position_id: int, client_order_id: str) -> None:
+        """The sweep cancelled an old stop this position's follower could not."""
+        follower = self._followers.get(position_id)
+        if follower is not None:
+            follower.stale.discard(client_order_id)
+
+    def _track(self, position: Position, record: TrailingRecord | None = None) -> Follower:
         assert position.entry_price is not None and position.stop_price is not None
         tick = self.ctx.markets[position.symbol].tick_size
         if record is not None:
@@ -136,21 +196,16 @@ class TrailingManager:
         else:
             ts = TrailingStop.start(position.side, position.entry_price, position.stop_price, tick, self.params)
             cid = position.stop_client_id or ids.stop_id(position.id, 1)
-        follower = Follower(position=position, ts=ts, stop_cid=cid, stop_seq=_stop_seq(cid))
-        follower.latest_record = lambda: self.record_of(follower)
-        self.followers[position.id] = follower
+        follower = Follower(manager=self, position=position, ts=ts, stop_cid=cid, stop_seq=ids.stop_seq(cid))
+        self._followers[position.id] = follower
         self._by_symbol[position.symbol] = position.id
         if self._nursery is not None:
             self._nursery.start_soon(self._follow, follower)
         return follower
 
-    def record_of(self, follower: Follower) -> TrailingRecord:
-        return to_record(follower.ts, position_id=follower.position.id, symbol=follower.position.symbol,
-                         stop_client_id=follower.stop_cid, now=self.ctx.clock.now())
-
     def request_repair(self, position_id: int) -> None:
         """The sweep saw something wrong (no live stop, no position): the follower checks."""
-        follower = self.followers.get(position_id)
+        follower = self._followers.get(position_id)
         if follower is not None:
             follower.repair = True
             follower.wake.set()
@@ -197,11 +252,11 @@ class TrailingManager:
         with trio.move_on_after(ctx.config.cleanup_timeout, shield=True):
             placed = await orders.place(ctx, request, self._emit(f))
             if placed.state is None:
-                ctx.event("stop_move_failed", f"to {stop_price:g}: {placed.error}; stop stays at {f.ts.live_stop:g}",
-                          position_id=p.id)
+                ctx.event(EventKind.STOP_MOVE_FAILED,
+                          f"to {stop_price:g}: {placed.error}; stop stays at {f.ts.live_stop:g}", position_id=p.id)
                 # The old stop stays live. Try again after a backoff, whatever the prices say,
                 # so a refused level (e.g. "would immediately trigger") is never hammered.
-                f.retry_at = trio.current_time() + max(ctx.config.retry_backoff, self.params.min_interval, 0.1)
+                f.retry_at = trio.current_time() + max(ctx.config.protect_retry.backoff, self.params.min_interval, 0.1)
                 return
             old = f.stop_cid
             f.stop_cid, f.stop_seq, f.moves = request.client_order_id, seq, f.moves + 1
@@ -212,23 +267,22 @@ class TrailingManager:
             self._save(f, attrs.evolve(p, stop_price=stop_price, stop_client_id=f.stop_cid),
                        OrderRecord(f.stop_cid, p.id, p.symbol, OrderKind.STOP, p.side.exit_order_side, p.quantity,
                                    OrderStatus.NEW, stop_price=stop_price, updated_at=ctx.clock.now()))
-            ctx.event("stop_moved", f"{old} -> {f.stop_cid} @ {stop_price:g}", position_id=p.id)
+            ctx.event(EventKind.STOP_MOVED, f"{old} -> {f.stop_cid} @ {stop_price:g}", position_id=p.id)
             if not await orders.cancel(ctx, p.symbol, old, self._emit(f)):
                 f.stale.add(old)  # still protected (two stops); the sweep cancels it later
-                ctx.event("stale_stop", f"{old} could not be cancelled yet", position_id=p.id)
+                ctx.event(EventKind.STALE_STOP, f"{old} could not be cancelled yet", position_id=p.id)
 
     def _save(self, f: Follower, position: Position, *records: OrderRecord) -> None:
         f.position = position
-        self.ctx.save_position(position)
+        self.book.save(position)
         self.ctx.writer.submit(*records)
-        self.ctx.writer.submit_trailing(f.position.id, f.latest_record)
+        self.ctx.writer.submit_trailing(f.position.id, f)
 
     async def _confirm_exit(self, f: Follower) -> None:
         """Our feed crossed the stop: ask the exchange whether the stop really filled."""
         state, known = await orders.lookup(self.ctx, f.position.symbol, f.stop_cid, self._emit(f))
         if known and state is not None and state.filled_quantity > 0:
-            reason = ExitReason.TRAILING_STOP if f.ts.activated else ExitReason.STOP_LOSS
-            await self._closed(f, state.average_price, reason)
+            await self._closed(f, state.average_price, self._stop_exit(f))
         elif known and (state is None or state.status is not OrderStatus.NEW):
             await self._repair(f)
         # Still resting: the exchange has not crossed it yet; the next price decides.
@@ -240,14 +294,13 @@ class TrailingManager:
         if not known:
             return
         if state is not None and state.filled_quantity > 0:
-            reason = ExitReason.TRAILING_STOP if f.ts.activated else ExitReason.STOP_LOSS
-            await self._closed(f, state.average_price, reason)
+            await self._closed(f, state.average_price, self._stop_exit(f))
             return
         flat = await orders.is_flat(ctx, p.symbol)
         if flat is None:
             return
         if flat:
-            await self._closed(f, self.last_prices.get(p.symbol), ExitReason.MANUAL)
+            await self._closed(f, self._last_prices.get(p.symbol), ExitReason.MANUAL)
             return
         if state is not None and state.status is OrderStatus.NEW:
             return  # protected after all
@@ -255,7 +308,7 @@ class TrailingManager:
 
     async def _replace_missing_stop(self, f: Follower) -> None:
         ctx, p = self.ctx, f.position
-        price = self.last_prices.get(p.symbol)
+        price = self._last_prices.get(p.symbol)
         stop = f.ts.live_stop
         if price is not None and f.ts.crossed(price):
             # The old level is already through the market: protect from the current price.
@@ -263,26 +316,23 @@ class TrailingManager:
         seq = f.stop_seq + 1
         request = OrderRequest(p.symbol, p.side.exit_order_side, OrderKind.STOP, p.quantity,
                                ids.stop_id(p.id, seq), stop)
-        ctx.event("stop_missing", f"{f.stop_cid} is not live; placing {request.client_order_id} @ {stop:g}",
+        close = OrderRequest(p.symbol, p.side.exit_order_side, OrderKind.CLOSE, p.quantity, ids.close_id(p.id, seq))
+        ctx.event(EventKind.STOP_MISSING, f"{f.stop_cid} is not live; placing {request.client_order_id} @ {stop:g}",
                   position_id=p.id)
         with trio.move_on_after(ctx.config.cleanup_timeout, shield=True):
-            placed = await orders.place(ctx, request, self._emit(f))
-            if placed.state is not None and placed.state.status is OrderStatus.NEW:
+            result = await orders.protect_or_close(ctx, request, close, self._emit(f))
+            if result.protected:
                 f.stop_cid, f.stop_seq = request.client_order_id, seq
                 f.ts = attrs.evolve(f.ts, live_stop=stop, wanted_stop=stop) if stop != f.ts.live_stop else f.ts
                 self._save(f, attrs.evolve(p, stop_price=stop, stop_client_id=f.stop_cid),
                            OrderRecord(f.stop_cid, p.id, p.symbol, OrderKind.STOP, p.side.exit_order_side,
                                        p.quantity, OrderStatus.NEW, stop_price=stop, updated_at=ctx.clock.now()))
-                return
-            close = OrderRequest(p.symbol, p.side.exit_order_side, OrderKind.CLOSE, p.quantity,
-                                 ids.close_id(p.id, seq))
-            ctx.event("emergency_close", placed.error or "", position_id=p.id)
-            closed = await orders.place(ctx, close, self._emit(f), retry_refused=True)
-            if closed.state is not None and closed.state.filled_quantity > 0:
-                await self._closed(f, closed.state.average_price, ExitReason.EMERGENCY_CLOSE)
-            else:
-                log.error("position %s on %s is UNPROTECTED: %s", p.id, p.symbol, closed.error)
-                ctx.event("UNPROTECTED", closed.error or "", position_id=p.id)
+            elif result.stopped_out:
+                assert result.stop is not None
+                f.stop_cid, f.stop_seq = request.client_order_id, seq
+                await self._closed(f, result.stop.average_price, self._stop_exit(f))
+            elif result.closed:
+                await self._closed(f, result.close_price, ExitReason.EMERGENCY_CLOSE)
 
     async def _closed(self, f: Follower, exit_price: float | None, reason: ExitReason) -> None:
         """The position is gone from the exchange: record the exit, clear its leftover orders."""
@@ -294,21 +344,25 @@ class TrailingManager:
         closed = attrs.evolve(p, status=PositionStatus.CLOSED, exit_price=exit_price, exit_reason=reason,
                               realized_pnl=pnl, closed_at=ctx.clock.now())
         self._save(f, closed)
-        ctx.event("position_closed", f"{reason} @ {exit_price}, pnl {pnl}", position_id=p.id)
-        self.on_closed(closed)
+        ctx.event(EventKind.POSITION_CLOSED, f"{reason} @ {exit_price}, pnl {pnl}", position_id=p.id)
         with trio.move_on_after(ctx.config.cleanup_timeout, shield=True):
             try:
-                left = await ctx.read("exchange.query", ctx.exchange.fetch_open_orders, p.symbol)
+                left = await ctx.read(CallPoint.QUERY, ctx.exchange.fetch_open_orders, p.symbol)
             except Exception as exc:
-                ctx.event("cleanup_failed", f"could not list orders left on {p.symbol}: {exc}", position_id=p.id)
+                ctx.event(EventKind.CLEANUP_FAILED, f"could not list orders left on {p.symbol}: {exc}",
+                          position_id=p.id)
                 return
             for order in left:
                 if order.reduce_only:
                     await orders.cancel(ctx, p.symbol, order.client_order_id, self._emit(f))
 
+    @staticmethod
+    def _stop_exit(f: Follower) -> ExitReason:
+        return ExitReason.TRAILING_STOP if f.ts.activated else ExitReason.STOP_LOSS
+
     def _untrack(self, f: Follower) -> None:
-        if self.followers.get(f.position.id) is f:
-            del self.followers[f.position.id]
+        if self._followers.get(f.position.id) is f:
+            del self._followers[f.position.id]
         if self._by_symbol.get(f.position.symbol) == f.position.id:
             del self._by_symbol[f.position.symbol]
 

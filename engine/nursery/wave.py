@@ -17,7 +17,8 @@ import attrs
 import trio
 
 from engine import ids
-from engine.lifecycle import OpenProgress, decide_outcome
+from engine.call_points import CallPoint
+from engine.events import EventKind
 from engine.model import (
     Balance,
     Outcome,
@@ -30,6 +31,9 @@ from engine.model import (
 )
 from engine.nursery.context import EngineContext
 from engine.nursery.opener import Opener
+from engine.nursery.position_book import PositionBook
+from engine.nursery.trailing_manager import TrailingManager
+from engine.opening import Ending, OpenRun, Step
 from engine.validation import screen_size, screen_wave
 from engine.wave_book import WaveBook
 
@@ -45,12 +49,12 @@ class _Snapshot:
 
 
 class WaveRunner:
-    def __init__(self, ctx: EngineContext, opener: Opener, allocate_position_id: Callable[[], int],
-                 on_protected: Callable[[int], None], listener: OutcomeListener | None = None) -> None:
+    def __init__(self, ctx: EngineContext, book: PositionBook, opener: Opener, trailing: TrailingManager,
+                 listener: OutcomeListener | None = None) -> None:
         self.ctx = ctx
+        self.book = book
         self.opener = opener
-        self._allocate = allocate_position_id
-        self._on_protected = on_protected
+        self.trailing = trailing
         self._listener = listener
         self._current: trio.CancelScope | None = None
         self._stop_reason: str | None = None
@@ -65,8 +69,8 @@ class WaveRunner:
         ctx, cfg = self.ctx, self.ctx.config
         t0 = trio.current_time()
         started_at = ctx.clock.now()
-        ctx.event("wave_started", f"{len(raw_signals)} signals", wave_id=wave_id)
-        screened = screen_wave(raw_signals, ctx.markets, ctx.busy_symbols)
+        ctx.event(EventKind.WAVE_STARTED, f"{len(raw_signals)} signals", wave_id=wave_id)
+        screened = screen_wave(raw_signals, ctx.markets, self.book.busy_symbols)
         book = WaveBook(screened.candidates, target=cfg.max_positions_per_wave,
                         concurrency=cfg.max_concurrent_signals)
         book.add(screened.rejected)
@@ -90,7 +94,7 @@ class WaveRunner:
         record = WaveRecord(wave_id, t0, started_at, trio.current_time() - t0, book.outcomes)
         ctx.writer.submit(record)
         c = record.counts
-        ctx.event("wave_finished", f"{c.opened} opened, {c.failed} failed, {c.timed_out} timed out, "
+        ctx.event(EventKind.WAVE_FINISHED, f"{c.opened} opened, {c.failed} failed, {c.timed_out} timed out, "
                   f"{c.skipped} skipped, {c.rejected} rejected in {record.duration:.2f}s", wave_id=wave_id)
         return record
 
@@ -108,11 +112,11 @@ class WaveRunner:
                 result.setdefault("error", f"could not read {key} from the exchange: {exc}")
 
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(read, "prices", lambda: ctx.read("exchange.query", ctx.exchange.fetch_prices,
+            nursery.start_soon(read, "prices", lambda: ctx.read(CallPoint.QUERY, ctx.exchange.fetch_prices,
                                                                 symbols))
-            nursery.start_soon(read, "balance", lambda: ctx.read("exchange.query", ctx.exchange.fetch_balance))
+            nursery.start_soon(read, "balance", lambda: ctx.read(CallPoint.QUERY, ctx.exchange.fetch_balance))
         if "error" in result:
-            ctx.event("wave_snapshot_failed", result["error"], wave_id=wave_id)
+            ctx.event(EventKind.WAVE_SNAPSHOT_FAILED, result["error"], wave_id=wave_id)
             return str(result["error"])
         return _Snapshot(result["prices"], result["balance"])
 
@@ -148,7 +152,7 @@ class WaveRunner:
                     margin = quantity * price / cfg.leverage
                     free -= margin
                     nursery.start_soon(self._child, wave_id, book, signal, quantity, margin, release,
-                                       wake_send, self._allocate(), name=f"signal-{signal.id}")
+                                       wake_send, self.book.allocate_id(), name=f"signal-{signal.id}")
                 if book.idle:
                     break
                 await wake_receive.receive()
@@ -157,38 +161,38 @@ class WaveRunner:
                      release: Callable[[float], None], wake: trio.MemorySendChannel[None],
                      position_id: int) -> None:
         ctx, cfg = self.ctx, self.ctx.config
-        progress = OpenProgress(signal=signal, position_id=position_id, quantity=quantity)
+        run = OpenRun(signal=signal, position_id=position_id, quantity=quantity)
         base = Position(id=position_id, signal_id=signal.id, wave_id=wave_id, symbol=signal.symbol,
                         side=signal.side, status=PositionStatus.OPENING, quantity=quantity,
                         entry_client_id=ids.entry_id(position_id))
-        ctx.event("signal_started", f"rank {signal.rank}: {signal.side} {signal.symbol}",
+        ctx.event(EventKind.SIGNAL_STARTED, f"rank {signal.rank}: {signal.side} {signal.symbol}",
                   wave_id=wave_id, signal_id=signal.id)
-        timed_out, deadline, crash = False, "signal deadline", None
+        ending, crash = Ending.COMPLETED, None
         try:
             with trio.move_on_after(cfg.signal_timeout) as scope:
-                await self.opener.open(progress, base)
-            timed_out = scope.cancelled_caught
+                await self.opener.open(run, base)
+            if scope.cancelled_caught:
+                ending = Ending.SIGNAL_DEADLINE
         except trio.Cancelled:
-            timed_out, deadline = True, "wave deadline"
+            ending = Ending.WAVE_DEADLINE
             raise
         except Exception as exc:  # a bug in one child must not crash the wave
             log.exception("signal %s crashed", signal.id)
-            crash = exc
+            ending, crash = Ending.CRASHED, exc
         finally:
-            outcome = decide_outcome(progress, timed_out=timed_out, deadline=deadline)
-            if crash is not None and outcome.outcome is not Outcome.OPENED and not progress.exposed:
-                outcome = attrs.evolve(outcome, outcome=Outcome.FAILED, reason=f"internal error: {crash!r}")
-            if outcome.outcome is not Outcome.OPENED:
-                release(margin)
+            outcome = run.outcome(ending, crash)
+            if run.step is Step.PROTECTED:
+                self.trailing.follow_protected(self.book[position_id])
             else:
-                self._on_protected(position_id)
+                release(margin)
             book.finish(outcome)
             ctx.writer.submit(WaveOutcome(wave_id, outcome))
             self._announce(wave_id, outcome)
             wake.send_nowait(None)
 
     def _announce(self, wave_id: str, outcome: SignalOutcome) -> None:
-        self.ctx.event("signal_outcome", f"{outcome.outcome}" + (f": {outcome.reason}" if outcome.reason else ""),
+        detail = f"{outcome.outcome}" + (f": {outcome.reason}" if outcome.reason else "")
+        self.ctx.event(EventKind.SIGNAL_OUTCOME, detail,
                        wave_id=wave_id, signal_id=outcome.signal_id, position_id=outcome.position_id)
         if self._listener is not None:
             try:

@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import trio
 
 from engine.config import EngineConfig
 from engine.model import OrderRecord, Position, TrailingRecord
 from engine.nursery.calls import bounded
+from engine.nursery.retrying import Attempts
 from engine.ports import Record, Storage
 
 log = logging.getLogger("trio_bot.writer")
@@ -58,19 +60,22 @@ def compact(batch: list[Record]) -> list[Record]:
     return [r for i, r in enumerate(batch) if (k := _key(r)) is None or last[k] == i]
 
 
+class TrailingSource(Protocol):
+    """What the trailing lane writes: a position's trailing state, built when it is written,
+    and told when it was stored (a restart can resume it from then on)."""
+
+    def trailing_record(self) -> TrailingRecord: ...
+
+    def trailing_saved(self, record: TrailingRecord) -> None: ...
+
+
 class StateWriter:
-    def __init__(
-        self,
-        storage: Storage,
-        config: EngineConfig,
-        on_trailing_saved: Callable[[TrailingRecord], None] = lambda r: None,
-    ) -> None:
+    def __init__(self, storage: Storage, config: EngineConfig) -> None:
         self._storage = storage
         self._config = config
-        self._on_trailing_saved = on_trailing_saved
         self._send, self._receive = trio.open_memory_channel[Record](math.inf)
         self._records: list[Record] = []
-        self._trailing: dict[int, Callable[[], TrailingRecord]] = {}
+        self._trailing: dict[int, TrailingSource] = {}
         self._trailing_wake = trio.Event()
         self._busy = {"records": False, "trailing": False}
         self._idle = trio.Event()
@@ -82,13 +87,14 @@ class StateWriter:
         for record in records:
             self._send.send_nowait(record)
 
-    def submit_trailing(self, position_id: int, latest: Callable[[], TrailingRecord]) -> None:
-        """Mark a position's trailing state dirty; `latest()` is called when the lane writes it.
+    def submit_trailing(self, position_id: int, source: TrailingSource) -> None:
+        """Mark a position's trailing state dirty; `source.trailing_record()` is called when the
+        lane writes it.
 
         A price flood marks the same position thousands of times; only the state current at
         write time is built and stored.
         """
-        self._trailing[position_id] = latest
+        self._trailing[position_id] = source
         self._trailing_wake.set()
 
     @property
@@ -139,7 +145,7 @@ class StateWriter:
                 self._trailing_wake = trio.Event()
                 continue
             marked, self._trailing = self._trailing, {}
-            batch = [latest() for latest in marked.values()]
+            batch = [source.trailing_record() for source in marked.values()]
             self._busy["trailing"] = True
             try:
                 await self._write_with_retry("trailing", batch)
@@ -149,14 +155,12 @@ class StateWriter:
                 raise
             finally:
                 self._busy["trailing"] = False
-            for record in batch:
-                self._on_trailing_saved(record)
+            for source, record in zip(marked.values(), batch, strict=True):
+                source.trailing_saved(record)
 
     async def _write_with_retry(self, lane: str, batch: Sequence[Record]) -> None:
-        backoff = self._config.writer_retry_backoff
-        attempt = 0
-        while True:
-            attempt += 1
+        policy = self._config.writer_retry
+        async for attempt in Attempts(policy):
             try:
                 await bounded(f"storage write ({lane})", self._config.call_timeout,
                               self._storage.write, list(batch))
@@ -168,6 +172,4 @@ class StateWriter:
                 # Say it loudly once; repeats of the same outage only at INFO (visible with -v).
                 log.log(logging.WARNING if attempt == 1 else logging.INFO,
                         "state writer: %s batch of %d failed (%s); retrying in %.1fs",
-                        lane, len(batch), exc, backoff)
-            await trio.sleep(backoff)
-            backoff = min(backoff * 2, self._config.writer_max_backoff)
+                        lane, len(batch), exc, policy.delay(attempt))

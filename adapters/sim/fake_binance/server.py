@@ -31,6 +31,7 @@ from adapters.sim.fake_binance.shapes import JSON, OrderMeta, PositionFigures
 from adapters.sim.fake_binance.wire import Outcome, Reply, Request, Silence, serve_connection
 from adapters.sim.faults import FaultPlan
 from adapters.sim.scenario import ExchangeSpec, FaultSpec, Scenario, TickSpec
+from engine.call_points import CallPoint
 from engine.errors import DuplicateOrderError, PermanentError
 from engine.model import OrderKind, OrderRequest, OrderSide, OrderState, OrderStatus
 
@@ -41,8 +42,6 @@ MAX_RECV_WINDOW = 60000
 ORDER, ALGO_ORDER, OPEN_ORDER = "/fapi/v1/order", "/fapi/v1/algoOrder", "/fapi/v1/openOrder"
 _CLIENT_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 _CODED = re.compile(r"^(-\d+)\s+(.*)$", re.DOTALL)
-_POINTS = {OrderKind.ENTRY: "exchange.entry_order", OrderKind.STOP: "exchange.stop_order",
-           OrderKind.CLOSE: "exchange.close_order"}
 # Where the simulator cannot follow Binance (LIMIT orders, closePosition, plain stops that
 # may open a position), it refuses loudly rather than approximating.
 _UNSUPPORTED = "Invalid orderType: the simulator supports MARKET and reduce-only STOP_MARKET orders only."
@@ -285,17 +284,17 @@ class FakeBinance:
         algo = request.path == ALGO_ORDER
         if request.method == "GET":
             side = self._side_of(params, algo) if request.path in (ORDER, ALGO_ORDER, OPEN_ORDER) else None
-            return self.plan.pick("exchange.query", symbol=symbol, side=side)
+            return self.plan.pick(CallPoint.QUERY, symbol=symbol, side=side)
         if request.path not in (ORDER, ALGO_ORDER):
             return None
         if request.method == "DELETE":
-            return self.plan.pick("exchange.cancel_order", symbol=symbol, side=self._side_of(params, algo))
+            return self.plan.pick(CallPoint.CANCEL_ORDER, symbol=symbol, side=self._side_of(params, algo))
         try:
             intent = self._intent(params, algo=algo)
         except Rejection:
             return None  # refused anyway: the fault is kept for a request that could succeed
         side = position_side(intent.side, intent.kind)
-        return self.plan.pick(_POINTS[intent.kind], symbol=intent.symbol, side=side.value)
+        return self.plan.pick(CallPoint.placing(intent.kind), symbol=intent.symbol, side=side.value)
 
     def _side_of(self, params: dict[str, str], algo: bool) -> str | None:
         meta = self._meta_by_ref(params, algo)

@@ -77,19 +77,12 @@ class OrderMeta:
         return position_side(self.side, self.kind)
 
 
-def _plain_status(order: OrderState, meta: OrderMeta) -> str:
+def _status(order: OrderState, meta: OrderMeta, *, filled: str) -> str:
+    """Binance's status word; a filled algo order says FINISHED where a plain one says FILLED."""
     if order.status is OrderStatus.NEW:
         return "NEW"
     if order.status is OrderStatus.FILLED:
-        return "FILLED"
-    return "CANCELED" if meta.canceled else "EXPIRED"
-
-
-def _algo_status(order: OrderState, meta: OrderMeta) -> str:
-    if order.status is OrderStatus.NEW:
-        return "NEW"
-    if order.status is OrderStatus.FILLED:
-        return "FINISHED"
+        return filled
     return "CANCELED" if meta.canceled else "EXPIRED"
 
 
@@ -98,7 +91,7 @@ def order_json(order: OrderState, meta: OrderMeta, *, placed: bool = False) -> J
     filled = order.filled_quantity
     average = order.average_price or 0.0
     data: JSON = {
-        "orderId": meta.order_id, "symbol": order.symbol, "status": _plain_status(order, meta),
+        "orderId": meta.order_id, "symbol": order.symbol, "status": _status(order, meta, filled="FILLED"),
         "clientOrderId": order.client_order_id, "price": "0", "avgPrice": fmt(average) if filled else "0",
         "origQty": fmt(order.quantity), "executedQty": fmt(filled), "cumQty": fmt(filled),
         "cumQuote": fmt(filled * average), "timeInForce": "GTC", "type": meta.type, "origType": meta.type,
@@ -135,7 +128,7 @@ def algo_json(order: OrderState, meta: OrderMeta) -> JSON:
         "algoId": meta.order_id, "clientAlgoId": order.client_order_id, "algoType": "CONDITIONAL",
         "orderType": meta.type, "symbol": order.symbol, "side": order.side.value.upper(),
         "positionSide": "BOTH", "timeInForce": "GTC", "quantity": fmt(order.quantity),
-        "algoStatus": _algo_status(order, meta),
+        "algoStatus": _status(order, meta, filled="FINISHED"),
         "actualOrderId": str(meta.actual_order_id) if meta.actual_order_id is not None else "",
         "actualPrice": fmt(average) if triggered else "0", "triggerPrice": fmt(order.stop_price or 0.0),
         "price": "0", "icebergQuantity": None, "tpTriggerPrice": "0", "tpPrice": "0", "slTriggerPrice": "0",

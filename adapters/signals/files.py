@@ -1,4 +1,4 @@
-"""Signal sources: deliver raw waves the way a signal service would.
+"""The demo generator and the JSON Lines file: waves that need no service.
 
 Signals are passed on unvalidated (the engine rejects malformed ones with a
 reason); only a malformed *file* is an error here, reported at start-up with
@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import trio
 
+from adapters.signals.arrival import Arrival, RawWave
 from adapters.textfile import read_text
 from engine.errors import ConfigError
-
-RawWave = Sequence[Mapping[str, Any]]
 
 MAX_LINE = 4 * 1024 * 1024  # characters in one wave's line
 MAX_WAVE = 10_000  # signals in one wave
@@ -49,6 +48,11 @@ class DemoSignalSource:
         while True:
             yield self._wave()
             await trio.sleep(self._interval)
+
+    async def feed(self, send: trio.MemorySendChannel[Arrival]) -> None:
+        async with send:
+            async for wave in self.waves():
+                await send.send(Arrival(wave, "demo", received_at=trio.current_time()))
 
 
 class JsonlSignalSource:
@@ -95,3 +99,8 @@ class JsonlSignalSource:
             if i:
                 await trio.sleep(self._interval)
             yield wave
+
+    async def feed(self, send: trio.MemorySendChannel[Arrival]) -> None:
+        async with send:
+            async for wave in self.waves():
+                await send.send(Arrival(wave, "file", received_at=trio.current_time()))

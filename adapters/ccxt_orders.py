@@ -1,0 +1,171 @@
+"""ccxt's unified dicts (markets, positions, orders) as the engine's values.
+
+Pure functions, apart from the adapter so they can be read and tested without a
+client. What ccxt leaves out of an answer (Binance's algo cancel returns ids only)
+comes from the request the engine made; numbers that are missing, empty or not
+finite are treated as absent, never as zero prices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from engine.checks import finite
+from engine.ids import kind_of
+from engine.model import (
+    ExchangePosition,
+    Market,
+    OrderKind,
+    OrderRequest,
+    OrderSide,
+    OrderState,
+    OrderStatus,
+    Side,
+)
+
+SETTLE = "USDT"
+DEFAULT_MAX_LEVERAGE = 125
+_STOP_TYPES = frozenset({"stop", "stop_market", "stop_loss", "take_profit", "take_profit_market",
+                         "trailing_stop_market"})
+_STATUS = {
+    "open": OrderStatus.NEW,
+    "closed": OrderStatus.FILLED,
+    "canceled": OrderStatus.CANCELED,
+    "cancelled": OrderStatus.CANCELED,
+    "canceling": OrderStatus.NEW,
+    "rejected": OrderStatus.REJECTED,
+    # Binance expires a reduce-only stop with nothing left to reduce; the simulator calls
+    # that CANCELED, and so does the engine's bookkeeping.
+    "expired": OrderStatus.CANCELED,
+}
+
+
+def number(value: Any) -> float | None:
+    """A finite float, or None for a missing, empty, malformed or infinite value."""
+    if value is None or value == "":
+        return None
+    try:
+        parsed = float(value)
+    except (TypeError, ValueError):
+        return None
+    return finite(parsed)
+
+
+def order_windows(exchange_info: Mapping[str, Any]) -> list[tuple[int, float]]:
+    """Binance's published order-rate windows (exchangeInfo `rateLimits`, type ORDERS)
+    as (limit, seconds)."""
+    seconds = {"SECOND": 1.0, "MINUTE": 60.0, "HOUR": 3600.0, "DAY": 86400.0}
+    return [(int(w["limit"]), seconds[w["interval"]] * int(w.get("intervalNum", 1)))
+            for w in exchange_info.get("rateLimits", [])
+            if w.get("rateLimitType") == "ORDERS" and w.get("interval") in seconds]
+
+
+def market_leverage(raw: Mapping[str, Any]) -> dict[str, int]:
+    """Highest leverage per ccxt symbol where the market itself says (Bybit)."""
+    found: dict[str, int] = {}
+    for symbol, m in raw.items():
+        top = number(((m.get("limits") or {}).get("leverage") or {}).get("max"))
+        if top:
+            found[symbol] = int(top)
+    return found
+
+
+def tier_leverage(tiers: Mapping[str, Any] | None) -> dict[str, int]:
+    """Highest leverage per ccxt symbol from leverage tiers (Binance's brackets)."""
+    found: dict[str, int] = {}
+    for symbol, entries in (tiers or {}).items():
+        values = [number(t.get("maxLeverage")) for t in entries or []]
+        best = max((v for v in values if v), default=None)
+        if best:
+            found[symbol] = int(best)
+    return found
+
+
+def tradable_markets(raw: Mapping[str, Any], leverage: Mapping[str, int]) -> tuple[dict[str, Market], dict[str, str]]:
+    """USDT-settled linear perpetuals that trade, keyed by native id, and native id -> ccxt symbol.
+
+    ccxt uses TICK_SIZE precision for both exchanges, so `precision['price']` is the
+    tick and `precision['amount']` the step (Binance: PRICE_FILTER.tickSize and
+    LOT_SIZE.stepSize); the minimum notional is `limits['cost']['min']`.
+    """
+    markets: dict[str, Market] = {}
+    unified: dict[str, str] = {}
+    for symbol, m in raw.items():
+        if not (m.get("swap") and m.get("linear") and m.get("settle") == SETTLE):
+            continue
+        if m.get("active") is False:
+            continue
+        tick = number((m.get("precision") or {}).get("price"))
+        step = number((m.get("precision") or {}).get("amount"))
+        if not tick or not step:
+            continue  # no grid: an order could not be rounded, so the engine must not trade it
+        limits = m.get("limits") or {}
+        min_notional = number((limits.get("cost") or {}).get("min")) or 0.0
+        native = str(m["id"])
+        markets[native] = Market(native, tick, step, min_notional, leverage.get(symbol, DEFAULT_MAX_LEVERAGE))
+        unified[native] = symbol
+    return markets, unified
+
+
+def held_position(p: Mapping[str, Any], native: str) -> ExchangePosition | None:
+    """One ccxt position as the engine's, or None when nothing is held."""
+    info = p.get("info") or {}
+    contracts = number(p.get("contracts")) or 0.0
+    size = number(p.get("contractSize")) or 1.0
+    quantity = abs(contracts * size)
+    if quantity == 0:
+        return None
+    side = p.get("side")
+    if side not in ("long", "short"):
+        signed = number(info.get("positionAmt")) or 0.0
+        side = "long" if signed > 0 else "short"
+    return ExchangePosition(native, Side(side), quantity, number(p.get("entryPrice")) or 0.0)
+
+
+def kind_from_order(order: Mapping[str, Any]) -> OrderKind:
+    """A foreign order's kind: a trigger type is a stop, reduce-only a close, else an entry."""
+    if str(order.get("type") or "").lower() in _STOP_TYPES or number(order.get("triggerPrice")):
+        return OrderKind.STOP
+    return OrderKind.CLOSE if order.get("reduceOnly") is True else OrderKind.ENTRY
+
+
+def order_state(order: Mapping[str, Any], native: str, *, request: OrderRequest | None = None,
+                client_order_id: str | None = None, kind: OrderKind | None = None,
+                default_status: OrderStatus | None = None) -> OrderState:
+    """The engine's view of a ccxt order; what the exchange leaves out comes from the request.
+
+    A FILLED order that reports no fill (a triggered Binance algo order) comes back with
+    `filled_quantity == 0`: the adapter then asks for the fill of the order it became.
+    """
+    cid = order.get("clientOrderId") or client_order_id or (request.client_order_id if request else "")
+    kind = (request.kind if request else None) or kind or kind_of(cid) or kind_from_order(order)
+    raw_status = order.get("status")
+    if raw_status is None:
+        status = default_status or OrderStatus.UNKNOWN
+    else:
+        status = _STATUS.get(str(raw_status), OrderStatus.UNKNOWN)
+    side_text = order.get("side") or (request.side.value if request else None)
+    side = OrderSide(side_text) if side_text in ("buy", "sell") else OrderSide.BUY
+    quantity = number(order.get("amount"))
+    if quantity is None:
+        quantity = request.quantity if request else 0.0
+    filled = number(order.get("filled")) or 0.0
+    average = number(order.get("average"))
+    if filled > 0 and not average:
+        cost = number(order.get("cost"))
+        average = cost / filled if cost else None
+    stop = number(order.get("triggerPrice")) or number(order.get("stopPrice"))
+    if stop is None and request is not None and kind is OrderKind.STOP:
+        stop = request.stop_price
+    reduce_only = order.get("reduceOnly")
+    if not isinstance(reduce_only, bool):
+        reduce_only = kind is not OrderKind.ENTRY
+    if not native and request is not None:
+        native = request.symbol
+    order_id = order.get("id")
+    return OrderState(
+        client_order_id=cid, symbol=native, side=side, kind=kind, quantity=quantity,
+        status=status, filled_quantity=filled, average_price=average if filled > 0 else None,
+        stop_price=stop, reduce_only=reduce_only,
+        exchange_order_id=str(order_id) if order_id not in (None, "") else None)
