@@ -50,6 +50,8 @@ def shown(value: Any, limit: int = 200) -> str:
         text = repr(value)
     except Exception:  # a hostile __repr__, or a value too large to print
         text = f"<{type(value).__name__}>"
+    text = printable(text)
     if len(text) > limit:
-        text = cut(text, limit) + f" ({len(text)} characters)"
-    return printable(text)
+        suffix = f" ({len(text)} characters)"
+        text = cut(text, max(limit - len(suffix), 8)) + suffix
+    return text

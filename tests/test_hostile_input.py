@@ -176,6 +176,8 @@ def test_run_where_the_database_cannot_be_created_exits_2(capsys):
         (["run", "--waves", "ten"], "--waves = 'ten': expected an integer"),
         (["fake-exchange", "--port", "-1"], "--port = -1: expected an integer in [0, 65535]"),
         (["fake-exchange", "--port", "70000"], "--port = 70000: expected an integer in [0, 65535]"),
+        (["signal-server", "--demo", "--port", "70000"], "--port = 70000"),
+        (["signal-server", "--demo", "--interval", "-5"], "--interval = -5.0"),
         (["nonsense"], "invalid choice: 'nonsense'"),
         (["run", "--bogus"], "unrecognized arguments: --bogus"),
     ],
@@ -188,12 +190,13 @@ def test_bad_arguments_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch, ar
     assert list(tmp_path.iterdir()) == []  # nothing was created
 
 
-def test_fake_exchange_on_a_port_in_use_exits_2(capsys):
+@pytest.mark.parametrize("command", [["fake-exchange"], ["signal-server", "--demo"]])
+def test_a_local_server_on_a_port_in_use_exits_2(capsys, command):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        code, _, err = cli(capsys, "fake-exchange", "--port", str(port))
+        code, _, err = cli(capsys, *command, "--port", str(port))
     assert code == 2 and f"--port = {port}" in err and "in use" in err
 
 

@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, NoReturn, TypeVar
 
 import trio
@@ -122,17 +123,20 @@ def _parser() -> argparse.ArgumentParser:
                       "(default: $TRIO_BOT_API_SECRET or test-secret)")
 
     sig = sub.add_parser("signal-server", help="serve waves over the websocket signal protocol (docs/SIGNALS.md)")
-    sig.add_argument("--port", type=int, default=8766, help="TCP port (default 8766); the feed is at /ws")
+    sig.add_argument("--port", type=_number(PORT, "--port", integral=True), default=8766,
+                     help="TCP port (default 8766); the feed is at /ws")
     sig.add_argument("--host", default="127.0.0.1")
     what = sig.add_mutually_exclusive_group(required=True)
     what.add_argument("--signals", help="JSON Lines file, one wave per line, published in order")
     what.add_argument("--demo", action="store_true", help="publish random demo waves")
-    sig.add_argument("--interval", type=float, default=30.0, help="seconds between waves (default 30)")
+    sig.add_argument("--interval", type=_number(WAVE_INTERVAL, "--interval"), default=30.0,
+                     help="seconds between waves (default 30)")
     sig.add_argument("--token-env", help="environment variable holding the bearer token clients must send")
-    sig.add_argument("--signal-gap", type=float,
+    sig.add_argument("--signal-gap", type=_number(Range(0.0, 3_600.0), "--signal-gap"),
                      help="send each wave one signal frame at a time, this many seconds apart")
-    sig.add_argument("--resend", type=int, default=10, help="recent waves re-sent to every new subscriber (10)")
-    sig.add_argument("--seed", type=int, help="seed for the demo waves")
+    sig.add_argument("--resend", type=_number(integer(0, 100_000), "--resend", integral=True), default=10,
+                     help="recent waves re-sent to every new subscriber (10)")
+    sig.add_argument("--seed", type=_number(SEED, "--seed", integral=True), help="seed for the demo waves")
 
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -236,7 +240,7 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(f"scenario {report['scenario']}: {report['virtual_seconds']:g} virtual seconds")
+        print(f"scenario {printable(report['scenario'])}: {report['virtual_seconds']:g} virtual seconds")
         stops = {p["id"]: p["stop_price"] for p in report["positions"]}
         for wave in report["waves"]:
             print(wave_table(wave, stops))
@@ -272,7 +276,6 @@ def _run(args: argparse.Namespace) -> int:
 
 def _fake_exchange(args: argparse.Namespace) -> int:
     import os
-    from functools import partial
 
     from adapters.sim.fake_binance import FakeBinance
     from adapters.sim.scenario import ExchangeSpec, MarketSpec, load_scenario
@@ -287,15 +290,7 @@ def _fake_exchange(args: argparse.Namespace) -> int:
     async def serve() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
-                try:
-                    port = await nursery.start(partial(fake.serve, args.host, args.port))
-                except BaseException as exc:  # port in use, no such address, not allowed
-                    failed = only(exc, OSError)
-                    if failed is None:
-                        raise
-                    reason = failed.strerror or str(failed) or type(failed).__name__
-                    raise ConfigError("--port", args.port, f"a port free to listen on at {args.host} ({reason})",
-                                      where="fake-exchange") from None
+                port = await _listen(nursery, fake.serve, args, "fake-exchange")
                 print(f"trio-bot: fake Binance USDⓈ-M exchange on http://{args.host}:{port} "
                       f"({len(fake.markets)} markets). Ctrl-C to stop.", flush=True)
                 async for _ in signals:
@@ -309,7 +304,6 @@ def _fake_exchange(args: argparse.Namespace) -> int:
 def _signal_server(args: argparse.Namespace) -> int:
     import os
     import time
-    from functools import partial
 
     from adapters.signals import DemoSignalSource, JsonlSignalSource
     from adapters.sim.signal_server import SignalServer
@@ -339,7 +333,7 @@ def _signal_server(args: argparse.Namespace) -> int:
     async def serve() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
-                port = await nursery.start(partial(server.serve, args.host, args.port))
+                port = await _listen(nursery, server.serve, args, "signal-server")
                 print(f"trio-bot: signal server on ws://{args.host}:{port}/ws, a wave every {args.interval:g}s"
                       f"{' (token required)' if token else ''}. Ctrl-C to stop.", flush=True)
                 nursery.start_soon(server.publish_all, source.waves(), prefix,
@@ -350,6 +344,20 @@ def _signal_server(args: argparse.Namespace) -> int:
 
     trio.run(serve)
     return EXIT_OK
+
+
+async def _listen(nursery: trio.Nursery, serve: Callable[..., Any], args: argparse.Namespace, what: str) -> int:
+    """Start a local server on --host/--port; a port in use (or a host we cannot bind) is one line."""
+    try:
+        port: int = await nursery.start(partial(serve, args.host, args.port))
+    except BaseException as exc:
+        failed = only(exc, OSError)
+        if failed is None:
+            raise
+        reason = failed.strerror or str(failed) or type(failed).__name__
+        raise ConfigError("--port", args.port, f"a port free to listen on at {printable(args.host)} ({reason})",
+                          where=what) from None
+    return port
 
 
 async def _with_loop(command: Any, args: argparse.Namespace) -> int:
