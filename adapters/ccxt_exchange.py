@@ -38,8 +38,10 @@ from ccxt.base import errors as ccxt_errors
 from adapters.ccxt_errors import ExchangeAuthError, is_not_found, map_error, scrub
 from adapters.ccxt_lookup import OrderLookup, books_for, raw_call
 from adapters.ccxt_orders import (
+    ALGO_RESOLVED_BY_FILL,
     DEFAULT_MAX_LEVERAGE,
     SETTLE,
+    algo_status,
     held_position,
     market_leverage,
     number,
@@ -48,6 +50,7 @@ from adapters.ccxt_orders import (
     tier_leverage,
     tradable_markets,
 )
+from adapters.ccxt_routing import check_ccxt_routing
 from adapters.ccxt_setup import new_client
 from engine.errors import ExchangeError, PermanentError, TransientError
 from engine.ids import kind_of
@@ -95,6 +98,8 @@ class CcxtExchange:
             raise ValueError(f"unsupported exchange {exchange_id!r}; expected one of {', '.join(SUPPORTED)}")
         if not price_poll_interval > 0:
             raise ValueError(f"price_poll_interval must be > 0, got {price_poll_interval!r}")
+        if exchange_id == "binanceusdm":
+            check_ccxt_routing()  # a ccxt that sends stops where Binance refuses them must not trade
         self.exchange_id = exchange_id
         self.base_url = base_url
         self._secrets = tuple(s for s in (api_key, api_secret) if s)
@@ -331,9 +336,17 @@ class CcxtExchange:
         state = order_state(order, self._native_of(order.get("symbol"), order.get("info") or {}),
                             request=request, client_order_id=client_order_id, kind=kind,
                             default_status=default_status)
-        if state.status is OrderStatus.FILLED and state.filled_quantity == 0:
-            filled, average = await self._lookup.triggered_fill(order, state.quantity)
-            state = attrs.evolve(state, filled_quantity=filled, average_price=average if filled > 0 else None)
+        algo = algo_status(order)
+        if algo in ALGO_RESOLVED_BY_FILL:
+            # Triggered: an exit only with the fill found on the order it became. FINISHED with
+            # that order unfilled (expired in the matching engine) is a stop that is gone; not
+            # found, or still resting (TRIGGERED), stays UNKNOWN: the position has no working stop.
+            fill = await self._lookup.triggered_fill(order)
+            if fill.filled > 0:
+                state = attrs.evolve(state, status=OrderStatus.FILLED, filled_quantity=fill.filled,
+                                     average_price=fill.average)
+            elif algo == "FINISHED" and fill.finished:
+                state = attrs.evolve(state, status=OrderStatus.CANCELED)
         return state
 
     # --- prices ---

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from adapters.records import EVENTS, ORDERS, OUTCOMES, POSITIONS, TRAILING, WAVES
+from adapters.records import EVENTS, HANDLED, ORDERS, OUTCOMES, POSITIONS, TRAILING, WAVES
 
 EXPECTED: dict[str, frozenset[str]] = {
-    **{t.name: frozenset(t.columns) for t in (POSITIONS, ORDERS, TRAILING, WAVES, OUTCOMES, EVENTS)},
+    **{t.name: frozenset(t.columns) for t in (POSITIONS, ORDERS, TRAILING, WAVES, OUTCOMES, EVENTS, HANDLED)},
     "schema_version": frozenset({"version"}),
 }
 EXPECTED[WAVES.name] |= {"seq"}

@@ -45,6 +45,7 @@ RANGES: dict[str, Range] = {
     "order_rate_per_second": Range(0.01, 1e9),
     "order_burst": integer(1, 1_000_000_000),
     "sweep_interval": Range(0.0, _DAY),
+    "signal_memory_retention": Range(0.0, 3_650 * _DAY),
     "stop_loss_retries": integer(1, 100),
     "retry_backoff": Range(0.0, 60.0),
 }
@@ -85,6 +86,8 @@ class EngineConfig:
     order_rate_per_second: float = 10.0
     order_burst: int = 10
     sweep_interval: float = 30.0
+    # How long a handled signal id is remembered (a repeat within it is rejected); 0 = forever.
+    signal_memory_retention: float = 30 * 24 * 3600.0
     # Deprecated aliases (README: Configuration), still honoured: `stop_loss_retries` sets
     # every attempt count not given explicitly, `retry_backoff` is `exchange_retry_backoff`.
     stop_loss_retries: int | None = None

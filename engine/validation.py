@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 
 from engine.checks import ID_MAX, SCORE, SYMBOL_MAX, finite, identifier_problem
-from engine.model import Market, Outcome, Side, Signal, SignalOutcome
+from engine.model import HandledSignal, Market, Outcome, Side, Signal, SignalOutcome
 from engine.sizing import order_quantity
 from engine.text import cut, shown
 
@@ -60,23 +60,71 @@ def _id_text(raw_id: Any) -> tuple[str, str | None]:
     return text, None
 
 
+def _ranking(raw_signals: Sequence[Any]) -> list[int]:
+    """Indexes of the signals, best score first (stable; unusable scores last)."""
+    return sorted(range(len(raw_signals)), key=lambda i: _score_key(raw_signals[i]))
+
+
+def is_wave(raw_signals: Any) -> bool:
+    """A list-like of signals (anything else is one rejection, never a crash)."""
+    return isinstance(raw_signals, Sequence) and not isinstance(raw_signals, str | bytes)
+
+
+def wave_size(raw_signals: Any) -> int:
+    return len(raw_signals) if is_wave(raw_signals) else 0
+
+
+def _valid_id(raw: Any) -> str | None:
+    try:
+        if not isinstance(raw, Mapping):
+            return None
+        signal_id, problem = _id_text(raw.get("id"))
+    except Exception:  # a hostile mapping: screen_wave rejects it
+        return None
+    return signal_id if problem is None else None
+
+
+def claims_of(raw_signals: Any) -> dict[str, int]:
+    """The ids a wave handles, each with the rank of the copy it handles (the best-ranked one).
+
+    Every well-formed id counts, rejected or not: the signal service sent it, the
+    engine answered it, and a repeat must be recognised as one. An id outside the
+    documented length or alphabet is not remembered (it is rejected for that).
+    """
+    claims: dict[str, int] = {}
+    if not is_wave(raw_signals):
+        return claims
+    for rank, index in enumerate(_ranking(raw_signals)):
+        signal_id = _valid_id(raw_signals[index])
+        if signal_id is not None and signal_id not in claims:
+            claims[signal_id] = rank
+    return claims
+
+
+def repeat_reason(earlier: HandledSignal) -> str:
+    how = f" ({earlier.outcome})" if earlier.outcome is not None else " (its outcome is not stored)"
+    return f"signal id {earlier.signal_id} was already handled in wave {earlier.wave_id}{how}"
+
+
 def screen_wave(
     raw_signals: Any,
     markets: Mapping[str, Market],
     busy_symbols: set[str] | frozenset[str],
+    handled: Mapping[str, HandledSignal] | None = None,
 ) -> Screened:
     """Rank by score (stable, best first; unusable scores last) and reject what can't trade.
 
     Total: whatever a signal source sends, every signal ends as a candidate or as a rejection
     with a reason. A bug while screening one signal rejects that signal, never the wave.
+    `handled` holds the ids earlier waves handled (the stored memory): a repeat is
+    rejected, naming the wave that handled it, so a redelivered signal never trades twice.
     """
-    if isinstance(raw_signals, str | bytes | Mapping) or not isinstance(raw_signals, Sequence):
+    if not is_wave(raw_signals):
         return Screened((), (SignalOutcome(
             signal_id="", rank=0, symbol="", side="", outcome=Outcome.REJECTED,
             reason=f"the wave is not a list of signals: {shown(raw_signals, 60)}"),))
-    order = sorted(range(len(raw_signals)), key=lambda i: _score_key(raw_signals[i]))
-    state = _State(markets, busy_symbols)
-    for rank, index in enumerate(order):
+    state = _State(markets, busy_symbols, handled or {})
+    for rank, index in enumerate(_ranking(raw_signals)):
         raw = raw_signals[index]
         try:
             state.screen(raw, index, rank)
@@ -86,9 +134,11 @@ def screen_wave(
 
 
 class _State:
-    def __init__(self, markets: Mapping[str, Market], busy: set[str] | frozenset[str]) -> None:
+    def __init__(self, markets: Mapping[str, Market], busy: set[str] | frozenset[str],
+                 handled: Mapping[str, HandledSignal]) -> None:
         self.markets = markets
         self.busy = busy
+        self.handled = handled
         self.seen_ids: set[str] = set()
         self.claimed: dict[str, str] = {}
         self.candidates: list[Signal] = []
@@ -118,6 +168,9 @@ class _State:
             self.reject(raw, rank, f"duplicate signal id {signal_id} in this wave", signal_id)
             return
         self.seen_ids.add(signal_id)
+        if signal_id in self.handled:
+            self.reject(raw, rank, repeat_reason(self.handled[signal_id]), signal_id)
+            return
         symbol = raw.get("symbol")
         if not isinstance(symbol, str) or not symbol.strip():
             self.reject(raw, rank, "empty or missing symbol", signal_id)

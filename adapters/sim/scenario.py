@@ -19,7 +19,20 @@ from engine.checks import GRID_STEP, PRICE, SECONDS, SYMBOL_ALPHABET, Range, ide
 from engine.config import EngineConfig
 from engine.errors import ConfigError
 
-EFFECTS = ("error", "reject", "hang", "delay", "lost_response")
+EFFECTS = ("error", "reject", "hang", "delay", "lost_response", "unknown", "stall", "unfilled", "expire")
+_ORDER_POINTS = (CallPoint.ENTRY_ORDER, CallPoint.STOP_ORDER, CallPoint.CLOSE_ORDER)
+# What each point can do. `unknown` (an order answered 503 / -1007 that executes later) only
+# makes sense for new orders; a stop's trigger has its own outcomes on Binance's algo service.
+_EFFECTS_AT: dict[str, tuple[str, ...]] = {
+    CallPoint.STOP_TRIGGER: ("hang", "delay", "stall", "unfilled", "reject", "expire"),
+    **{point: ("error", "reject", "hang", "delay", "lost_response", "unknown") for point in _ORDER_POINTS},
+}
+_PLAIN_EFFECTS = ("error", "reject", "hang", "delay", "lost_response")
+
+
+def effects_at(point: str) -> tuple[str, ...]:
+    """The effects a fault at `point` may have."""
+    return _EFFECTS_AT.get(point, _PLAIN_EFFECTS)
 
 # Accepted ranges (README, "Scenarios"). Virtual time is bounded so a replay always answers:
 # a day of virtual time (2,880 sweeps at the default interval) runs in about a second; 1e12
@@ -254,8 +267,9 @@ def _parse_fault(table: Mapping[str, Any], i: int) -> FaultSpec:
     if point not in FAULT_POINTS:
         raise ScenarioError(f"{where}point", point, f"one of: {', '.join(FAULT_POINTS)}")
     effect = table.get("effect")
-    if effect not in EFFECTS:
-        raise ScenarioError(f"{where}effect", effect, f"one of: {', '.join(EFFECTS)}")
+    allowed = effects_at(point)
+    if not isinstance(effect, str) or effect not in allowed:
+        raise ScenarioError(f"{where}effect", effect, f"at {point} one of: {', '.join(allowed)}")
     match = _table(table.get("match", {}), f"{where}match")
     _only(match, {"symbol", "side"}, f"{where}match.")
     for key, value in match.items():
