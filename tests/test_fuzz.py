@@ -221,7 +221,7 @@ def write(workdir: Path, name: str, content: str | bytes) -> str:
 @given(engine=ENGINE_TABLE, extra=st.dictionaries(st.sampled_from(["paper", "exchange", "nope"]),
                                                   st.dictionaries(st.text(max_size=8), SCALAR, max_size=3),
                                                   max_size=2))
-@examples(150)
+@examples(100)
 def test_config_files_load_or_name_the_problem(workdir, engine, extra):
     path = write(workdir, "config.toml", toml_document({"engine": engine, **extra}))
     try:
@@ -241,7 +241,7 @@ def test_run_with_any_config_exits_cleanly(workdir, engine):
 
 
 @given(data=SCENARIO)
-@examples(60, 1000)
+@examples(40, 1000)
 def test_scenario_files_simulate_or_exit_2(workdir, data):
     try:
         text = toml_document(data)
@@ -260,7 +260,7 @@ def test_scenario_files_simulate_or_exit_2(workdir, data):
 
 
 @given(raw=st.binary(max_size=200))
-@examples(40, 500)
+@examples(25, 500)
 def test_arbitrary_bytes_as_any_file(workdir, raw):
     path = write(workdir, "bytes.bin", raw)
     for args in (["simulate", path], ["run", "--config", path, "--waves", "1", "--db", "sqlite:///:memory:"]):
@@ -269,7 +269,7 @@ def test_arbitrary_bytes_as_any_file(workdir, raw):
 
 
 @given(content=SIGNALS_FILE)
-@examples(150)
+@examples(100)
 def test_signal_files_parse_or_name_the_line_and_every_signal_gets_an_outcome(workdir, content):
     path = write(workdir, "signals.jsonl", content)
     try:
@@ -294,7 +294,7 @@ MARKET_MAP = {spec.symbol: market_from_spec(spec) for spec in PAPER.markets}
 
 
 @given(waves=st.lists(WAVE, min_size=1, max_size=3))
-@examples(25, 400)
+@examples(15, 400)
 def test_the_engine_survives_any_wave_and_answers_for_every_signal(waves):
     async def body() -> list[Any]:
         exchange = SimExchange.from_spec(PAPER)
