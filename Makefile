@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run test lint typecheck clean fuzz
+.PHONY: run test test-e2e lint typecheck clean fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ typecheck: $(STAMP)
 
 test: lint typecheck
 	$(BIN)/pytest
+
+test-e2e: $(STAMP)
+	$(BIN)/pytest -m e2e
 
 # The fuzz suite with thousands of examples per property instead of the suite's few hundred.
 fuzz: $(STAMP)

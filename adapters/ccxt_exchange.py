@@ -35,6 +35,7 @@ import trio
 import trio_asyncio
 from ccxt.base import errors as ccxt_errors
 
+from adapters.binance_account import AccountSettings, prepare_binance_account
 from adapters.ccxt_errors import ExchangeAuthError, is_not_found, map_error, scrub
 from adapters.ccxt_lookup import OrderLookup, books_for, raw_call
 from adapters.ccxt_orders import (
@@ -89,6 +90,7 @@ class CcxtExchange:
         symbols: Sequence[str] | None = None,
         price_poll_interval: float = 1.0,
         options: dict[str, Any] | None = None,
+        stop_working_type: str = "MARK_PRICE",
     ) -> None:
         """`base_url` (binanceusdm only) moves every Binance URL onto a local Binance-compatible
         server such as `adapters.sim.fake_binance`; `options` are merged into ccxt's `options`
@@ -96,6 +98,9 @@ class CcxtExchange:
         every market `load_markets` found)."""
         if exchange_id not in SUPPORTED:
             raise ValueError(f"unsupported exchange {exchange_id!r}; expected one of {', '.join(SUPPORTED)}")
+        if stop_working_type not in ("MARK_PRICE", "CONTRACT_PRICE"):
+            raise ValueError(f"stop_working_type must be MARK_PRICE or CONTRACT_PRICE, got {stop_working_type!r}")
+        self.stop_working_type = stop_working_type
         if not price_poll_interval > 0:
             raise ValueError(f"price_poll_interval must be > 0, got {price_poll_interval!r}")
         if exchange_id == "binanceusdm":
@@ -277,6 +282,16 @@ class CcxtExchange:
                     states.append(state)
         return sorted(states, key=lambda o: (o.symbol, o.client_order_id))
 
+    async def prepare_account(self, symbols: Sequence[str], wanted: AccountSettings) -> list[str]:
+        """Binance: check (and set) one-way mode, leverage and margin type per symbol before trading;
+        see `adapters.binance_account`. Other exchanges: nothing is checked, and it says so."""
+        if not self._binance:
+            return [f"{self.exchange_id}: account settings are not checked (set leverage {wanted.leverage}x, "
+                    f"{wanted.margin_type} margin and one-way mode on the exchange yourself)"]
+        await self._ensure_markets()
+        known = [s for s in symbols if s in self._unified]
+        return await prepare_binance_account(self._client, known, wanted, self._secrets)
+
     # --- orders ---
 
     async def place_order(self, request: OrderRequest) -> OrderState:
@@ -293,6 +308,9 @@ class CcxtExchange:
             # Binance: triggerPrice makes ccxt send STOP_MARKET to POST /fapi/v1/algoOrder with
             # clientAlgoId. Bybit: stopLossPrice makes ccxt derive triggerDirection from the side.
             params["triggerPrice" if self._binance else "stopLossPrice"] = request.stop_price
+            if self._binance:
+                # Binance's default is the last price (CONTRACT_PRICE), which one trade's wick can reach.
+                params["workingType"] = self.stop_working_type
         order = await self._aio(self._client.create_order, unified, "market", request.side.value,
                                 request.quantity, None, params)
         if not self._binance or not order.get("status"):

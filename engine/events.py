@@ -62,6 +62,11 @@ class EventKind(StrEnum):
     SWEEP_ADOPTED = "sweep_adopted"
     SWEEP_ORPHAN_STOP = "sweep_orphan_stop"
     SWEEP_STALE_STOP = "sweep_stale_stop"
+    # the operator
+    ENTRIES_PAUSED = "entries_paused"
+    ENTRIES_RESUMED = "entries_resumed"
+    OPERATOR_CLOSE = "operator_close"
+    OPERATOR_CLOSE_FAILED = "operator_close_failed"
 
     @classmethod
     def rejected(cls, kind: OrderKind) -> EventKind:

@@ -205,3 +205,61 @@ async def test_minus_1007_timeout_the_entry_executes_seconds_later() -> None:
         await trio.sleep(0.4)
         found = await exchange.fetch_order("BTCUSDT", ids.entry_id(1))
         assert found is not None and (found.status, found.filled_quantity) == (OrderStatus.FILLED, 0.01)
+
+
+# --- workingType: mark price against last price ---
+
+async def test_workingType_MARK_PRICE_a_wick_on_the_last_price_does_not_stop_the_position_out() -> None:
+    async with connected() as (fake, exchange):
+        assert exchange.stop_working_type == "MARK_PRICE"  # the default
+        await exchange.place_order(entry())
+        await exchange.place_order(stop())
+        assert fake.primary.orders[ids.stop_id(1, 1)].working_type == "MARK_PRICE"
+        fake.set_tick("BTCUSDT", 48_000.0, mark=49_500.0)  # the last price wicks through the stop
+        held = await exchange.fetch_order("BTCUSDT", ids.stop_id(1, 1))
+        assert held is not None and held.status is OrderStatus.NEW
+        fake.set_mark("BTCUSDT", 48_900.0)  # now the mark crosses too
+        fired = await exchange.fetch_order("BTCUSDT", ids.stop_id(1, 1))
+        assert fired is not None and (fired.status, fired.average_price) == (OrderStatus.FILLED, 48_000.0)
+
+
+async def test_workingType_CONTRACT_PRICE_triggers_on_the_wick() -> None:
+    async with connected() as (fake, exchange):
+        exchange.stop_working_type = "CONTRACT_PRICE"
+        await exchange.place_order(entry())
+        await exchange.place_order(stop())
+        fake.set_tick("BTCUSDT", 48_000.0, mark=49_500.0)
+        fired = await exchange.fetch_order("BTCUSDT", ids.stop_id(1, 1))
+        assert fired is not None and fired.status is OrderStatus.FILLED
+
+
+# --- account settings: position mode, leverage, margin type ---
+
+async def test_minus_4061_hedge_mode_refuses_orders_without_positionSide_and_start_up_switches_it() -> None:
+    from adapters.binance_account import AccountSettings, AccountSettingsError
+
+    async with connected() as (fake, exchange):
+        fake.primary.dual_side = True
+        with pytest.raises(Exception, match="-4061"):
+            await exchange.place_order(entry())
+        with pytest.raises(AccountSettingsError, match="hedge mode"):
+            await exchange.prepare_account(["BTCUSDT"], AccountSettings(3, "isolated", change=False))
+        notes = await exchange.prepare_account(["BTCUSDT"], AccountSettings(3, "isolated"))
+        assert notes == ["position mode: hedge -> one-way (set)",
+                         "BTCUSDT: isolated, 3x (set: margin CROSSED -> ISOLATED, leverage 20x -> 3x)"]
+        assert (fake.primary.dual_side, fake.primary.leverages["BTCUSDT"],
+                fake.primary.margin_type["BTCUSDT"]) == (False, 3, "ISOLATED")
+        assert await exchange.prepare_account(["BTCUSDT"], AccountSettings(3, "isolated", change=False)) == [
+            "position mode: one-way", "BTCUSDT: isolated, 3x"]
+        await exchange.place_order(entry())  # one-way now: accepted
+
+
+async def test_minus_4046_and_minus_4048_margin_type_with_a_position_cannot_change() -> None:
+    from adapters.binance_account import AccountSettings, AccountSettingsError
+
+    async with connected() as (_fake, exchange):
+        await exchange.place_order(entry())
+        with pytest.raises(AccountSettingsError, match="-4048"):
+            await exchange.prepare_account(["BTCUSDT"], AccountSettings(20, "isolated"))
+        assert await exchange.prepare_account(["BTCUSDT"], AccountSettings(20, "cross")) == [
+            "position mode: one-way", "BTCUSDT: cross, 20x"]

@@ -421,3 +421,25 @@ async def test_signature_covers_query_then_body_on_one_keep_alive_connection() -
         assert status == 200 and [s["symbol"] for s in info["symbols"]] == ["BTCUSDT", "FORMUSDT"]
         await stream.aclose()
         nursery.cancel_scope.cancel()
+
+
+async def test_several_accounts_one_per_api_key_share_the_market() -> None:
+    fake = FakeBinance(SPEC, accounts=2)
+    assert sorted(fake.accounts) == ["test-key", "test-key-2"]
+    async with running(fake) as (_fake, first):
+        second = Client(ccxt.binanceusdm({"apiKey": "test-key-2", "secret": "test-secret-2", "enableRateLimit": False,
+                                          "timeout": 5000, "options": dict(CCXT_OPTIONS)}))
+        configure_ccxt(second.raw, fake.base_url)
+        try:
+            await open_long(first, qty=100)
+            assert await second.fetch_positions() == []  # its own account
+            await open_long(second, qty=50)  # the same client id: another account's orders are not its own
+            fake.exchange.set_price("FORMUSDT", 0.9)  # one market for both
+            (mine,) = await second.fetch_positions()
+            assert (mine["contracts"], mine["markPrice"]) == (50, 0.9)
+            assert fake.accounts["test-key-2"].exchange.price("FORMUSDT") == 0.9
+            second.raw.secret = "test-secret"  # the first account's secret does not sign for the second
+            with pytest.raises(ccxt.AuthenticationError):
+                await second.fetch_balance()
+        finally:
+            await trio_asyncio.aio_as_trio(second.raw.close)()

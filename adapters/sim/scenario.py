@@ -95,6 +95,9 @@ class TickSpec:
     at: float
     symbol: str
     price: float
+    # The mark price at this tick when it differs from the last price (a wick), for the fake
+    # exchange server's MARK_PRICE stops; None: the mark follows the last price.
+    mark: float | None = None
 
 
 @attrs.frozen
@@ -298,7 +301,7 @@ def _parse_wave(table: Mapping[str, Any], i: int) -> WaveSpec:
 
 def _parse_tick(table: Mapping[str, Any], i: int, known: set[str]) -> TickSpec:
     where = f"ticks[{i}]."
-    _only(table, {"at", "symbol", "price"}, where)
+    _only(table, {"at", "symbol", "price", "mark"}, where)
     symbol = _string(table.get("symbol"), f"{where}symbol", 32)
     if symbol not in known:
         raise ScenarioError(f"{where}symbol", symbol, "a market listed under [exchange.markets]")
@@ -306,6 +309,7 @@ def _parse_tick(table: Mapping[str, Any], i: int, known: set[str]) -> TickSpec:
         at=_number(table.get("at", 0.0), f"{where}at", SIM_TIME),
         symbol=symbol,
         price=_number(table.get("price"), f"{where}price", PRICE),
+        mark=_number(table["mark"], f"{where}mark", PRICE) if "mark" in table else None,
     )
 
 

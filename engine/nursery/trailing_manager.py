@@ -75,6 +75,7 @@ class Follower:
     closed: bool = False
     moves: int = 0
     retry_at: float = 0.0  # after a failed move, none before this (Trio time)
+    close_requests: list[CloseRequest] = attrs.field(factory=list)  # the operator asked to close
 
     # The writer's trailing lane (`TrailingSource`): the state is built when it is written.
     def trailing_record(self) -> TrailingRecord:
@@ -87,6 +88,16 @@ class Follower:
     def view(self) -> FollowerView:
         return FollowerView(self.position.id, self.position.symbol, self.stop_cid, self.ts.state,
                             self.ts.best_price, self.ts.live_stop, self.moves, frozenset(self.stale))
+
+
+@attrs.define(eq=False)
+class CloseRequest:
+    """An operator's close, answered by the position's follower once it is settled."""
+
+    done: trio.Event = attrs.field(factory=trio.Event)
+    closed: bool = False
+    exit_price: float | None = None
+    error: str | None = None
 
 
 class TrailingManager:
@@ -203,6 +214,22 @@ class TrailingManager:
             self._nursery.start_soon(self._follow, follower)
         return follower
 
+    async def close(self, position_id: int) -> CloseRequest:
+        """The operator's close: a reduce-only market close through the protected path.
+
+        Done by the position's follower (the only task touching its orders), shielded and
+        bounded by `cleanup_timeout`; the stop is cancelled only after the close filled. The
+        caller may stop waiting (its own deadline); the close goes on regardless.
+        """
+        f = self._followers.get(position_id)
+        if f is None or f.closed:
+            raise LookupError(f"position {position_id} is not followed")
+        request = CloseRequest()
+        f.close_requests.append(request)
+        f.wake.set()
+        await request.done.wait()
+        return request
+
     def request_repair(self, position_id: int) -> None:
         """The sweep saw something wrong (no live stop, no position): the follower checks."""
         follower = self._followers.get(position_id)
@@ -225,6 +252,9 @@ class TrailingManager:
                     with trio.move_on_at(due_at):
                         await f.wake.wait()
                 f.wake = trio.Event()
+                if f.close_requests:
+                    await self._operator_close(f)
+                    continue
                 if f.repair:
                     f.repair = False
                     await self._repair(f)
@@ -238,6 +268,11 @@ class TrailingManager:
                     if due is not None:
                         await self._move(f, due)
         finally:
+            for request in f.close_requests:  # the follower ended first (shutdown, or a stop fired)
+                request.closed = f.closed
+                request.error = None if f.closed else "the engine stopped before the close was sent"
+                request.done.set()
+            f.close_requests.clear()
             self._untrack(f)
 
     def _emit(self, f: Follower) -> orders.Emit:
@@ -333,6 +368,33 @@ class TrailingManager:
                 await self._closed(f, result.stop.average_price, self._stop_exit(f))
             elif result.closed:
                 await self._closed(f, result.close_price, ExitReason.EMERGENCY_CLOSE)
+
+    async def _operator_close(self, f: Follower) -> None:
+        ctx, p = self.ctx, f.position
+        f.stop_seq += 1  # the close takes a fresh, deterministic id; later stops never reuse it
+        close = OrderRequest(p.symbol, p.side.exit_order_side, OrderKind.CLOSE, p.quantity,
+                             ids.close_id(p.id, f.stop_seq))
+        ctx.event(EventKind.OPERATOR_CLOSE, f"reduce-only market close {close.client_order_id}", position_id=p.id)
+        error: str | None = None
+        with trio.move_on_after(ctx.config.cleanup_timeout, shield=True):
+            placed = await orders.place(ctx, close, self._emit(f), retry_refused=True)
+            if placed.state is not None and placed.state.filled_quantity > 0:
+                ctx.writer.submit(OrderRecord(close.client_order_id, p.id, p.symbol, OrderKind.CLOSE, close.side,
+                                              placed.state.filled_quantity, OrderStatus.FILLED,
+                                              fill_price=placed.state.average_price, updated_at=ctx.clock.now()))
+                await self._closed(f, placed.state.average_price, ExitReason.OPERATOR)
+            else:
+                error = placed.error or "the close did not fill"
+                ctx.event(EventKind.OPERATOR_CLOSE_FAILED, f"{error}; the stop stays in place", position_id=p.id)
+                await self._repair(f)  # e.g. the stop fired meanwhile: record that exit
+        if not f.closed and error is None:
+            error = f"no answer within cleanup_timeout ({ctx.config.cleanup_timeout:g}s); the stop stays in place"
+        requests, f.close_requests = f.close_requests, []
+        for request in requests:
+            request.closed = f.closed
+            request.exit_price = f.position.exit_price
+            request.error = None if f.closed else error
+            request.done.set()
 
     async def _closed(self, f: Follower, exit_price: float | None, reason: ExitReason) -> None:
         """The position is gone from the exchange: record the exit, clear its leftover orders."""

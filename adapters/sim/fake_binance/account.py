@@ -29,11 +29,16 @@ from adapters.sim.faults import FaultPlan
 from adapters.sim.scenario import FaultSpec, MarketSpec
 from engine.call_points import CallPoint
 from engine.errors import DuplicateOrderError, PermanentError
-from engine.model import Market, OrderKind, OrderRequest, OrderState, OrderStatus
+from engine.model import Market, OrderKind, OrderRequest, OrderSide, OrderState, OrderStatus
 
 DEFAULT_LEVERAGE = 20  # what Binance gives a symbol the account never set
 MARGIN_TYPES = ("CROSSED", "ISOLATED")
 Spawn = Callable[[Callable[[], Any]], None]
+
+
+def crossed(order: OrderState, price: float) -> bool:
+    assert order.stop_price is not None
+    return price <= order.stop_price if order.side is OrderSide.SELL else price >= order.stop_price
 
 
 def now_ms() -> int:
@@ -57,6 +62,7 @@ class Account:
         self.orders: dict[str, OrderMeta] = {}  # by client id: the newest order using it
         self.late: dict[str, tuple[dict[str, str], bool]] = {}  # accepted while answering 503
         self.spawn: Spawn | None = None  # the server's nursery, for delayed outcomes
+        self.mark: Callable[[str], float] = self.exchange.price  # the server's mark price
         self._next_actual_id = 1_000_000_001  # ids of the orders triggered algo orders become
         self._next_auto_id = 1
 
@@ -163,6 +169,21 @@ class Account:
             return True
         if meta.held:
             return False
+        if meta.working_type == "MARK_PRICE" and not crossed(order, self.mark(order.symbol)):
+            return False  # a wick on the last price: the mark price has not reached the stop
+        return self._trigger(meta, order)
+
+    def on_mark(self, symbol: str) -> None:
+        """The mark price moved on its own: fire the MARK_PRICE stops it crossed."""
+        mark = self.mark(symbol)
+        for order in self.exchange.open_orders_snapshot():
+            meta = self.orders.get(order.client_order_id)
+            if order.symbol == symbol and meta is not None and meta.algo and not meta.held \
+                    and meta.working_type == "MARK_PRICE" and crossed(order, mark) and self._trigger(meta, order):
+                self.exchange.release_stop(order.client_order_id, execute=True)
+
+    def _trigger(self, meta: OrderMeta, order: OrderState) -> bool:
+        """Binance's algo service takes a triggered stop: True places its market order now."""
         meta.triggered_ms = now_ms()
         side = position_side(order.side, order.kind).value
         fault = self.plan.pick(CallPoint.STOP_TRIGGER, symbol=order.symbol, side=side)

@@ -30,7 +30,7 @@ from adapters.sim.fake_binance import shapes
 from adapters.sim.fake_binance.account import Account, now_ms
 from adapters.sim.fake_binance.params import Rejection
 from adapters.sim.fake_binance.shapes import JSON, PositionFigures
-from adapters.sim.fake_binance.wire import Outcome, Reply, Request, Silence, serve_connection
+from adapters.sim.fake_binance.wire import Gate, Outcome, Reply, Request, Silence, WireLimits
 from adapters.sim.faults import FaultPlan
 from adapters.sim.scenario import ExchangeSpec, FaultSpec, Scenario, TickSpec
 from engine.call_points import CallPoint
@@ -58,7 +58,8 @@ class FakeBinance:
 
     def __init__(self, source: ExchangeSpec | Scenario, *, api_key: str = "test-key",
                  api_secret: str = "test-secret", accounts: int = 1, walk: bool = False,
-                 walk_volatility: float = 0.001, seed: int | None = None) -> None:
+                 walk_volatility: float = 0.001, seed: int | None = None,
+                 wire_limits: WireLimits | None = None) -> None:
         """`accounts` > 1 serves more accounts with keys/secrets `<api_key>-2`, `<api_secret>-2`, ..."""
         scenario = source if isinstance(source, Scenario) else None
         spec = scenario.exchange if scenario is not None else source
@@ -83,6 +84,8 @@ class FakeBinance:
         self.hits: deque[tuple[str, str, int | str]] = deque(maxlen=10_000)
         self._open_prices = {m.symbol: m.price for m in spec.markets}
         self._nursery: trio.Nursery | None = None
+        self._pinned_marks: dict[str, float] = {}
+        self._gate = Gate(wire_limits or WireLimits())
         self._public: dict[tuple[str, str], Public] = {
             ("GET", "/fapi/v1/ping"): self._ping,
             ("GET", "/fapi/v1/time"): self._time,
@@ -127,6 +130,7 @@ class FakeBinance:
             for symbol in self.markets:
                 account.exchange.set_price(symbol, self.exchange.price(symbol))
         account.spawn = self._spawn
+        account.mark = self.mark_price
         self.accounts[api_key] = account
         return account
 
@@ -170,11 +174,32 @@ class FakeBinance:
 
     # --- price drivers ---
 
+    def mark_price(self, symbol: str) -> float:
+        """The mark price: the last price, unless a wick set them apart (`set_mark`)."""
+        return self._pinned_marks.get(symbol, self.exchange.price(symbol))
+
+    def set_mark(self, symbol: str, mark: float | None) -> None:
+        """Hold the mark price at `mark` while the last price moves (None: follow it again)."""
+        if mark is None:
+            self._pinned_marks.pop(symbol, None)
+        else:
+            self._pinned_marks[symbol] = float(mark)
+        for account in self.accounts.values():
+            account.on_mark(symbol)
+
+    def set_tick(self, symbol: str, price: float, mark: float | None = None) -> None:
+        """One market move: the mark first (so a wick's stops see it), then the last price."""
+        if mark is not None:
+            self._pinned_marks[symbol] = float(mark)
+        self.exchange.set_price(symbol, price)
+        if mark is None and symbol in self._pinned_marks:
+            self.set_mark(symbol, None)
+
     async def _play_ticks(self) -> None:
         start = trio.current_time()
         for tick in self.ticks:
             await trio.sleep_until(start + tick.at)
-            self.exchange.set_price(tick.symbol, tick.price)
+            self.set_tick(tick.symbol, tick.price, tick.mark)
 
     async def _random_walk(self) -> None:
         while True:
@@ -197,7 +222,7 @@ class FakeBinance:
     # --- HTTP ---
 
     async def _connection(self, stream: trio.SocketStream) -> None:
-        await serve_connection(stream, self._handle)
+        await self._gate.serve(stream, self._handle)
 
     async def _handle(self, request: Request) -> Outcome:
         outcome = await self._outcome(request)
@@ -331,13 +356,13 @@ class FakeBinance:
         return self._per_symbol(params, lambda s: shapes.book_ticker(s, self.exchange.price(s), now_ms()))
 
     async def _premium_index(self, params: dict[str, str]) -> JSON | list[JSON]:
-        return self._per_symbol(params, lambda s: shapes.premium_index(s, self.exchange.price(s), now_ms()))
+        return self._per_symbol(params, lambda s: shapes.premium_index(s, self.mark_price(s), now_ms()))
 
     # --- account ---
 
     def _figures(self, account: Account, symbols: list[str]) -> list[PositionFigures]:
         held = {h.symbol: h for h in account.exchange.positions_snapshot()}
-        return [PositionFigures(self.markets[s], held.get(s), self.exchange.price(s), account.leverages.get(s, 1),
+        return [PositionFigures(self.markets[s], held.get(s), self.mark_price(s), account.leverages.get(s, 1),
                                 account.margin_type.get(s, "CROSSED")) for s in symbols]
 
     async def _funds(self, account: Account) -> tuple[shapes.Funds, list[PositionFigures]]:
