@@ -230,3 +230,15 @@ async def test_the_openapi_description_covers_every_route(tmp_path):
         for path, methods in spec["paths"].items():
             for operation in methods.values():
                 assert operation["summary"] and operation["responses"], path
+
+
+async def test_metrics_can_be_public_and_count_calls_and_events(tmp_path):
+    settings = ApiSettings(port=0, listen_given=True, metrics_public=True)
+    async with running_api(tmp_path, settings=settings) as h:
+        await h.engine.process_wave(wave_signals(2))
+        async with httpx.AsyncClient(base_url=h.api.url, timeout=5) as anonymous:
+            text = (await anonymous.get("/metrics")).text
+            assert (await anonymous.get("/api/v1/status")).status_code == 401  # only the metrics are public
+        assert 'triobot_call_duration_seconds_count{point="exchange.stop_order"} 2.0' in text
+        assert 'triobot_events_total{kind="entry_filled"} 2.0' in text
+        assert "triobot_open_positions 2.0" in text and "triobot_entries_paused 0.0" in text
