@@ -16,9 +16,11 @@ from adapters.sim.scenario import ExchangeSpec, MarketSpec
 from adapters.sqlite_store import SQLiteStore
 from engine.config import EngineConfig
 from engine.nursery.engine import Engine
+from engine.ports import Storage
 from tests.conftest import PRICES
 from trio_bot.api.settings import ApiSettings, Token
 from trio_bot.api.wiring import RunningApi, start_api
+from trio_bot.storage import open_storage
 
 TOKEN = "test-token-0123456789abcdef"
 
@@ -44,11 +46,14 @@ def quick_config(**kw: Any) -> EngineConfig:
 
 @asynccontextmanager
 async def running_api(tmp_path: Path, *, config: EngineConfig | None = None,
-                      settings: ApiSettings | None = None, latency: float = 0.001) -> AsyncIterator[Harness]:
+                      settings: ApiSettings | None = None, latency: float = 0.001,
+                      db_url: str | None = None) -> AsyncIterator[Harness]:
+    """`db_url`: another store (e.g. PostgreSQL, which needs the caller's trio-asyncio loop)."""
     exchange = SimExchange.from_spec(ExchangeSpec(
         latency=latency, markets=tuple(MarketSpec(s, p) for s, p in PRICES.items())))
     db = tmp_path / "api.db"
-    storage = await SQLiteStore.open(str(db))
+    storage: Storage = (await SQLiteStore.open(str(db)) if db_url is None
+                        else await open_storage(db_url, call_timeout=10.0))
     settings = settings or ApiSettings(port=0, listen_given=True)
     try:
         async with Engine.open(config or quick_config(), exchange, storage) as engine, \

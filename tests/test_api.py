@@ -10,8 +10,9 @@ import trio
 
 from engine.model import Outcome, PositionStatus
 from engine.report import position_json, reportable_positions, wave_json
-from tests.apiutil import TOKEN, running_api
+from tests.apiutil import TOKEN, quick_config, running_api
 from tests.conftest import wave_signals
+from trio_bot.api.settings import ApiSettings
 
 
 async def test_ping_needs_no_token_and_everything_else_does(tmp_path):
@@ -105,6 +106,27 @@ async def test_pause_skips_valid_signals_keeps_rejecting_bad_ones_and_survives_a
         assert (await h.get("/api/v1/status")).json()["state"] == "running"
 
 
+async def test_a_pause_during_a_wave_lets_running_signals_finish_and_starts_no_more(tmp_path):
+    config = quick_config(max_concurrent_signals=1)
+    async with running_api(tmp_path, config=config, latency=0.05) as h:
+        records = []
+        async with trio.open_nursery() as nursery:
+            async def wave() -> None:
+                records.append(await h.engine.process_wave(wave_signals(4)))
+
+            started = trio.Event()
+            h.engine.ctx.event_observers.append(lambda e: started.set() if e.kind == "signal_started" else None)
+            nursery.start_soon(wave)
+            with trio.fail_after(5):
+                await started.wait()
+            assert (await h.get("/api/v1/status")).json()["wave_running"] == "w1"
+            assert (await h.post("/api/v1/pause", json={"reason": "halt"})).status_code == 200
+        outcomes = records[0].outcomes
+        assert outcomes[0].outcome is Outcome.OPENED  # it was running: it finishes, protected
+        assert [o.outcome for o in outcomes[1:]] == [Outcome.SKIPPED] * 3
+        assert {o.reason for o in outcomes[1:]} == {"entries paused by the operator: halt"}
+
+
 async def test_close_is_reduce_only_records_operator_and_cancels_the_stop_after_the_fill(tmp_path):
     async with running_api(tmp_path) as h:
         await h.engine.process_wave(wave_signals(2))
@@ -151,3 +173,41 @@ async def test_the_event_stream_needs_the_token_then_sends_every_event(tmp_path)
                     if message["type"] == "events":
                         seen.extend(e["kind"] for e in message["events"])
             assert seen[0] == "wave_started" and "stop_placed" in seen
+
+
+async def test_the_server_lives_beside_the_trio_asyncio_loop_with_postgresql(tmp_path, pg_url):
+    """Live mode: PostgreSQL (triopg) and ccxt run on trio-asyncio; the server shares the Trio loop."""
+    from trio_bot.aio import asyncio_loop
+
+    async with asyncio_loop(), running_api(tmp_path, db_url=pg_url) as h:
+        async with trio.open_nursery() as nursery:  # requests while the wave runs
+            statuses = []
+
+            async def poll() -> None:
+                for _ in range(10):
+                    statuses.append((await h.get("/api/v1/status")).status_code)
+
+            nursery.start_soon(poll)
+            record = await h.engine.process_wave(wave_signals(3))
+        assert statuses == [200] * 10
+        assert await h.engine.flush()
+        waves = (await h.get("/api/v1/waves")).json()["waves"]
+        assert [w["id"] for w in waves] == [record.id] and waves[0]["counts"]["opened"] == 3
+        events = (await h.get("/api/v1/events", params={"wave": record.id})).json()["events"]
+        assert "stop_placed" in {e["kind"] for e in events}
+        assert (await h.post("/api/v1/pause", json={"reason": "pg"})).json()["paused"]["reason"] == "pg"
+        assert await h.engine.ctx.storage.setting("entries_paused") is not None
+        assert (await h.post("/api/v1/positions/1/close")).json()["exit_reason"] == "operator"
+
+
+async def test_the_openapi_description_covers_every_route(tmp_path):
+    from trio_bot.api.app import build_app
+
+    async with running_api(tmp_path) as h:
+        spec = (await h.get("/api/v1/openapi.json")).json()
+        guard = build_app(h.api.operator, ApiSettings(), TOKEN, hub=h.api.hub, metrics=h.api.metrics)
+        served = {route.path.replace(":int", "") for route in guard.app.routes} - {"/"}  # type: ignore[attr-defined]
+        assert set(spec["paths"]) == served
+        for path, methods in spec["paths"].items():
+            for operation in methods.values():
+                assert operation["summary"] and operation["responses"], path

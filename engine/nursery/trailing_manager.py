@@ -57,6 +57,8 @@ class FollowerView:
     live_stop: float
     moves: int
     stale: frozenset[str]  # older stops not yet cancelled
+    busy: bool  # its follower is changing the position's orders right now
+    changes: int  # counts the follower's changes: a sweep judges only what stayed still
 
 
 @attrs.define(eq=False)
@@ -75,6 +77,8 @@ class Follower:
     closed: bool = False
     moves: int = 0
     retry_at: float = 0.0  # after a failed move, none before this (Trio time)
+    busy: bool = False
+    changes: int = 0
     close_requests: list[CloseRequest] = attrs.field(factory=list)  # the operator asked to close
 
     # The writer's trailing lane (`TrailingSource`): the state is built when it is written.
@@ -87,7 +91,8 @@ class Follower:
 
     def view(self) -> FollowerView:
         return FollowerView(self.position.id, self.position.symbol, self.stop_cid, self.ts.state,
-                            self.ts.best_price, self.ts.live_stop, self.moves, frozenset(self.stale))
+                            self.ts.best_price, self.ts.live_stop, self.moves, frozenset(self.stale),
+                            self.busy, self.changes)
 
 
 @attrs.define(eq=False)
@@ -192,22 +197,42 @@ class TrailingManager:
         follower = self._followers.get(position.id)
         return follower.view() if follower is not None else self.follow(position)
 
-    def stale_cancelled(self, position_id: int, client_order_id: str) -> None:
-        """The sweep cancelled an old stop this position's follower could not."""
+    def cancel_stale(self, position_id: int, client_order_ids: list[str]) -> None:
+        """The sweep saw older stops of this position still live: its follower cancels them.
+
+        Only the follower touches its position's orders, so a cancel can never race a move.
+        """
         follower = self._followers.get(position_id)
         if follower is not None:
-            follower.stale.discard(client_order_id)
+            follower.stale.update(client_order_ids)
+            self.request_repair(position_id)
 
     def _track(self, position: Position, record: TrailingRecord | None = None) -> Follower:
-        assert position.entry_price is not None and position.stop_price is not None
+        """A follower for any open position, protected or not.
+
+        A position stored without a stop (its stop and emergency close both failed) gets
+        the initial stop-loss level and a repair at once: its follower places the stop.
+        """
         tick = self.ctx.markets[position.symbol].tick_size
+        unprotected = position.stop_price is None
         if record is not None:
             ts = from_record(record, tick)
             cid = record.stop_client_id or position.stop_client_id or ids.stop_id(position.id, 1)
         else:
-            ts = TrailingStop.start(position.side, position.entry_price, position.stop_price, tick, self.params)
+            entry = position.entry_price if position.entry_price is not None else self._last_prices.get(
+                position.symbol)
+            if entry is None:
+                raise ValueError(f"position {position.id} on {position.symbol} has no entry price and no "
+                                 "price has been seen yet")
+            stop = position.stop_price
+            if stop is None:
+                price = self._last_prices.get(position.symbol, entry)
+                reference = min(price, entry) if position.side.sign > 0 else max(price, entry)
+                stop = initial_stop_price(position.side, reference, self.ctx.config.stop_loss_percent, tick)
+            ts = TrailingStop.start(position.side, entry, stop, tick, self.params)
             cid = position.stop_client_id or ids.stop_id(position.id, 1)
         follower = Follower(manager=self, position=position, ts=ts, stop_cid=cid, stop_seq=ids.stop_seq(cid))
+        follower.repair = unprotected
         self._followers[position.id] = follower
         self._by_symbol[position.symbol] = position.id
         if self._nursery is not None:
@@ -252,21 +277,11 @@ class TrailingManager:
                     with trio.move_on_at(due_at):
                         await f.wake.wait()
                 f.wake = trio.Event()
-                if f.close_requests:
-                    await self._operator_close(f)
-                    continue
-                if f.repair:
-                    f.repair = False
-                    await self._repair(f)
-                    continue
-                if f.crossed:
-                    f.crossed = False
-                    await self._confirm_exit(f)
-                now = trio.current_time()
-                if not f.closed and now >= f.retry_at:
-                    due = f.ts.move_due(now, self.params)
-                    if due is not None:
-                        await self._move(f, due)
+                f.busy = True  # the sweep leaves the position alone while its orders change
+                try:
+                    await self._act(f)
+                finally:
+                    f.busy = False
         finally:
             for request in f.close_requests:  # the follower ended first (shutdown, or a stop fired)
                 request.closed = f.closed
@@ -274,6 +289,23 @@ class TrailingManager:
                 request.done.set()
             f.close_requests.clear()
             self._untrack(f)
+
+    async def _act(self, f: Follower) -> None:
+        if f.close_requests:
+            await self._operator_close(f)
+            return
+        if f.repair:
+            f.repair = False
+            await self._repair(f)
+            return
+        if f.crossed:
+            f.crossed = False
+            await self._confirm_exit(f)
+        now = trio.current_time()
+        if not f.closed and now >= f.retry_at:
+            due = f.ts.move_due(now, self.params)
+            if due is not None:
+                await self._move(f, due)
 
     def _emit(self, f: Follower) -> orders.Emit:
         return lambda kind, detail: self.ctx.event(kind, detail, position_id=f.position.id)
@@ -308,6 +340,7 @@ class TrailingManager:
                 ctx.event(EventKind.STALE_STOP, f"{old} could not be cancelled yet", position_id=p.id)
 
     def _save(self, f: Follower, position: Position, *records: OrderRecord) -> None:
+        f.changes += 1
         f.position = position
         self.book.save(position)
         self.ctx.writer.submit(*records)
@@ -323,7 +356,13 @@ class TrailingManager:
         # Still resting: the exchange has not crossed it yet; the next price decides.
 
     async def _repair(self, f: Follower) -> None:
-        """Make the exchange match: a filled stop closes the position, a missing one is replaced."""
+        """Make the exchange match, from a fresh read of it.
+
+        A filled stop closes the position; a position gone from the exchange is recorded
+        closed; a size different from the store is taken from the exchange (the stop must
+        cover what is held); a missing stop, or one for less than the held size, is
+        replaced; older stops still live are cancelled once the position is covered.
+        """
         ctx, p = self.ctx, f.position
         state, known = await orders.lookup(ctx, p.symbol, f.stop_cid, self._emit(f))
         if not known:
@@ -331,15 +370,30 @@ class TrailingManager:
         if state is not None and state.filled_quantity > 0:
             await self._closed(f, state.average_price, self._stop_exit(f))
             return
-        flat = await orders.is_flat(ctx, p.symbol)
-        if flat is None:
-            return
-        if flat:
+        try:
+            held = [x for x in await ctx.read(CallPoint.QUERY, ctx.exchange.fetch_positions) if x.symbol == p.symbol]
+        except Exception:
+            return  # the next repair request (or sweep) tries again
+        if not held:
             await self._closed(f, self._last_prices.get(p.symbol), ExitReason.MANUAL)
             return
-        if state is not None and state.status is OrderStatus.NEW:
-            return  # protected after all
-        await self._replace_missing_stop(f)
+        there = held[0]
+        tolerance = ctx.markets[p.symbol].step_size / 2
+        if there.side is p.side and abs(there.quantity - p.quantity) > tolerance:
+            ctx.event(EventKind.SIZE_CHANGED, f"{p.quantity:g} -> {there.quantity:g} (the exchange's size)",
+                      position_id=p.id)
+            self._save(f, attrs.evolve(p, quantity=there.quantity))
+        live = state is not None and state.status is OrderStatus.NEW
+        if live and state is not None and state.quantity < f.position.quantity - tolerance:
+            await self._move(f, f.ts.live_stop)  # a stop for the full size first, then the short one goes
+        elif not live:
+            await self._replace_missing_stop(f)
+        await self._cancel_stale(f)
+
+    async def _cancel_stale(self, f: Follower) -> None:
+        for cid in sorted(f.stale):
+            if cid == f.stop_cid or await orders.cancel(self.ctx, f.position.symbol, cid, self._emit(f)):
+                f.stale.discard(cid)
 
     async def _replace_missing_stop(self, f: Follower) -> None:
         ctx, p = self.ctx, f.position
@@ -415,7 +469,9 @@ class TrailingManager:
                           position_id=p.id)
                 return
             for order in left:
-                if order.reduce_only:
+                # Only this position's own orders: another position on the symbol (opened by a
+                # later wave meanwhile) keeps its stop. Strangers' orders are the sweep's to judge.
+                if order.reduce_only and ids.position_of(order.client_order_id) == p.id:
                     await orders.cancel(ctx, p.symbol, order.client_order_id, self._emit(f))
 
     @staticmethod
