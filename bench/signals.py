@@ -101,6 +101,9 @@ def _wave(i: int, tag: str) -> list[dict[str, Any]]:
     return [{"id": f"{tag}-{i}", "symbol": f"B{i:04d}USDT", "side": "long", "score": 1.0}]
 
 
+HANDOVER: dict[str, list[float]] = {}  # per transport: arrival → the engine starts the wave (ms)
+
+
 async def _measure(waves: int, feed: WaveFeed, publish: Callable[[int], Awaitable[None]],
                    engine: Engine, clock: _EntryClock) -> list[float]:
     samples: list[float] = []
@@ -113,6 +116,7 @@ async def _measure(waves: int, feed: WaveFeed, publish: Callable[[int], Awaitabl
             with trio.fail_after(10):
                 arrival = await receive.receive()
             clock.arm()
+            HANDOVER.setdefault(arrival.source, []).append((trio.current_time() - arrival.received_at) * 1000)
             await engine.process_wave(arrival.signals)
             await arrival.ack()
             assert clock.first is not None, "no entry order reached the exchange"
@@ -293,6 +297,7 @@ def measure(waves: int, quick: bool = False) -> dict[str, Any]:
             continue
         results[f"signal_to_entry_ms_p99_{transport}"] = p99(samples)
         results[f"signal_to_entry_ms_p50_{transport}"] = statistics.median(samples)
+        results[f"signal_handover_ms_p99_{transport}"] = p99(HANDOVER.get(transport, [0.0]))
     return results
 
 
