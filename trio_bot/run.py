@@ -30,6 +30,7 @@ from adapters.binance_account import AccountSettings
 from adapters.ccxt_exchange import CcxtExchange
 from adapters.db_url import parse_db_url, redact
 from adapters.signals import Arrival, WaveFeed
+from adapters.signals.webhook import WebhookIntake
 from adapters.sim.exchange import SimExchange
 from adapters.sim.scenario import ExchangeSpec, MarketSpec, parse_exchange
 from adapters.textfile import read_text
@@ -56,6 +57,7 @@ from trio_bot.signal_feeds import open_feed
 from trio_bot.signals_config import SignalSettings, parse_signal_settings
 from trio_bot.storage import account_lease, open_storage
 from trio_bot.tables import LAST_CELL_MAX, cell, positions_table, wave_table
+from trio_bot.webhook_route import webhook_route
 
 log = logging.getLogger("trio_bot.run")
 
@@ -195,6 +197,11 @@ async def run(
                        if signals_file is not None else settings.signals)
     source = open_feed(signal_settings, account=account, symbols=symbols, wave_interval=wave_interval,
                        seed=seed, first_id=_id_base())
+    if isinstance(source, WebhookIntake):
+        if token is None:
+            raise ConfigError("signals.source", "webhook", "the operator's HTTP server, which serves the webhook "
+                              "at POST /api/v1/signals (remove --no-api or [api] enabled = false)")
+        extra_routes = (*extra_routes, webhook_route(source, timeout=settings.api.request_timeout))
     wiring = _Wiring(account, token, tuple(extra_routes))
     async with account_lease(db_url, account, standby=standby), \
             open_account(settings, db_url, credentials, seed) as trading:
@@ -214,6 +221,8 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: WaveFeed, t
     """Everything that needs to be the account's only instance: the account's state and the store."""
     storage = await open_storage(db_url, call_timeout=settings.engine.call_timeout)
     api: RunningApi | None = None
+    if isinstance(source, WebhookIntake):
+        source.handled = storage.handled_signals  # a re-posted alert is answered as a duplicate
     try:
         def progress(wave_id: str, outcome: SignalOutcome) -> None:
             if api is not None:
