@@ -35,8 +35,9 @@ from engine.nursery.opener import Opener
 from engine.nursery.position_book import PositionBook
 from engine.nursery.trailing_manager import TrailingManager
 from engine.opening import Ending, OpenRun, Step
-from engine.validation import Screened, claims_of, screen_size, screen_wave
+from engine.validation import Screened, claims_of, screen_size, screen_wave, wave_size
 from engine.wave_book import WaveBook
+from engine.wave_recovery import NOT_ATTEMPTED
 
 log = logging.getLogger("trio_bot.wave")
 
@@ -71,7 +72,7 @@ class WaveRunner:
         ctx, cfg = self.ctx, self.ctx.config
         t0 = trio.current_time()
         started_at = ctx.clock.now()
-        ctx.event(EventKind.WAVE_STARTED, f"{len(raw_signals)} signals", wave_id=wave_id)
+        ctx.event(EventKind.WAVE_STARTED, f"{wave_size(raw_signals)} signals", wave_id=wave_id)
         handled = await self._claim(WaveRecord(wave_id, t0, started_at), claims_of(raw_signals))
         if isinstance(handled, str):
             screened = screen_wave(raw_signals, ctx.markets, self.book.busy_symbols)
@@ -85,27 +86,47 @@ class WaveRunner:
         book.add(screened.rejected)
         for outcome in screened.rejected:
             self._announce(wave_id, outcome)
-        ctx.writer.submit(WaveRecord(wave_id, t0, started_at, None, book.outcomes))
+        # Stored from the start: had the engine died now, that is what became of each candidate.
+        # Each child overwrites its own as it ends; a restart completes whatever is left.
+        provisional = tuple(SignalOutcome(s.id, s.rank, s.symbol, s.side.value, Outcome.SKIPPED, NOT_ATTEMPTED,
+                                          score=s.score) for s in screened.candidates)
+        ctx.writer.submit(WaveRecord(wave_id, t0, started_at, None, book.outcomes + provisional))
         skip_reason = f"the wave's target of {cfg.max_positions_per_wave} positions was reached"
         self._stop_reason = None
         self.running_wave = wave_id
-        with trio.move_on_after(cfg.wave_timeout) as wave_scope:
-            self._current = wave_scope
-            if ctx.paused is None:
-                snapshot = await self._snapshot(wave_id, sorted({s.symbol for s in screened.candidates}))
-                if isinstance(snapshot, str):
-                    skip_reason = snapshot
-                else:
-                    await self._fill(wave_id, book, snapshot)
-            if ctx.paused is not None and not book.target_reached:  # paused: nothing new starts
-                skip_reason = ctx.paused.skip_reason
+        ended = False
+        try:
+            with trio.move_on_after(cfg.wave_timeout) as wave_scope:
+                self._current = wave_scope
+                if ctx.paused is None:
+                    snapshot = await self._snapshot(wave_id, sorted({s.symbol for s in screened.candidates}))
+                    if isinstance(snapshot, str):
+                        skip_reason = snapshot
+                    else:
+                        await self._fill(wave_id, book, snapshot)
+                if ctx.paused is not None and not book.target_reached:  # paused: nothing new starts
+                    skip_reason = ctx.paused.skip_reason
+            ended = True
+        finally:
+            if not ended:
+                # The engine itself is being stopped (SIGINT/SIGTERM cancel the run; the
+                # cancellation may arrive wrapped in a group): the children have answered,
+                # shielded; the wave's final record is still stored before exit.
+                self._current = None
+                self.running_wave = None
+                book.skip_rest(NOT_ATTEMPTED)
+                ctx.writer.submit(WaveRecord(wave_id, t0, started_at, trio.current_time() - t0, book.outcomes,
+                                             interrupted=True))
+                ctx.event(EventKind.WAVE_INTERRUPTED, "the engine stopped during the wave", wave_id=wave_id)
         self._current = None
         self.running_wave = None
+        interrupted = self._stop_reason is not None
         if wave_scope.cancelled_caught:
             skip_reason = self._stop_reason or (
                 f"the wave deadline ({cfg.wave_timeout:g}s) passed before it was attempted")
         book.skip_rest(skip_reason)
-        record = WaveRecord(wave_id, t0, started_at, trio.current_time() - t0, book.outcomes)
+        record = WaveRecord(wave_id, t0, started_at, trio.current_time() - t0, book.outcomes,
+                            interrupted=interrupted)
         ctx.writer.submit(record)
         c = record.counts
         ctx.event(EventKind.WAVE_FINISHED, f"{c.opened} opened, {c.failed} failed, {c.timed_out} timed out, "
@@ -166,7 +187,12 @@ class WaveRunner:
                     why: str | None = f"the exchange gave no price for {signal.symbol}"
                     quantity = 0.0
                     if price is not None:
-                        quantity, why = screen_size(cfg.position_size_usdt, cfg.leverage, price, market, free)
+                        try:
+                            quantity, why = screen_size(cfg.position_size_usdt, cfg.leverage, price, market,
+                                                        free)
+                        except Exception as exc:  # a sizing bug costs this signal, never the wave
+                            log.exception("sizing signal %s failed", signal.id)
+                            why = f"internal error while sizing the order: {exc!r}"[:300]
                     if why is not None or price is None:
                         outcome = SignalOutcome(signal.id, signal.rank, signal.symbol, signal.side.value,
                                                 Outcome.REJECTED, why, score=signal.score)
@@ -219,4 +245,7 @@ class WaveRunner:
         self.ctx.event(EventKind.SIGNAL_OUTCOME, detail,
                        wave_id=wave_id, signal_id=outcome.signal_id, position_id=outcome.position_id)
         if self._listener is not None:
-            self._listener(wave_id, outcome)
+            try:
+                self._listener(wave_id, outcome)
+            except Exception:  # whoever listens (a console, an embedder) must not break the wave
+                log.exception("the outcome listener failed for signal %s", outcome.signal_id)
