@@ -40,6 +40,7 @@ from ccxt.base import errors as ccxt_errors
 
 from adapters.binance_account import AccountSettings, prepare_binance_account
 from adapters.binance_stream import BINANCE_WS, PriceStream
+from adapters.binance_user_stream import UserStream
 from adapters.ccxt_errors import ExchangeAuthError, is_not_found, map_error, scrub
 from adapters.ccxt_lookup import OrderLookup, books_for, raw_call
 from adapters.ccxt_orders import (
@@ -111,6 +112,7 @@ class CcxtExchange:
         self.ws_url = ws_url if ws_url is not None else (BINANCE_WS if exchange_id == "binanceusdm"
                                                           and base_url is None else None)
         self.price_stream: PriceStream | None = None
+        self.user_stream: UserStream | None = None
         if not price_poll_interval > 0:
             raise ValueError(f"price_poll_interval must be > 0, got {price_poll_interval!r}")
         if exchange_id == "binanceusdm":
@@ -426,13 +428,24 @@ class CcxtExchange:
         poll_once = partial(self._poll_once, symbols, on_price)
         if self.ws_url is not None:
             self.price_stream = PriceStream(self.ws_url, symbols, poll_once, self._interval)
-            await self.price_stream.run(on_price)
+            self.user_stream = UserStream(self.ws_url, self._new_listen_key, self._keep_listen_key, on_price,
+                                          poll_once)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.user_stream.run)
+                await self.price_stream.run(on_price)
             return
         next_at = trio.current_time()
         while True:
             await poll_once()
             next_at = max(next_at + self._interval, trio.current_time())
             await trio.sleep_until(next_at)
+
+    async def _new_listen_key(self) -> str:
+        answer = await self._gated(False, self._aio, self._client.fapiPrivatePostListenKey)
+        return str(answer["listenKey"])
+
+    async def _keep_listen_key(self, key: str) -> None:
+        await self._gated(False, self._aio, self._client.fapiPrivatePutListenKey, {"listenKey": key})
 
     async def _poll_once(self, symbols: Sequence[str], on_price: Callable[[str, float], None]) -> None:
         try:

@@ -7,6 +7,7 @@ the Binance behaviour that broke.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -365,6 +366,8 @@ async def test_bookTicker_stream_pushes_each_price_change_and_survives_a_drop() 
             nursery.start_soon(exchange.stream_prices, on_price)
             await expect(50_000.0)  # the REST poll made on connecting
             await until(lambda: fake.streams.connected > 0)
+            await until(lambda: exchange.user_stream is not None and exchange.user_stream.connects > 0)
+            await trio.sleep(0.1)  # the REST poll each stream makes on connecting
             polls = sum(1 for _, path, _ in fake.hits if "ticker/price" in path)
             fake.exchange.set_price("BTCUSDT", 50_100.0)
             await expect(50_100.0)  # pushed, not polled:
@@ -378,6 +381,57 @@ async def test_bookTicker_stream_pushes_each_price_change_and_survives_a_drop() 
             await until(lambda: stream.connects >= 2 and fake.streams.connected > 0)
             fake.exchange.set_price("BTCUSDT", 50_300.0)
             await expect(50_300.0)
+        finally:
+            nursery.cancel_scope.cancel()
+            with trio.CancelScope(shield=True):
+                await exchange.aclose()
+
+
+# --- user data stream: listenKey, ALGO_UPDATE, ORDER_TRADE_UPDATE, ACCOUNT_UPDATE ---
+
+async def test_listenKey_user_stream_pushes_ALGO_UPDATE_ORDER_TRADE_UPDATE_ACCOUNT_UPDATE() -> None:
+    import trio_websocket
+
+    async with connected() as (fake, exchange):
+        create = trio_asyncio.aio_as_trio(exchange.client.fapiPrivatePostListenKey)
+        key = (await create())["listenKey"]
+        assert (await create())["listenKey"] == key  # the active key again, extended
+        await trio_asyncio.aio_as_trio(exchange.client.fapiPrivatePutListenKey)({"listenKey": key})
+        async with trio_websocket.open_websocket_url(f"{fake.ws_url}/ws/{key}") as ws:
+            await until(lambda: fake.user_streams._clients.get(KEY))
+            await exchange.place_order(entry())
+            await exchange.place_order(stop())
+            fake.exchange.set_price("BTCUSDT", 48_000.0)
+            events = []
+            with trio.fail_after(5):
+                while len(events) < 6:
+                    events.append(json.loads(await ws.get_message()))
+        kinds = [(e["e"], e["o"].get("X") if "o" in e else None) for e in events]
+        assert kinds == [("ORDER_TRADE_UPDATE", "FILLED"), ("ACCOUNT_UPDATE", None), ("ALGO_UPDATE", "NEW"),
+                         ("ALGO_UPDATE", "FINISHED"), ("ORDER_TRADE_UPDATE", "FILLED"), ("ACCOUNT_UPDATE", None)]
+        assert events[-1]["a"]["P"][0]["pa"] == "0"  # flat after the stop
+        finished = next(e["o"] for e in events if e["e"] == "ALGO_UPDATE" and e["o"]["X"] == "FINISHED")
+        assert (finished["caid"], finished["ap"], finished["aq"]) == (ids.stop_id(1, 1), "48000", "0.01")
+        assert finished["ai"]
+
+
+async def test_user_stream_tells_the_engine_of_a_stop_the_mark_price_triggered() -> None:
+    async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+        fake = FakeBinance(SPEC, api_key=KEY, api_secret=SECRET)
+        port = await nursery.start(fake.serve)
+        exchange = CcxtExchange("binanceusdm", api_key=KEY, api_secret=SECRET, base_url=f"http://127.0.0.1:{port}",
+                                ws_url=fake.ws_url, price_poll_interval=60.0)
+        seen: list[float] = []
+        try:
+            await exchange.place_order(entry())
+            await exchange.place_order(stop(49_000.0))
+            nursery.start_soon(exchange.stream_prices, lambda symbol, price: seen.append(price))
+            await until(lambda: fake.user_streams._clients.get(KEY) and fake.streams.connected)
+            fake.set_mark("BTCUSDT", 48_900.0)  # the mark crosses; the last price (the book) stays at 50 000
+            await until(lambda: 49_000.0 in seen)  # the stop's trigger price, pushed by ALGO_UPDATE
+            fired = await exchange.fetch_order("BTCUSDT", ids.stop_id(1, 1))
+            assert fired is not None and (fired.status, fired.average_price) == (OrderStatus.FILLED, 50_000.0)
+            assert all(price != 48_900.0 for price in seen)
         finally:
             nursery.cancel_scope.cancel()
             with trio.CancelScope(shield=True):

@@ -32,7 +32,8 @@ from adapters.sim.fake_binance.limits import Limited, Limiter, RateLimits
 from adapters.sim.fake_binance.params import Rejection
 from adapters.sim.fake_binance.shapes import JSON, PositionFigures
 from adapters.sim.fake_binance.streams import MarketStreams
-from adapters.sim.fake_binance.wire import Gate, Outcome, Reply, Request, Silence, WireLimits
+from adapters.sim.fake_binance.user_stream import UserStreams
+from adapters.sim.fake_binance.wire import Gate, Outcome, Reply, Request, Silence, WebSocket, WireLimits
 from adapters.sim.faults import FaultPlan
 from adapters.sim.scenario import ExchangeSpec, FaultSpec, Scenario, TickSpec
 from engine.call_points import CallPoint
@@ -90,6 +91,15 @@ class FakeBinance:
         self._gate = Gate(wire_limits or WireLimits())
         self._ws_gate = Gate(wire_limits or WireLimits())
         self.streams = MarketStreams(set(self.markets), self.mark_price, self.exchange.price)
+        self.user_streams = UserStreams()
+        for key, account in self.accounts.items():
+            account.emit = partial(self.user_streams.push, key)
+        # USER_STREAM endpoints: the API key, no signature.
+        self._keyed: dict[tuple[str, str], Signed] = {
+            ("POST", "/fapi/v1/listenKey"): self._new_listen_key,
+            ("PUT", "/fapi/v1/listenKey"): self._keep_listen_key,
+            ("DELETE", "/fapi/v1/listenKey"): self._delete_listen_key,
+        }
         self.ws_port: int | None = None
         self.limiter = Limiter(rate_limits or RateLimits())
         self._public: dict[tuple[str, str], Public] = {
@@ -136,6 +146,8 @@ class FakeBinance:
             for symbol in self.markets:
                 account.exchange.set_price(symbol, self.exchange.price(symbol))
         account.spawn = self._spawn
+        if hasattr(self, "user_streams"):
+            account.emit = partial(self.user_streams.push, api_key)
         account.mark = self.mark_price
         self.accounts[api_key] = account
         return account
@@ -234,9 +246,10 @@ class FakeBinance:
                 account.exchange.set_price(symbol, price)
             resting = {o.client_order_id for o in account.exchange.open_orders_snapshot()}
             now = now_ms()
-            for meta in account.orders.values():
+            for meta in list(account.orders.values()):
                 if meta.symbol == symbol and meta.closed_ms is None and meta.client_id not in resting:
                     meta.closed_ms = now
+                    account.settled(meta.client_id)
 
     # --- HTTP ---
 
@@ -247,7 +260,25 @@ class FakeBinance:
         async def not_here(request: Request) -> Outcome:
             return Reply.json(404, {"code": -5000, "msg": f"Path {request.path} is not a stream"})
 
-        await self._ws_gate.serve(stream, not_here, self.streams.serve)
+        await self._ws_gate.serve(stream, not_here, self._stream)
+
+    async def _stream(self, request: Request, socket: WebSocket) -> None:
+        """`/ws/<listenKey>` is the account's user data stream; anything else a market stream."""
+        name = request.path[len("/ws/"):] if request.path.startswith("/ws/") else ""
+        if name and self.user_streams.owner(name) is not None:
+            await self.user_streams.serve(name, socket)
+        else:
+            await self.streams.serve(request, socket)
+
+    async def _new_listen_key(self, account: Account, params: dict[str, str]) -> JSON:
+        return {"listenKey": self.user_streams.create(account.api_key)}
+
+    async def _keep_listen_key(self, account: Account, params: dict[str, str]) -> JSON:
+        return {"listenKey": self.user_streams.keepalive(account.api_key, params.get("listenKey"))}
+
+    async def _delete_listen_key(self, account: Account, params: dict[str, str]) -> JSON:
+        self.user_streams.delete(account.api_key, params.get("listenKey"))
+        return {}
 
     async def _handle(self, request: Request) -> Outcome:
         outcome = await self._outcome(request)
@@ -258,6 +289,17 @@ class FakeBinance:
     async def _outcome(self, request: Request) -> Outcome:
         key = (request.method, request.path)
         public, signed = self._public.get(key), self._signed.get(key)
+        keyed = self._keyed.get(key)
+        if keyed is not None:
+            try:
+                found = self.accounts.get(request.headers.get("x-mbx-apikey", ""))
+                if found is None:
+                    raise Rejection(-2015, "Invalid API-key, IP, or permissions for action.", status=401)
+                params = dict(parse_qsl(request.body, keep_blank_values=True))
+                params.update(parse_qsl(request.query, keep_blank_values=True))
+                return Reply.json(200, await keyed(found, params))
+            except Rejection as rejection:
+                return rejection.reply()
         if public is None and signed is None:
             return Reply.json(404, {"code": -5000, "msg": f"Path {request.path}, Method {request.method} is invalid"})
         usage: list[tuple[str, str]] = []
