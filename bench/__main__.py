@@ -22,16 +22,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import overhead, storage, waves
+from bench import overhead, storage, virtual_day, waves
 
 HERE = Path(__file__).resolve().parent
 KEYS = ("wave_over_critical_path_n50", "speedup_vs_sequential_n50", "speedup_vs_sequential_n50_hangs",
         "cpu_ms_per_signal", "kb_per_position", "ticks_per_second_manager", "ticks_per_second_machine",
-        "tick_to_order_p99_ms", "pg_over_asyncpg_ratio")
+        "tick_to_order_p99_ms", "pg_over_asyncpg_ratio", "virtual_day_seconds", "virtual_day_peak_mb",
+        "simulated_ticks_per_second")
 GOALS = {"wave_over_critical_path_n50": ("<=", 1.2), "speedup_vs_sequential_n50": (">=", 25),
          "speedup_vs_sequential_n50_hangs": (">=", 25), "cpu_ms_per_signal": ("<=", 1.0),
          "ticks_per_second_manager": (">=", 100_000), "tick_to_order_p99_ms": ("<=", 1.0),
-         "pg_over_asyncpg_ratio": ("<=", 1.5)}
+         "pg_over_asyncpg_ratio": ("<=", 1.5), "virtual_day_seconds": ("<=", 30), "virtual_day_peak_mb": ("<=", 300)}
 
 
 def _pg_url() -> str | None:
@@ -74,6 +75,12 @@ def run(quick: bool) -> dict[str, Any]:
     store = storage.measure(pg, 50 if quick else 300, rounds=1 if quick else 3)
     results["storage"] = store
     results["pg_over_asyncpg_ratio"] = store.get("pg_over_asyncpg_ratio")
+    # The whole day takes about half a minute; --quick simulates its first hour.
+    day = virtual_day.measure(hours=1.0 if quick else 24.0)
+    results["virtual_day"] = day
+    results["virtual_day_seconds"] = day["seconds"]
+    results["virtual_day_peak_mb"] = day["peak_mb"]
+    results["simulated_ticks_per_second"] = day["ticks_per_second"]
     results["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count(),
                           "platform": platform.platform(), "quick": quick}
     results["seconds"] = time.perf_counter() - started
@@ -125,6 +132,9 @@ def table(results: dict[str, Any]) -> str:
         lines.append(f"{key:<36}{shown:>16}   {_verdict(key, value)}")
     lines.append(f"{'ticks_per_second_manager_rising':<36}{results['ticks_per_second_manager_rising']:>16,.3f}")
     lines.append(f"{'tick_to_order_p50_ms':<36}{results['tick_to_order_p50_ms']:>16,.3f}")
+    day = results["virtual_day"]
+    lines.append(f"virtual day: {day['hours']:g} h, {day['ticks']:,} ticks, {day['positions']} positions, "
+                 f"{day['cpu_seconds']:.1f} s CPU, invariants {'hold' if day['invariants_hold'] else 'BROKEN'}")
     lines.append("")
     lines.append(storage.table(results["storage"], rounds=1 if results["machine"]["quick"] else 3))
     lines.append(f"\n{results['machine']['cpus']} CPUs, Python {results['machine']['python']}, "
