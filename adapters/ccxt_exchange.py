@@ -35,11 +35,14 @@ import trio
 import trio_asyncio
 from ccxt.base import errors as ccxt_errors
 
+from adapters.binance_account import AccountSettings, prepare_binance_account
 from adapters.ccxt_errors import ExchangeAuthError, is_not_found, map_error, scrub
 from adapters.ccxt_lookup import OrderLookup, books_for, raw_call
 from adapters.ccxt_orders import (
+    ALGO_RESOLVED_BY_FILL,
     DEFAULT_MAX_LEVERAGE,
     SETTLE,
+    algo_status,
     held_position,
     market_leverage,
     number,
@@ -48,6 +51,7 @@ from adapters.ccxt_orders import (
     tier_leverage,
     tradable_markets,
 )
+from adapters.ccxt_routing import check_ccxt_routing
 from adapters.ccxt_setup import new_client
 from engine.errors import ExchangeError, PermanentError, TransientError
 from engine.ids import kind_of
@@ -86,6 +90,7 @@ class CcxtExchange:
         symbols: Sequence[str] | None = None,
         price_poll_interval: float = 1.0,
         options: dict[str, Any] | None = None,
+        stop_working_type: str = "MARK_PRICE",
     ) -> None:
         """`base_url` (binanceusdm only) moves every Binance URL onto a local Binance-compatible
         server such as `adapters.sim.fake_binance`; `options` are merged into ccxt's `options`
@@ -93,8 +98,13 @@ class CcxtExchange:
         every market `load_markets` found)."""
         if exchange_id not in SUPPORTED:
             raise ValueError(f"unsupported exchange {exchange_id!r}; expected one of {', '.join(SUPPORTED)}")
+        if stop_working_type not in ("MARK_PRICE", "CONTRACT_PRICE"):
+            raise ValueError(f"stop_working_type must be MARK_PRICE or CONTRACT_PRICE, got {stop_working_type!r}")
+        self.stop_working_type = stop_working_type
         if not price_poll_interval > 0:
             raise ValueError(f"price_poll_interval must be > 0, got {price_poll_interval!r}")
+        if exchange_id == "binanceusdm":
+            check_ccxt_routing()  # a ccxt that sends stops where Binance refuses them must not trade
         self.exchange_id = exchange_id
         self.base_url = base_url
         self._secrets = tuple(s for s in (api_key, api_secret) if s)
@@ -272,6 +282,16 @@ class CcxtExchange:
                     states.append(state)
         return sorted(states, key=lambda o: (o.symbol, o.client_order_id))
 
+    async def prepare_account(self, symbols: Sequence[str], wanted: AccountSettings) -> list[str]:
+        """Binance: check (and set) one-way mode, leverage and margin type per symbol before trading;
+        see `adapters.binance_account`. Other exchanges: nothing is checked, and it says so."""
+        if not self._binance:
+            return [f"{self.exchange_id}: account settings are not checked (set leverage {wanted.leverage}x, "
+                    f"{wanted.margin_type} margin and one-way mode on the exchange yourself)"]
+        await self._ensure_markets()
+        known = [s for s in symbols if s in self._unified]
+        return await prepare_binance_account(self._client, known, wanted, self._secrets)
+
     # --- orders ---
 
     async def place_order(self, request: OrderRequest) -> OrderState:
@@ -288,6 +308,9 @@ class CcxtExchange:
             # Binance: triggerPrice makes ccxt send STOP_MARKET to POST /fapi/v1/algoOrder with
             # clientAlgoId. Bybit: stopLossPrice makes ccxt derive triggerDirection from the side.
             params["triggerPrice" if self._binance else "stopLossPrice"] = request.stop_price
+            if self._binance:
+                # Binance's default is the last price (CONTRACT_PRICE), which one trade's wick can reach.
+                params["workingType"] = self.stop_working_type
         order = await self._aio(self._client.create_order, unified, "market", request.side.value,
                                 request.quantity, None, params)
         if not self._binance or not order.get("status"):
@@ -331,9 +354,17 @@ class CcxtExchange:
         state = order_state(order, self._native_of(order.get("symbol"), order.get("info") or {}),
                             request=request, client_order_id=client_order_id, kind=kind,
                             default_status=default_status)
-        if state.status is OrderStatus.FILLED and state.filled_quantity == 0:
-            filled, average = await self._lookup.triggered_fill(order, state.quantity)
-            state = attrs.evolve(state, filled_quantity=filled, average_price=average if filled > 0 else None)
+        algo = algo_status(order)
+        if algo in ALGO_RESOLVED_BY_FILL:
+            # Triggered: an exit only with the fill found on the order it became. FINISHED with
+            # that order unfilled (expired in the matching engine) is a stop that is gone; not
+            # found, or still resting (TRIGGERED), stays UNKNOWN: the position has no working stop.
+            fill = await self._lookup.triggered_fill(order)
+            if fill.filled > 0:
+                state = attrs.evolve(state, status=OrderStatus.FILLED, filled_quantity=fill.filled,
+                                     average_price=fill.average)
+            elif algo == "FINISHED" and fill.finished:
+                state = attrs.evolve(state, status=OrderStatus.CANCELED)
         return state
 
     # --- prices ---

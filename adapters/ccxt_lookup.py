@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+import attrs
 import trio
 import trio_asyncio
 from ccxt.base import errors as ccxt_errors
@@ -113,25 +114,35 @@ class OrderLookup:
                 order = found
         return order
 
-    async def triggered_fill(self, order: Mapping[str, Any], quantity: float) -> tuple[float, float | None]:
-        """A triggered Binance algo order reports no fill itself; its market order does.
+    async def triggered_fill(self, order: Mapping[str, Any]) -> TriggeredFill:
+        """A triggered Binance algo order reports no fill itself; the order it became does.
 
-        The algo order names that order (`actualOrderId`); failing that, the algo order's
-        `actualPrice` and full quantity are the best answer there is.
+        The algo order names that order (`actualOrderId`). Nothing else counts as a fill:
+        not the algo order's quantity, not its `actualPrice` (which it carries whether or not
+        the order filled). A look-up that fails raises, so the caller learns nothing rather
+        than something false.
         """
         info = order.get("info") or {}
         actual = info.get("actualOrderId")
         unified = order.get("symbol")
-        if actual not in (None, "", "0", 0) and unified:
-            try:
-                placed = await raw_call(self._client.fetch_order, str(actual), unified)
-            except ccxt_errors.BaseError as exc:
-                if not is_not_found(exc):
-                    raise self._map(exc) from None
-            else:
-                filled = number(placed.get("filled")) or 0.0
-                if filled > 0:
-                    average = number(placed.get("average"))
-                    return filled, average
-        price = number(info.get("actualPrice"))
-        return quantity, price if price else None
+        if actual in (None, "", "0", 0) or not unified:
+            return TriggeredFill(0.0, None, False)
+        try:
+            placed = await raw_call(self._client.fetch_order, str(actual), unified)
+        except ccxt_errors.BaseError as exc:
+            if is_not_found(exc):
+                return TriggeredFill(0.0, None, False)
+            raise self._map(exc) from None
+        filled = number(placed.get("filled")) or 0.0
+        average = number(placed.get("average"))
+        return TriggeredFill(filled, average if filled > 0 else None,
+                             placed.get("status") in ("closed", "canceled", "expired", "rejected"))
+
+
+@attrs.frozen
+class TriggeredFill:
+    """What the order a triggered stop became shows: its fill, and whether it is over."""
+
+    filled: float
+    average: float | None
+    finished: bool

@@ -41,6 +41,30 @@ _STATUS = {
 }
 
 
+# Binance algo orders, by `algoStatus`. ccxt reads TRIGGERING as "open" and TRIGGERED /
+# FINISHED as "closed", i.e. a stop that stopped protecting as resting and a stop that may
+# never have filled as filled; the adapter reads the algo status itself instead. TRIGGERED
+# and FINISHED are resolved by the fill of the order the stop became (see
+# `CcxtExchange._state`); TRIGGERING is neither resting nor filled.
+ALGO_RESOLVED_BY_FILL = frozenset({"TRIGGERED", "FINISHED"})
+_ALGO_STATUS = {
+    "NEW": OrderStatus.NEW,
+    "TRIGGERING": OrderStatus.UNKNOWN,
+    "TRIGGERED": OrderStatus.UNKNOWN,
+    "FINISHED": OrderStatus.UNKNOWN,
+    "CANCELED": OrderStatus.CANCELED,
+    "EXPIRED": OrderStatus.CANCELED,
+    "REJECTED": OrderStatus.REJECTED,
+}
+
+
+def algo_status(order: Mapping[str, Any]) -> str | None:
+    """Binance's `algoStatus` of an algo (conditional) order; None for any other order."""
+    info = order.get("info")
+    status = info.get("algoStatus") if isinstance(info, Mapping) else None
+    return str(status) if status else None
+
+
 def number(value: Any) -> float | None:
     """A finite float, or None for a missing, empty, malformed or infinite value."""
     if value is None or value == "":
@@ -135,13 +159,17 @@ def order_state(order: Mapping[str, Any], native: str, *, request: OrderRequest 
                 default_status: OrderStatus | None = None) -> OrderState:
     """The engine's view of a ccxt order; what the exchange leaves out comes from the request.
 
-    A FILLED order that reports no fill (a triggered Binance algo order) comes back with
-    `filled_quantity == 0`: the adapter then asks for the fill of the order it became.
+    A Binance algo order is read by its `algoStatus`; one that triggered comes back UNKNOWN
+    with no fill, and the adapter then asks for the fill of the order it became. Any other
+    order reported filled without a fill is UNKNOWN too: a fill is never assumed.
     """
     cid = order.get("clientOrderId") or client_order_id or (request.client_order_id if request else "")
     kind = (request.kind if request else None) or kind or kind_of(cid) or kind_from_order(order)
     raw_status = order.get("status")
-    if raw_status is None:
+    algo = algo_status(order)
+    if algo is not None:
+        status = _ALGO_STATUS.get(algo, OrderStatus.UNKNOWN)
+    elif raw_status is None:
         status = default_status or OrderStatus.UNKNOWN
     else:
         status = _STATUS.get(str(raw_status), OrderStatus.UNKNOWN)
@@ -150,11 +178,13 @@ def order_state(order: Mapping[str, Any], native: str, *, request: OrderRequest 
     quantity = number(order.get("amount"))
     if quantity is None:
         quantity = request.quantity if request else 0.0
-    filled = number(order.get("filled")) or 0.0
+    filled = (number(order.get("filled")) or 0.0) if algo is None else 0.0
     average = number(order.get("average"))
     if filled > 0 and not average:
         cost = number(order.get("cost"))
         average = cost / filled if cost else None
+    if status is OrderStatus.FILLED and filled == 0:
+        status = OrderStatus.UNKNOWN
     stop = number(order.get("triggerPrice")) or number(order.get("stopPrice"))
     if stop is None and request is not None and kind is OrderKind.STOP:
         stop = request.stop_price

@@ -25,7 +25,7 @@ talks to another process over a socket, so it never runs under the mock clock.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -36,9 +36,30 @@ import trio_asyncio
 import triopg
 
 from adapters import migrations
-from adapters.records import EVENTS, ORDERS, OUTCOMES, POSITIONS, TRAILING, WAVES, Table, migrated, q, write_plan
+from adapters.records import (
+    EVENTS,
+    HANDLED,
+    ORDERS,
+    OUTCOMES,
+    POSITIONS,
+    TRAILING,
+    WAVES,
+    Table,
+    migrated,
+    q,
+    write_plan,
+)
 from engine.errors import StorageError
-from engine.model import Event, OrderRecord, Position, PositionStatus, SignalOutcome, TrailingRecord, WaveRecord
+from engine.model import (
+    Event,
+    HandledSignal,
+    OrderRecord,
+    Position,
+    PositionStatus,
+    SignalOutcome,
+    TrailingRecord,
+    WaveRecord,
+)
 from engine.ports import Record
 
 T = TypeVar("T")
@@ -176,7 +197,28 @@ class PostgresStore:
 
         await self._run(f"write({len(records)} records)", body)
 
+    async def claim_signals(self, wave: WaveRecord, claims: Mapping[str, int], *,
+                            forget_before: float | None = None) -> dict[str, HandledSignal]:
+        async def body(conn: asyncpg.Connection) -> dict[str, HandledSignal]:
+            if forget_before is not None:
+                await conn.execute("DELETE FROM handled_signals WHERE handled_at < $1", forget_before)
+            await conn.execute(WAVES.upsert("postgresql"), *WAVES.encode(wave))
+            known = await _handled(conn, list(claims))
+            fresh = [HANDLED.encode(HandledSignal(sid, wave.id, rank, wave.started_at))
+                     for sid, rank in claims.items() if sid not in known]
+            if fresh:
+                await conn.executemany(HANDLED.insert("postgresql", ignore_duplicates=True), fresh)
+            return {sid: h for sid, h in known.items() if h.wave_id != wave.id}
+
+        return await self._run(f"claim_signals({wave.id})", body)
+
     # --- reads ---
+
+    async def handled_signals(self, signal_ids: Sequence[str]) -> dict[str, HandledSignal]:
+        async def body(conn: asyncpg.Connection) -> dict[str, HandledSignal]:
+            return await _handled(conn, list(signal_ids))
+
+        return await self._run("handled_signals", body)
 
     async def _all(self, what: str, table: Table[T], sql: str, *args: object) -> list[T]:
         async def body(conn: asyncpg.Connection) -> list[T]:
@@ -263,6 +305,14 @@ class PostgresStore:
                     pass
             if not closed:
                 pool.terminate()
+
+
+async def _handled(conn: asyncpg.Connection, signal_ids: list[str]) -> dict[str, HandledSignal]:
+    if not signal_ids:
+        return {}
+    rows = await conn.fetch(f"{HANDLED.select()} WHERE signal_id = ANY($1::text[])", signal_ids)
+    found = (HANDLED.decode(tuple(row)) for row in rows)
+    return {h.signal_id: h for h in found}
 
 
 class _NewerSchema(Exception):

@@ -18,6 +18,7 @@ from engine.errors import StorageError
 from engine.model import (
     Event,
     ExitReason,
+    HandledSignal,
     OrderKind,
     OrderRecord,
     OrderSide,
@@ -130,6 +131,18 @@ WAVES = Table("waves", WaveRecord, _fields(WaveRecord, without=("outcomes",)), (
 OUTCOMES = Table("signal_outcomes", SignalOutcome, _fields(SignalOutcome), ("wave_id", "signal_id", "rank"),
                  {"outcome": Outcome, "trailing": TrailingStatus}, extra=("wave_id",))
 EVENTS = Table("events", Event, _fields(Event), ("uid",))
+HANDLED = Table("handled_signals", HandledSignal, _fields(HandledSignal), ("signal_id",), {"outcome": Outcome})
+
+
+def handled_outcome_sql(dialect: str) -> str:
+    """Write a signal's outcome back onto its claim (only the copy the claiming wave attempted)."""
+    p = ["?"] * 4 if dialect == "sqlite" else [f"${i}" for i in range(1, 5)]
+    return (f"UPDATE handled_signals SET outcome = {p[0]} "
+            f"WHERE signal_id = {p[1]} AND wave_id = {p[2]} AND rank = {p[3]}")
+
+
+def _claim_row(wave_id: str, outcome: SignalOutcome) -> tuple[object, ...]:
+    return (outcome.outcome.value, outcome.signal_id, wave_id, outcome.rank)
 
 
 def write_plan(dialect: str, records: Sequence[object]) -> list[tuple[str, list[tuple[object, ...]]]]:
@@ -138,6 +151,8 @@ def write_plan(dialect: str, records: Sequence[object]) -> list[tuple[str, list[
     Outcomes are upserted, never replaced wholesale: a wave stored with the
     outcomes known so far keeps those its children stored since. Events are
     appended, and a retried batch (after a lost answer) does not append twice.
+    Every stored outcome is also written back onto its signal id's claim
+    (`handled_signals`), so the memory of handled ids says how each one ended.
     """
     plan: list[tuple[str, list[tuple[object, ...]]]] = []
 
@@ -158,8 +173,11 @@ def write_plan(dialect: str, records: Sequence[object]) -> list[tuple[str, list[
             add(WAVES.upsert(dialect), WAVES.encode(record))
             for outcome in record.outcomes:
                 add(OUTCOMES.upsert(dialect), OUTCOMES.encode(outcome, record.id))
+            for outcome in record.outcomes:
+                add(handled_outcome_sql(dialect), _claim_row(record.id, outcome))
         elif isinstance(record, WaveOutcome):
             add(OUTCOMES.upsert(dialect), OUTCOMES.encode(record.outcome, record.wave_id))
+            add(handled_outcome_sql(dialect), _claim_row(record.wave_id, record.outcome))
         elif isinstance(record, Event):
             add(EVENTS.insert(dialect, ignore_duplicates=True), EVENTS.encode(record))
         elif isinstance(record, SignalOutcome):

@@ -26,17 +26,30 @@ import contextlib
 import math
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
 import trio
 
 from adapters import migrations
-from adapters.records import EVENTS, ORDERS, OUTCOMES, POSITIONS, TRAILING, WAVES, Table, migrated, q, write_plan
+from adapters.records import (
+    EVENTS,
+    HANDLED,
+    ORDERS,
+    OUTCOMES,
+    POSITIONS,
+    TRAILING,
+    WAVES,
+    Table,
+    migrated,
+    q,
+    write_plan,
+)
 from engine.errors import StorageError
 from engine.model import (
     Event,
+    HandledSignal,
     OrderRecord,
     Position,
     PositionStatus,
@@ -194,7 +207,24 @@ class SQLiteStore:
 
         await self._transaction(f"write({len(batch)} records)", body, write=True)
 
+    async def claim_signals(self, wave: WaveRecord, claims: Mapping[str, int], *,
+                            forget_before: float | None = None) -> dict[str, HandledSignal]:
+        def body(conn: sqlite3.Connection) -> dict[str, HandledSignal]:
+            if forget_before is not None:
+                conn.execute("DELETE FROM handled_signals WHERE handled_at < ?", (forget_before,))
+            conn.execute(WAVES.upsert("sqlite"), WAVES.encode(wave))
+            known = _handled(conn, claims)
+            conn.executemany(HANDLED.insert("sqlite"), [
+                HANDLED.encode(HandledSignal(sid, wave.id, rank, wave.started_at))
+                for sid, rank in claims.items() if sid not in known])
+            return {sid: h for sid, h in known.items() if h.wave_id != wave.id}
+
+        return await self._transaction(f"claim_signals({wave.id})", body, write=True)
+
     # --- reads ---
+
+    async def handled_signals(self, signal_ids: Sequence[str]) -> dict[str, HandledSignal]:
+        return await self._transaction("handled_signals", lambda conn: _handled(conn, signal_ids))
 
     async def max_position_id(self) -> int:
         def body(conn: sqlite3.Connection) -> int:
@@ -290,6 +320,16 @@ class _NewerSchema(Exception):
 
 def _all(conn: sqlite3.Connection, table: Table[T], sql: str, args: Iterable[object]) -> list[T]:
     return [table.decode(row) for row in conn.execute(sql, tuple(args))]
+
+
+def _handled(conn: sqlite3.Connection, signal_ids: Iterable[str]) -> dict[str, HandledSignal]:
+    # One indexed look-up per id: a wave holds tens of ids, and no parameter limit applies.
+    sql = f"{HANDLED.select()} WHERE signal_id = ?"
+    found: dict[str, HandledSignal] = {}
+    for sid in dict.fromkeys(signal_ids):
+        for row in conn.execute(sql, (sid,)):
+            found[sid] = HANDLED.decode(row)
+    return found
 
 
 def _insert_new(conn: sqlite3.Connection, table: Table[Any], record: object, what: str) -> None:

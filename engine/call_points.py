@@ -21,11 +21,13 @@ class CallPoint(StrEnum):
     CLOSE_ORDER = "exchange.close_order"
     CANCEL_ORDER = "exchange.cancel_order"
     QUERY = "exchange.query"  # any read: an order, positions, open orders, prices, balance
+    STOP_TRIGGER = "exchange.stop_trigger"  # a resting stop reached its price (exchange side only)
     LOAD_MARKETS = "exchange.load_markets"
     STORAGE_WRITE = "storage.write"
     STORAGE_READ = "storage.read"
     STORAGE_TRAILING = "storage.trailing"
     RECORD_INTENT = "storage.record_intent"  # a write; faults pick it as `storage.write`
+    CLAIM_SIGNALS = "storage.claim_signals"  # a write; faults pick it as `storage.write`
 
     @classmethod
     def placing(cls, kind: OrderKind) -> CallPoint:
@@ -43,6 +45,7 @@ FAULT_POINTS: tuple[CallPoint, ...] = (
     CallPoint.CLOSE_ORDER,
     CallPoint.CANCEL_ORDER,
     CallPoint.QUERY,
+    CallPoint.STOP_TRIGGER,
     CallPoint.STORAGE_WRITE,
     CallPoint.STORAGE_READ,
     CallPoint.STORAGE_TRAILING,

@@ -64,6 +64,7 @@ _CHECKS = {
     "order_rate_per_second": _positive,
     "order_burst": _positive_int,
     "sweep_interval": _non_negative,
+    "signal_memory_retention": _non_negative,
 }
 
 
@@ -100,6 +101,8 @@ class EngineConfig:
     order_rate_per_second: float = 10.0
     order_burst: int = 10
     sweep_interval: float = 30.0
+    # How long a handled signal id is remembered (a repeat within it is rejected); 0 = forever.
+    signal_memory_retention: float = 30 * 24 * 3600.0
     # Deprecated aliases (README: Configuration), still honoured: `stop_loss_retries` sets
     # every attempt count not given explicitly, `retry_backoff` is `exchange_retry_backoff`.
     stop_loss_retries: int | None = None

@@ -19,6 +19,7 @@ class EventKind(StrEnum):
     WAVE_SNAPSHOT_FAILED = "wave_snapshot_failed"
     SIGNAL_STARTED = "signal_started"
     SIGNAL_OUTCOME = "signal_outcome"
+    SIGNAL_CLAIM_FAILED = "signal_claim_failed"
     # the open
     INTENT_FAILED = "intent_failed"
     INTENT_STORED = "intent_stored"

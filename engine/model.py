@@ -266,6 +266,22 @@ class WaveRecord:
 
 
 @attrs.frozen
+class HandledSignal:
+    """The memory of one signal id the engine has handled: which wave, and how it ended.
+
+    Kept so an id re-sent later (a signal service redelivering after a reconnect, a
+    replay) is recognised and never trades twice. `outcome` is None while the wave
+    that claimed the id has not stored its answer yet (in flight, or interrupted).
+    """
+
+    signal_id: str
+    wave_id: str
+    rank: int
+    handled_at: float  # wall-clock epoch seconds of the claim
+    outcome: Outcome | None = None
+
+
+@attrs.frozen
 class Event:
     """One line of the append-only timeline: what happened, when, to what."""
 

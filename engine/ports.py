@@ -15,6 +15,7 @@ from engine.model import (
     Balance,
     Event,
     ExchangePosition,
+    HandledSignal,
     Market,
     OrderRecord,
     OrderRequest,
@@ -81,6 +82,22 @@ class Storage(Protocol):
 
     async def write(self, records: Sequence[Record]) -> None:
         """Upsert/append a batch of records in one transaction (events are appended)."""
+        ...
+
+    async def claim_signals(self, wave: WaveRecord, claims: Mapping[str, int], *,
+                            forget_before: float | None = None) -> dict[str, HandledSignal]:
+        """Store the wave's start and claim its signal ids, in one transaction.
+
+        `claims` maps each id the wave will handle to the rank of the copy it handles.
+        Returns the ids another wave claimed before (they are not claimed again); a
+        retried call (after a lost answer) finds its own claims and does not report
+        them. Claims made before `forget_before` (epoch seconds) are forgotten first:
+        the retention of the memory.
+        """
+        ...
+
+    async def handled_signals(self, signal_ids: Sequence[str]) -> dict[str, HandledSignal]:
+        """The claims on these ids (unknown ids are left out): is a delivery a repeat?"""
         ...
 
     async def max_position_id(self) -> int: ...

@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from engine.model import Market, Outcome, Side, Signal, SignalOutcome
+from engine.model import HandledSignal, Market, Outcome, Side, Signal, SignalOutcome
 from engine.sizing import order_quantity
 
 _SIDES = {"long": Side.LONG, "buy": Side.LONG, "short": Side.SHORT, "sell": Side.SHORT}
@@ -35,13 +35,52 @@ def _score_key(raw: Mapping[str, Any]) -> float:
     return -float(score) if ok else math.inf  # type: ignore[arg-type]
 
 
+def _ranking(raw_signals: Sequence[Any]) -> list[int]:
+    """Indexes of the signals, best score first (stable; unusable scores last)."""
+    return sorted(range(len(raw_signals)), key=lambda i: _score_key(raw_signals[i]))
+
+
+def _valid_id(raw: Any) -> str | None:
+    if not isinstance(raw, Mapping):
+        return None
+    raw_id = raw.get("id")
+    if raw_id is None or isinstance(raw_id, bool) or not isinstance(raw_id, str | int):
+        return None
+    return _text(raw_id) or None
+
+
+def claims_of(raw_signals: Sequence[Any]) -> dict[str, int]:
+    """The ids a wave handles, each with the rank of the copy it handles (the best-ranked one).
+
+    Every well-formed id counts, rejected or not: the signal service sent it, the
+    engine answered it, and a repeat must be recognised as one.
+    """
+    claims: dict[str, int] = {}
+    for rank, index in enumerate(_ranking(raw_signals)):
+        signal_id = _valid_id(raw_signals[index])
+        if signal_id is not None and signal_id not in claims:
+            claims[signal_id] = rank
+    return claims
+
+
+def repeat_reason(earlier: HandledSignal) -> str:
+    how = f" ({earlier.outcome})" if earlier.outcome is not None else " (its outcome is not stored)"
+    return f"signal id {earlier.signal_id} was already handled in wave {earlier.wave_id}{how}"
+
+
 def screen_wave(
     raw_signals: Sequence[Any],
     markets: Mapping[str, Market],
     busy_symbols: set[str] | frozenset[str],
+    handled: Mapping[str, HandledSignal] | None = None,
 ) -> Screened:
-    """Rank by score (stable, best first; unusable scores last) and reject what can't trade."""
-    order = sorted(range(len(raw_signals)), key=lambda i: _score_key(raw_signals[i]))
+    """Rank by score (stable, best first; unusable scores last) and reject what can't trade.
+
+    `handled` holds the ids earlier waves handled (the stored memory): a repeat is
+    rejected, naming the wave that handled it, so a redelivered signal never trades twice.
+    """
+    handled = handled or {}
+    order = _ranking(raw_signals)
     seen_ids: set[str] = set()
     claimed: dict[str, str] = {}
     candidates: list[Signal] = []
@@ -71,6 +110,9 @@ def screen_wave(
             reject(f"duplicate signal id {signal_id} in this wave")
             continue
         seen_ids.add(signal_id)
+        if signal_id in handled:
+            reject(repeat_reason(handled[signal_id]))
+            continue
         if not isinstance(raw.get("symbol"), str) or not symbol.strip():
             reject("empty or missing symbol")
             continue

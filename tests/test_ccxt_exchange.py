@@ -289,17 +289,19 @@ async def test_refusals_are_permanent() -> None:
         with pytest.raises(PermanentError, match="-1121"):
             await exchange.place_order(entry(OrderSide.BUY, 1.0, symbol="NOPEUSDT"))
         with pytest.raises(PermanentError, match="-2019"):
-            await exchange.place_order(entry(OrderSide.BUY, 1.0))  # 50k notional at leverage 1
+            await exchange.place_order(entry(OrderSide.BUY, 5.0))  # 250k notional at Binance's default 20x
 
 
-async def test_duplicate_client_ids() -> None:
-    async with connected() as (_, exchange):
+async def test_duplicate_client_ids_only_among_open_orders() -> None:
+    async with connected() as (fake, exchange):
         await exchange.place_order(entry(OrderSide.BUY, 0.01))
-        with pytest.raises(DuplicateOrderError):
-            await exchange.place_order(entry(OrderSide.BUY, 0.01))
-        await exchange.place_order(stop(OrderSide.SELL, 0.01, 49_000.0))
-        with pytest.raises(DuplicateOrderError):
-            await exchange.place_order(stop(OrderSide.SELL, 0.01, 49_000.0))
+        # Filled, so no longer open: Binance takes the same id again and fills a second entry.
+        # The engine must never rely on a duplicate refusal to protect it from a re-sent entry.
+        again = await exchange.place_order(entry(OrderSide.BUY, 0.01))
+        assert again.status is OrderStatus.FILLED and len(fake.exchange.fills) == 2
+        await exchange.place_order(stop(OrderSide.SELL, 0.02, 49_000.0))
+        with pytest.raises(DuplicateOrderError, match="-20132"):
+            await exchange.place_order(stop(OrderSide.SELL, 0.02, 49_000.0))
 
 
 async def test_bad_gateway_is_transient_and_places_nothing() -> None:
@@ -362,7 +364,7 @@ async def test_secrets_never_reach_logs_or_errors(caplog: pytest.LogCaptureFixtu
         await exchange.load_markets()
         await exchange.place_order(entry(OrderSide.BUY, 0.01))
         fake.plan.add(FaultSpec("exchange.query", "error", times=1))
-        for call in (lambda: exchange.fetch_balance(), lambda: exchange.place_order(entry(OrderSide.BUY, 0.01)),
+        for call in (lambda: exchange.fetch_balance(), lambda: exchange.place_order(entry(OrderSide.BUY, 5.0)),
                      lambda: exchange.cancel_order("BTCUSDT", "nope")):
             try:
                 await call()
@@ -377,16 +379,20 @@ async def test_secrets_never_reach_logs_or_errors(caplog: pytest.LogCaptureFixtu
 async def test_stream_prices_polls() -> None:
     async with connected(interval=0.05) as (fake, exchange):
         seen: list[tuple[str, float]] = []
+        first_poll = trio.Event()
 
         def on_price(symbol: str, price: float) -> None:
             seen.append((symbol, price))
+            if len(seen) >= 2:
+                first_poll.set()
             if price == 51_000.0:
                 scope.cancel()
 
         with trio.move_on_after(5.0) as scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(exchange.stream_prices, on_price)
-                await trio.sleep(0.1)
+                with trio.fail_after(4.0):
+                    await first_poll.wait()  # however long a busy machine takes
                 fake.exchange.set_price("BTCUSDT", 51_000.0)
         assert ("BTCUSDT", 50_000.0) in seen and ("FORMUSDT", 0.8) in seen and ("BTCUSDT", 51_000.0) in seen
 

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 
+from adapters.postgres_store import SCHEMA_VERSION
 from tests.test_cli import ROOT
 
 
@@ -14,7 +15,7 @@ def cli(*args, cwd=ROOT, timeout=60):
 
 
 def test_run_then_read_back_on_postgres(pg_url, tmp_path):
-    assert cli("db", "migrate", "--db", pg_url).stdout.strip() == "trio-bot: schema at version 1"
+    assert cli("db", "migrate", "--db", pg_url).stdout.strip() == f"trio-bot: schema at version {SCHEMA_VERSION}"
     assert cli("db", "migrate", "--db", pg_url).returncode == 0  # idempotent
     result = cli("run", "--db", pg_url, "--waves", "2", "--wave-interval", "0.5", "--seed", "9", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

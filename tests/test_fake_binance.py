@@ -129,7 +129,7 @@ async def test_market_entry_fills_and_opens_a_position() -> None:
         (position,) = await ex.fetch_positions([FORM])
         assert position["unrealizedPnl"] == pytest.approx(10.0)
         balance = await ex.fetch_balance()
-        assert balance["USDT"]["free"] == pytest.approx(10_000 - 81.32)
+        assert balance["USDT"]["free"] == pytest.approx(10_000 - 81.32 / 20)  # Binance's default leverage
         assert ("GET", "/fapi/v1/leverageBracket", 200) in fake.hits
         assert ("GET", "/fapi/v3/positionRisk", 200) in fake.hits
 
@@ -168,56 +168,64 @@ async def test_stop_is_an_algo_order_listed_fetched_and_cancelled_by_client_id()
             await ex.fetch_order(None, FORM, {"trigger": True, "clientOrderId": "never-sent"})
 
 
-async def test_triggered_stop_reads_as_filled_with_its_price() -> None:
+async def test_algoStatus_FINISHED_carries_no_fill_its_actualOrderId_does() -> None:
+    """Query Algo Order has no executedQty/avgPrice: ccxt reads a fired stop as closed, filled 0."""
     async with running() as (fake, ex):
         await open_long(ex)
         stop = await place_stop(ex)
         fake.exchange.set_price("FORMUSDT", 0.74)
         fired = await ex.fetch_order(None, FORM, {"trigger": True, "clientOrderId": "tb-1-stop1"})
-        assert (fired["status"], fired["filled"], fired["average"]) == ("closed", 100, 0.74)
-        assert fired["info"]["algoStatus"] == "FINISHED" and fired["info"]["actualOrderId"]
-        actual = await ex.fetch_order(None, FORM, {"clientOrderId": "tb-1-stop1"})  # the order it became
-        assert (actual["id"], actual["status"], actual["average"]) == (fired["info"]["actualOrderId"], "closed", 0.74)
-        assert actual["id"] != stop["id"]
+        assert fired["status"] == "closed" and not fired["filled"]
+        info = fired["info"]
+        assert (info["algoStatus"], info["actualPrice"]) == ("FINISHED", "0.74") and info["actualOrderId"]
+        assert "executedQty" not in info and "avgPrice" not in info
+        actual = await ex.fetch_order(info["actualOrderId"], FORM)  # the order it became
+        assert (actual["status"], actual["filled"], actual["average"]) == ("closed", 100, 0.74)
+        assert actual["id"] != stop["id"] and actual["clientOrderId"] == "tb-1-stop1"
         assert await ex.fetch_positions() == []
 
 
-async def test_stop_that_finds_no_position_expires() -> None:
+async def test_algoStatus_FINISHED_without_a_fill_when_nothing_was_left_to_reduce() -> None:
     async with running() as (fake, ex):
         await open_long(ex)
         await place_stop(ex)
         await ex.create_order(FORM, "market", "sell", 100, None, {"reduceOnly": True})
         fake.exchange.set_price("FORMUSDT", 0.7)
-        expired = await ex.fetch_order(None, FORM, {"trigger": True, "clientOrderId": "tb-1-stop1"})
-        assert (expired["status"], expired["filled"]) == ("expired", 0)
+        fired = await ex.fetch_order(None, FORM, {"trigger": True, "clientOrderId": "tb-1-stop1"})
+        assert fired["info"]["algoStatus"] == "FINISHED" and fired["status"] == "closed"  # ccxt: "closed"!
+        actual = await ex.fetch_order(fired["info"]["actualOrderId"], FORM)
+        assert (actual["status"], actual["filled"], actual["info"]["status"]) == ("expired", 0, "EXPIRED")
 
 
-async def test_plain_stop_market_on_the_order_endpoint_still_works() -> None:
-    async with running() as (_fake, ex):
+async def test_minus_4120_conditional_types_on_the_order_endpoint() -> None:
+    async with running() as (fake, ex):
         await open_long(ex)
-        raw = await ex.fapiPrivatePostOrder({"symbol": "FORMUSDT", "side": "SELL", "type": "STOP_MARKET",
-                                             "quantity": "100", "stopPrice": "0.75", "reduceOnly": "true",
-                                             "newClientOrderId": "plain-stop"})
-        assert raw["status"] == "NEW" and raw["type"] == "STOP_MARKET"
-        (listed,) = await ex.fetch_open_orders(FORM)
-        assert (listed["clientOrderId"], listed["triggerPrice"]) == ("plain-stop", 0.75)
-        cancelled = await ex.cancel_order(listed["id"], FORM)
-        assert cancelled["status"] == "canceled"
+        for order_type in ("STOP_MARKET", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET", "STOP"):
+            with pytest.raises(ccxt.InvalidOrder, match="-4120"):
+                await ex.fapiPrivatePostOrder({"symbol": "FORMUSDT", "side": "SELL", "type": order_type,
+                                               "quantity": "100", "stopPrice": "0.75", "reduceOnly": "true"})
+        assert fake.exchange.open_orders_snapshot() == []
 
 
 # --- refusals and their ccxt mapping ---
 
-async def test_duplicate_client_id_is_invalid_order() -> None:
-    async with running() as (_fake, ex):
+async def test_client_ids_are_unique_among_open_orders_only_minus_4116_minus_20132() -> None:
+    async with running() as (fake, ex):
         await open_long(ex, qty=10)
-        with pytest.raises(ccxt.InvalidOrder, match="-4116"):
-            await open_long(ex, qty=10)
+        await open_long(ex, qty=10)  # the first is filled, not open: Binance takes the id again
+        assert [f.quantity for f in fake.exchange.fills] == [10, 10]
+        await place_stop(ex, qty=20)
+        with pytest.raises(ccxt.BadRequest, match="-20132"):
+            await place_stop(ex, qty=20)
+        await ex.cancel_order(None, FORM, {"trigger": True, "clientOrderId": "tb-1-stop1"})
+        again = await place_stop(ex, qty=20, price=0.7)  # cancelled: the id is free again
+        assert (again["status"], again["triggerPrice"]) == ("open", 0.7)
 
 
 async def test_insufficient_margin_is_insufficient_funds() -> None:
     async with running() as (_fake, ex):
         with pytest.raises(ccxt.InsufficientFunds, match="-2019"):
-            await ex.create_order(BTC, "market", "buy", 1.0)
+            await ex.create_order(BTC, "market", "buy", 5.0)  # 250 000 USDT at 20x
         assert await ex.fetch_positions() == []
 
 
@@ -226,7 +234,7 @@ async def test_without_the_linear_error_table_ccxt_maps_futures_codes_to_plain_e
     async with running(configure=False) as (_fake, ex):
         ex.raw.options.update(CCXT_OPTIONS)
         with pytest.raises(ccxt.ExchangeError, match="-2019") as raised:
-            await ex.create_order(BTC, "market", "buy", 1.0)
+            await ex.create_order(BTC, "market", "buy", 5.0)
         assert type(raised.value) is ccxt.ExchangeError
 
 
@@ -347,8 +355,8 @@ async def test_scenario_ticks_and_faults_are_used() -> None:
         "faults": [{"point": "exchange.close_order", "effect": "error", "times": 1}],
         "ticks": [{"at": 0.2, "symbol": "FORMUSDT", "price": 0.85}],
     })
-    async with running(FakeBinance(scenario)) as (_fake, ex):
-        assert (await ex.fetch_ticker(FORM))["last"] == 0.8132
+    async with running(FakeBinance(scenario)) as (fake, ex):
+        assert fake.exchange.price("FORMUSDT") == 0.8132  # read at once: an HTTP call may outlast 0.2 s
         await trio.sleep(0.4)
         assert (await ex.fetch_ticker(FORM))["last"] == 0.85
         await open_long(ex)
@@ -413,3 +421,25 @@ async def test_signature_covers_query_then_body_on_one_keep_alive_connection() -
         assert status == 200 and [s["symbol"] for s in info["symbols"]] == ["BTCUSDT", "FORMUSDT"]
         await stream.aclose()
         nursery.cancel_scope.cancel()
+
+
+async def test_several_accounts_one_per_api_key_share_the_market() -> None:
+    fake = FakeBinance(SPEC, accounts=2)
+    assert sorted(fake.accounts) == ["test-key", "test-key-2"]
+    async with running(fake) as (_fake, first):
+        second = Client(ccxt.binanceusdm({"apiKey": "test-key-2", "secret": "test-secret-2", "enableRateLimit": False,
+                                          "timeout": 5000, "options": dict(CCXT_OPTIONS)}))
+        configure_ccxt(second.raw, fake.base_url)
+        try:
+            await open_long(first, qty=100)
+            assert await second.fetch_positions() == []  # its own account
+            await open_long(second, qty=50)  # the same client id: another account's orders are not its own
+            fake.exchange.set_price("FORMUSDT", 0.9)  # one market for both
+            (mine,) = await second.fetch_positions()
+            assert (mine["contracts"], mine["markPrice"]) == (50, 0.9)
+            assert fake.accounts["test-key-2"].exchange.price("FORMUSDT") == 0.9
+            second.raw.secret = "test-secret"  # the first account's secret does not sign for the second
+            with pytest.raises(ccxt.AuthenticationError):
+                await second.fetch_balance()
+        finally:
+            await trio_asyncio.aio_as_trio(second.raw.close)()

@@ -124,8 +124,9 @@ async def test_database_lost_mid_run_fails_signals_cleanly_and_reconnects(pg_url
                     proxy.down()
                     lost = await engine.process_wave([{"id": "1", "symbol": "FORMUSDT", "side": "long", "score": 2}])
                     (o,) = lost.outcomes
-                    assert o.outcome == "failed" and "no order sent" in o.reason
-                    assert exchange.positions_snapshot() == []  # no order without its stored intent
+                    # Without the store no id can be checked against those already handled: no trade.
+                    assert o.outcome == "rejected" and "could not check the signal ids" in o.reason
+                    assert exchange.positions_snapshot() == []
                     proxy.up = True
                     back = await engine.process_wave([{"id": "2", "symbol": "NEOUSDT", "side": "long", "score": 2}])
                     assert back.counts.opened == 1

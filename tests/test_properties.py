@@ -3,7 +3,7 @@
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.sim.scenario import EFFECTS, FAULT_POINTS
+from adapters.sim.scenario import FAULT_POINTS, effects_at
 from tests.conftest import PRICES, run, scenario
 
 SYMBOLS = [*PRICES, "NOPEUSDT", ""]
@@ -14,11 +14,11 @@ signal = st.fixed_dictionaries({
     "side": st.sampled_from(["long", "short", "buy", "sell", "up"]),
     "score": st.one_of(st.floats(0, 10), st.just(float("nan"))),
 })
-fault = st.fixed_dictionaries(
-    {"point": st.sampled_from(FAULT_POINTS), "effect": st.sampled_from(EFFECTS),
+fault = st.sampled_from(FAULT_POINTS).flatmap(lambda point: st.fixed_dictionaries(
+    {"point": st.just(point), "effect": st.sampled_from(effects_at(point)),
      "times": st.integers(1, 3), "seconds": st.sampled_from([0.5, 5.0, 40.0])},
     optional={"match": st.fixed_dictionaries({"symbol": st.sampled_from(list(PRICES))})},
-)
+))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

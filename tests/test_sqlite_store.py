@@ -33,7 +33,7 @@ from engine.model import (
     WaveOutcome,
     WaveRecord,
 )
-from engine.ports import Record, Storage
+from engine.ports import Record
 
 
 def make_position(pid: int = 1, **changes: Any) -> Position:
@@ -334,17 +334,6 @@ async def hangs(call: Callable[[], Awaitable[object]]) -> bool:
     with trio.move_on_after(3600) as scope:
         await call()
     return scope.cancelled_caught
-
-
-def test_faulty_storage_is_a_storage() -> None:
-    def accepts(_: Storage) -> None: ...
-
-    async def check() -> None:
-        storage, _, _ = await faulty()
-        accepts(storage)
-        accepts(storage.inner)
-
-    trio.run(check)
 
 
 async def test_trailing_hang_leaves_other_writes_working(autojump_clock: trio.testing.MockClock) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 import trio
 
+from adapters.sqlite_store import SCHEMA_VERSION
 from engine.errors import StorageError
 from engine.model import (
     Event,
     ExitReason,
+    HandledSignal,
     OrderKind,
     OrderRecord,
     OrderSide,
@@ -62,7 +64,7 @@ def outcome(sid, rank, kind=Outcome.OPENED, **kw):
 async def test_migrate_is_idempotent_and_versioned(store):
     await store.migrate()
     await store.migrate()
-    assert await store.schema_version() == 1
+    assert await store.schema_version() == SCHEMA_VERSION
 
 
 async def test_every_record_round_trips_exactly(store):
@@ -158,3 +160,27 @@ async def test_data_survives_reopening(url):
             assert (await second.position(1)).entry_client_id == "tb-1-entry"
         finally:
             await second.aclose()
+
+
+async def test_signal_claims_remember_each_id_once_with_its_wave_and_outcome(store):
+    w1 = WaveRecord("w1", 0.0, 1000.0)
+    assert await store.claim_signals(w1, {"a": 0, "b": 2}) == {}
+    assert await store.claim_signals(w1, {"a": 0, "b": 2}) == {}  # a retried claim finds its own rows
+    assert [w.id for w in await store.waves()] == ["w1"] and await store.wave_count() == 1
+    # The outcome stored for the claimed copy (rank 2) is written back; another copy's is not.
+    await store.write([WaveOutcome("w1", outcome("b", 1, Outcome.REJECTED, reason="duplicate")),
+                       WaveOutcome("w1", outcome("b", 2, Outcome.OPENED))])
+    await store.write([WaveRecord("w1", 0.0, 1000.0, 1.0, (outcome("a", 0, Outcome.FAILED),))])
+    earlier = await store.claim_signals(WaveRecord("w2", 5.0, 2000.0), {"b": 0, "c": 1})
+    assert earlier == {"b": HandledSignal("b", "w1", 2, 1000.0, Outcome.OPENED)}
+    assert await store.handled_signals(["a", "c", "zzz"]) == {
+        "a": HandledSignal("a", "w1", 0, 1000.0, Outcome.FAILED),
+        "c": HandledSignal("c", "w2", 1, 2000.0, None)}
+
+
+async def test_signal_claims_older_than_the_retention_are_forgotten(store):
+    await store.claim_signals(WaveRecord("w1", 0.0, 1000.0), {"a": 0})
+    await store.claim_signals(WaveRecord("w2", 0.0, 5000.0), {"b": 0})
+    earlier = await store.claim_signals(WaveRecord("w3", 0.0, 9000.0), {"a": 0, "b": 1}, forget_before=4000.0)
+    assert set(earlier) == {"b"}
+    assert (await store.handled_signals(["a"]))["a"].wave_id == "w3"

@@ -6,7 +6,7 @@ from adapters.sim.faults import FaultPlan
 from adapters.sim.scenario import FaultSpec
 from engine import EngineConfig
 from engine.model import ExitReason, OrderKind, OrderRequest, OrderSide, PositionStatus
-from tests.test_trailing import CONFIG, live_stops, tick, trading
+from tests.test_trailing_manager import CONFIG, live_stops, tick, trading
 
 
 def manual(symbol, side, kind, qty, cid, stop=None):
@@ -84,3 +84,19 @@ async def test_sweep_runs_on_its_own_schedule(autojump_clock):
         assert exchange.unprotected_positions() == []
         assert engine.sweep.repairs["missing_stop"] == 1 and engine.sweep.sweeps >= 1
         assert CONFIG.sweep_interval == 0
+
+
+async def test_an_adopted_position_whose_stop_is_refused_is_closed_at_once(autojump_clock):
+    faults = FaultPlan()
+    async with trading(faults=faults) as (engine, exchange, store):
+        await exchange.place_order(manual("NEOUSDT", OrderSide.SELL, OrderKind.ENTRY, 30.0, "by-hand-6"))
+        faults.add(FaultSpec("exchange.stop_order", "reject", match={"symbol": "NEOUSDT"}))
+        assert await engine.sweep.sweep_once() == {"adopted": 1}
+        assert "NEOUSDT" not in {p.symbol for p in await exchange.fetch_positions()}
+        adopted = next(p for p in engine.positions(include_closed=True) if p.symbol == "NEOUSDT")
+        assert (adopted.status, adopted.exit_reason) == (PositionStatus.CLOSED, ExitReason.EMERGENCY_CLOSE)
+        assert engine.trailing.view(adopted.id) is None
+        await engine.flush()
+        kinds = [e.kind for e in await store.events(position_id=adopted.id)]
+        assert kinds[:1] == ["sweep_adopted"] and "stop_rejected" in kinds and "emergency_close" in kinds
+        assert await engine.sweep.sweep_once() == {}

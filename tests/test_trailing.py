@@ -1,222 +1,122 @@
-"""Trailing stops on the exchange, in virtual time: follow, ratchet, exit, survive faults and restarts."""
+"""The pure trailing stop: ratchet, symmetry, trigger, rounding."""
 
-from contextlib import asynccontextmanager
+from hypothesis import given
+from hypothesis import strategies as st
 
-import pytest
-import trio
+from engine.model import Side
+from engine.trailing import TrailingParams, TrailingStop, TrailState
 
-from adapters.sim.exchange import SimExchange
-from adapters.sim.faults import FaultPlan
-from adapters.sim.faulty_storage import FaultyStorage
-from adapters.sim.scenario import ExchangeSpec, FaultSpec, MarketSpec
-from adapters.sqlite_store import SQLiteStore
-from engine import EngineConfig
-from engine.model import ExitReason, PositionStatus, Side
-from tests.conftest import assert_invariants, run, scenario
-from trio_bot import Engine
-
-SPEC = ExchangeSpec(latency=0.05, markets=(MarketSpec("FORMUSDT", 0.8132), MarketSpec("NEOUSDT", 5.62)))
-CONFIG = EngineConfig(max_positions_per_wave=1, sweep_interval=0)
+PARAMS = TrailingParams(activation_percent=1.5, callback_percent=0.5, min_step_percent=0.1, min_interval=1.0)
 
 
-@asynccontextmanager
-async def trading(*, side="long", config=CONFIG, faults=None, store=None, exchange=None, open_signal=True):
-    faults = faults or FaultPlan()
-    exchange = exchange or SimExchange.from_spec(SPEC, faults=faults)
-    own_store = store is None
-    inner = store or await SQLiteStore.open(":memory:")
-    async with Engine.open(config, exchange, FaultyStorage(inner, faults)) as engine:
-        if open_signal:
-            record = await engine.process_wave([{"id": "1", "symbol": "FORMUSDT", "side": side, "score": 1}])
-            assert record.counts.opened == 1
-        yield engine, exchange, inner
-    if own_store:
-        await inner.aclose()
+def long_at_100():
+    return TrailingStop.start(Side.LONG, 100.0, 98.0, 0.01, PARAMS)
 
 
-async def tick(exchange, price, symbol="FORMUSDT", wait=2.0):
-    exchange.set_price(symbol, price)
-    await trio.sleep(wait)  # virtual: the follower reacts, min_interval passes
+def short_at_100():
+    return TrailingStop.start(Side.SHORT, 100.0, 102.0, 0.01, PARAMS)
 
 
-def live_stops(exchange, symbol="FORMUSDT"):
-    return [o.stop_price for o in exchange.open_orders_snapshot() if o.symbol == symbol]
+def test_long_path_activation_ratchet_trigger():
+    ts = long_at_100().observe(101.0)
+    assert ts.state is TrailState.WAITING and ts.wanted_stop == 98.0 and ts.move_due(0.0, PARAMS) is None
+    ts = ts.observe(101.5)
+    assert ts.state is TrailState.ACTIVE and ts.wanted_stop == 100.99  # floor(101.5 * 0.995)
+    assert ts.move_due(0.0, PARAMS) == 100.99
+    ts = ts.moved(100.99, 0.0).observe(103.0)
+    assert ts.wanted_stop == 102.48
+    assert ts.move_due(0.5, PARAMS) is None  # min_interval holds it back...
+    assert ts.next_move_at(PARAMS) == 1.0
+    assert ts.move_due(1.0, PARAMS) == 102.48  # ...until it has passed
+    ts = ts.moved(102.48, 1.0).observe(102.0)
+    assert ts.wanted_stop == 102.48 and ts.best_price == 103.0  # never loosens
+    ts = ts.observe(102.48)
+    assert ts.state is TrailState.TRIGGERED and ts.activated
 
 
-async def test_long_activation_ratchet_and_trailing_exit(autojump_clock):
-    async with trading() as (engine, exchange, store):
-        await tick(exchange, 0.8200)
-        assert live_stops(exchange) == [0.7969]  # not active yet (+0.84% < 1.5%)
-        await tick(exchange, 0.8260)
-        assert live_stops(exchange) == [0.8218]  # active: floor(0.8260 * 0.995)
-        await tick(exchange, 0.8500)
-        assert live_stops(exchange) == [0.8457]
-        await tick(exchange, 0.8470)
-        assert live_stops(exchange) == [0.8457]  # never loosens
-        await tick(exchange, 0.8450)  # through the stop: the exchange fills it
-        (position,) = engine.positions(include_closed=True)
-        assert position.status is PositionStatus.CLOSED and position.exit_reason is ExitReason.TRAILING_STOP
-        assert position.exit_price == 0.8450
-        assert position.realized_pnl == pytest.approx((0.8450 - 0.8132) * 245)
-        assert exchange.positions_snapshot() == [] and exchange.open_orders_snapshot() == []
-        await engine.flush()
-        stored = await store.positions(include_closed=True)
-        assert stored[0].status is PositionStatus.CLOSED and stored[0].exit_reason is ExitReason.TRAILING_STOP
+def test_short_path_mirrors_the_long():
+    ts = short_at_100().observe(98.5)
+    assert ts.state is TrailState.ACTIVE and ts.wanted_stop == 99.0  # ceil(98.5 * 1.005 = 98.9925)
+    assert ts.move_due(0.0, PARAMS) == ts.wanted_stop
 
 
-async def test_short_mirrors(autojump_clock):
-    async with trading(side="short") as (engine, exchange, _):
-        assert live_stops(exchange) == [0.8295]
-        await tick(exchange, 0.8000)  # -1.6%: active
-        assert live_stops(exchange) == [0.8040]  # ceil(0.8000 * 1.005)
-        await tick(exchange, 0.7900)
-        assert live_stops(exchange) == [0.7940]
-        await tick(exchange, 0.7950)
-        (position,) = engine.positions(include_closed=True)
-        assert position.exit_reason is ExitReason.TRAILING_STOP and position.realized_pnl > 0
+def test_before_activation_a_cross_of_the_initial_stop_triggers_as_stop_loss():
+    ts = long_at_100().observe(97.99)
+    assert ts.state is TrailState.TRIGGERED and not ts.activated
 
 
-async def test_stop_loss_before_activation(autojump_clock):
-    async with trading() as (engine, exchange, _):
-        await tick(exchange, 0.8150)
-        await tick(exchange, 0.7900)
-        (position,) = engine.positions(include_closed=True)
-        assert (position.status, position.exit_reason, position.exit_price) == (
-            PositionStatus.CLOSED, ExitReason.STOP_LOSS, 0.7900)
-        assert position.realized_pnl < 0
+def test_small_improvements_are_not_worth_an_exchange_call():
+    ts = long_at_100().observe(101.5).moved(100.99, 0.0).observe(101.55)
+    assert ts.wanted_stop == 101.04 and ts.improvement_percent() < 0.1
+    assert ts.move_due(10.0, PARAMS) is None and ts.next_move_at(PARAMS) is None
 
 
-@pytest.mark.parametrize("point", ["exchange.stop_order", "exchange.cancel_order"])
-@pytest.mark.parametrize("effect", ["error", "reject", "hang", "lost_response"])
-async def test_moves_under_faults_never_leave_the_position_without_a_stop(autojump_clock, point, effect):
-    faults = FaultPlan()
-    async with trading(faults=faults) as (engine, exchange, _):
-        faults.add(FaultSpec(point, effect, times=2))
-        for price in [0.8260, 0.8300, 0.8350, 0.8400, 0.8450, 0.8500, 0.8550, 0.8600]:
-            exchange.set_price("FORMUSDT", price)
-            for _ in range(40):  # check all along, not just between ticks
-                assert exchange.unprotected_positions() == []
-                await trio.sleep(0.5)
-        stops = live_stops(exchange)
-        # Eventually the stop follows the price; a failed cancel may leave an older, looser stop too.
-        assert max(stops) == 0.8557
-        (position,) = engine.positions()
-        assert position.stop_price == 0.8557
+prices = st.lists(st.floats(50.0, 150.0), min_size=1, max_size=60)
 
 
-async def test_hanging_trailing_save_never_delays_following(autojump_clock):
-    faults = FaultPlan([FaultSpec("storage.trailing", "hang")])
-    async with trading(faults=faults) as (engine, exchange, _):
-        await tick(exchange, 0.8260)
-        await tick(exchange, 0.8600)
-        assert live_stops(exchange) == [0.8557]
-        assert engine.positions()[0].trailing.value == "pending"
+def run(ts, path, move=True):
+    stops = [ts.wanted_stop]
+    t = 0.0
+    for price in path:
+        ts = ts.observe(price)
+        if ts.state is TrailState.TRIGGERED:
+            break
+        stops.append(ts.wanted_stop)
+        t += 1.0
+        due = ts.move_due(t, PARAMS)
+        if move and due is not None:
+            ts = ts.moved(due, t)
+    return ts, stops
 
 
-async def test_restart_resumes_from_the_stored_best_price(autojump_clock, tmp_path):
-    db = str(tmp_path / "bot.db")
-    exchange = SimExchange.from_spec(SPEC)
-    store = await SQLiteStore.open(db)
-    async with trading(exchange=exchange, store=store) as (engine, _, _):
-        await tick(exchange, 0.8260)
-        await tick(exchange, 0.8500)
-        assert live_stops(exchange) == [0.8457]
-    await store.aclose()
-    # While no engine runs the price dips, though not through the stop.
-    exchange.set_price("FORMUSDT", 0.8470)
-
-    store = await SQLiteStore.open(db)
-    async with trading(exchange=exchange, store=store, open_signal=False) as (engine, _, _):
-        follower = next(iter(engine.trailing.snapshot().values()))
-        assert follower.best_price == 0.8500 and follower.live_stop == 0.8457
-        await tick(exchange, 0.8480)
-        assert live_stops(exchange) == [0.8457]  # not loosened to 0.8480 * 0.995
-        await tick(exchange, 0.8600)
-        assert live_stops(exchange) == [0.8557]
-        (position,) = engine.positions()
-        assert position.stop_client_id == "tb-1-stop4"  # stop1 -> 0.8218 -> 0.8457 -> 0.8557
-    await store.aclose()
+@given(prices)
+def test_long_stop_is_monotonic_and_below_best(path):
+    ts, stops = run(long_at_100(), path)
+    assert stops == sorted(stops)
+    if ts.state is TrailState.ACTIVE:
+        assert ts.wanted_stop <= ts.best_price * (1 - PARAMS.callback_percent / 100) + 1e-9 or ts.wanted_stop == 98.0
 
 
-async def test_flood_of_ticks_keeps_memory_flat_and_applies_the_latest(autojump_clock):
-    import tracemalloc
-
-    symbols = [f"S{i:03d}USDT" for i in range(100)]
-    spec = ExchangeSpec(balance_usdt=1_000_000.0, latency=0.0, markets=tuple(MarketSpec(s, 100.0) for s in symbols))
-    exchange = SimExchange.from_spec(spec)
-    store = await SQLiteStore.open(":memory:")
-    config = EngineConfig(max_positions_per_wave=100, max_concurrent_signals=100, sweep_interval=0,
-                          order_rate_per_second=1000.0, order_burst=200)
-    async with Engine.open(config, exchange, store) as engine:
-        wave = [{"id": str(i), "symbol": s, "side": "long", "score": 1} for i, s in enumerate(symbols)]
-        assert (await engine.process_wave(wave)).counts.opened == 100
-        await trio.sleep(1)
-        tracemalloc.start()
-        baseline = tracemalloc.get_traced_memory()[0]
-        last = {}
-        for step in range(5_000):  # 10 ticks per virtual millisecond = 10,000 ticks/s, for 5 seconds
-            for k in range(10):
-                symbol = symbols[(step * 10 + k) % 100]
-                price = 100.0 + (step % 300) * 0.01
-                exchange.set_price(symbol, price)
-                last[symbol] = price
-            await trio.sleep(0.001)
-        grown = tracemalloc.get_traced_memory()[0] - baseline
-        tracemalloc.stop()
-        await trio.sleep(2)
-        assert engine.trailing.ticks >= 50_000
-        assert grown < 2_000_000, f"memory grew by {grown} bytes"
-        for follower in engine.trailing.snapshot().values():
-            assert follower.best_price == max(100.0 + (s % 300) * 0.01 for s in range(5_000))
+@given(prices)
+def test_long_and_short_are_symmetric(path):
+    """Mirrored paths (200 - p) activate alike, and each side keeps its stop the callback
+    behind its best price (within one tick, rounded away from the price)."""
+    long_ts, short_ts = long_at_100(), short_at_100()
+    for price in path:
+        long_ts, short_ts = long_ts.observe(price), short_ts.observe(200.0 - price)
+        if TrailState.TRIGGERED in (long_ts.state, short_ts.state):
+            break
+        assert long_ts.state is short_ts.state
+        if long_ts.state is TrailState.ACTIVE:
+            long_gap = (long_ts.best_price - long_ts.wanted_stop) / long_ts.best_price * 100
+            short_gap = (short_ts.wanted_stop - short_ts.best_price) / short_ts.best_price * 100
+            for gap, best in ((long_gap, long_ts.best_price), (short_gap, short_ts.best_price)):
+                assert 0.5 - 1e-9 <= gap <= 0.5 + 0.01 / best * 100 + 1e-9
 
 
-def test_scenario_ticks_close_positions_and_report_the_exit():
-    data = scenario(ticks=[{"at": 60.0, "symbol": "FORMUSDT", "price": 0.8300},
-                           {"at": 120.0, "symbol": "FORMUSDT", "price": 0.8500},
-                           {"at": 180.0, "symbol": "FORMUSDT", "price": 0.8400},
-                           {"at": 60.0, "symbol": "ALICEUSDT", "price": 0.3500}])
-    report = run(data)
-    assert_invariants(report)
-    by_symbol = {p["symbol"]: p for p in report["positions"]}
-    form = by_symbol["FORMUSDT"]
-    assert (form["status"], form["exit_reason"], form["exit_price"]) == ("closed", "trailing_stop", 0.84)
-    alice = by_symbol["ALICEUSDT"]  # a short: the price rose through its stop
-    assert (alice["status"], alice["exit_reason"]) == ("closed", "stop_loss")
-    assert {p["symbol"] for p in report["exchange"]["positions"]} == {"BNBUSDT", "NEOUSDT", "ALGOUSDT"}
-    assert by_symbol["NEOUSDT"]["stop_price"] == 5.508 and by_symbol["NEOUSDT"]["status"] == "open"
+@given(prices)
+def test_trigger_exactly_when_the_price_crosses_the_live_stop(path):
+    ts = long_at_100()
+    for price in path:
+        before = ts
+        ts = ts.observe(price)
+        assert (ts.state is TrailState.TRIGGERED) == (before.state is TrailState.TRIGGERED or price <= before.live_stop)
+        if ts.state is not TrailState.TRIGGERED and ts.move_due(0.0, TrailingParams(1.5, 0.5)) is not None:
+            ts = ts.moved(ts.wanted_stop, 0.0)
 
 
-def test_side_enum_roundtrip():
-    assert Side("long") is Side.LONG
+@given(st.floats(100.0, 200.0), st.sampled_from([0.01, 0.05, 0.1, 0.5, 1.0]), st.floats(0.1, 5.0))
+def test_rounding_never_brings_the_stop_closer_than_the_callback(best, tick, callback):
+    params = TrailingParams(activation_percent=0.0, callback_percent=callback)
+    long_ts = TrailingStop.start(Side.LONG, 100.0, 90.0, tick, params).observe(best)
+    short_ts = TrailingStop.start(Side.SHORT, 300.0 - best, 310.0, tick, params).observe(300.0 - best)
+    assert long_ts.wanted_stop <= best * (1 - callback / 100) + 1e-9
+    assert short_ts.wanted_stop >= (300.0 - best) * (1 + callback / 100) - 1e-9
 
 
-async def test_a_refused_move_is_retried_after_a_backoff_not_hammered(autojump_clock):
-    config = EngineConfig(max_positions_per_wave=1, sweep_interval=0, trailing_min_interval=0.0)
-    async with trading(config=config) as (engine, exchange, _):
-        (follower,) = engine.trailing.snapshot().values()
-        engine.trailing.on_price("FORMUSDT", 0.8600)  # the feed runs ahead of the exchange (still 0.8132)
-        await trio.sleep(10.0)
-        # Each attempt is refused ("would immediately trigger"); the old stop stays live.
-        assert live_stops(exchange) == [0.7969]
-        assert engine.trailing.view(follower.position_id).moves == 0
-        kinds = [e.kind for e in await engine.ctx.storage.events(position_id=follower.position_id)]
-        assert 5 <= kinds.count("stop_move_failed") <= 25  # about one per retry_backoff, not thousands
-        await tick(exchange, 0.8600)
-        assert live_stops(exchange) == [0.8557]
-
-
-async def test_protective_orders_go_ahead_of_entries_in_the_rate_limiter(autojump_clock):
-    config = EngineConfig(max_positions_per_wave=3, max_concurrent_signals=3, order_rate_per_second=1.0,
-                          order_burst=1, sweep_interval=0, call_timeout=20.0, signal_timeout=60.0)
-    spec = ExchangeSpec(latency=0.05, markets=(MarketSpec("FORMUSDT", 0.8132), MarketSpec("NEOUSDT", 5.62),
-                                               MarketSpec("FILUSDT", 1.9)))
-    exchange = SimExchange.from_spec(spec)
-    store = await SQLiteStore.open(":memory:")
-    async with Engine.open(config, exchange, store) as engine:
-        record = await engine.process_wave([{"id": str(i), "symbol": s, "side": "long", "score": 3 - i}
-                                            for i, s in enumerate(["FORMUSDT", "NEOUSDT", "FILUSDT"])])
-        assert record.counts.opened == 3
-    placed = [cid.split("-")[-1] for cid in exchange._orders]  # placement order, as the exchange saw it
-    # One token a second: each filled entry's stop-loss jumps the queue of waiting entries.
-    assert placed == ["entry", "stop1", "entry", "stop1", "entry", "stop1"]
-    await store.aclose()
+@given(st.floats(0.0, 1e6), st.floats(0.0, 100.0))
+def test_a_move_is_due_exactly_when_next_move_at_says(last, interval):
+    params = TrailingParams(1.5, 0.5, 0.0, interval)
+    ts = long_at_100().observe(110.0).moved(100.0, last).observe(110.0)
+    due_at = ts.next_move_at(params)
+    assert due_at is not None and ts.move_due(due_at, params) is not None

@@ -17,7 +17,7 @@ from engine.model import OrderKind
 def test_fault_points_are_the_documented_strings() -> None:
     assert [str(p) for p in FAULT_POINTS] == [
         "exchange.entry_order", "exchange.stop_order", "exchange.close_order", "exchange.cancel_order",
-        "exchange.query", "storage.write", "storage.read", "storage.trailing"]
+        "exchange.query", "exchange.stop_trigger", "storage.write", "storage.read", "storage.trailing"]
     assert CallPoint.placing(OrderKind.STOP) == "exchange.stop_order"
 
 

@@ -70,8 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     fake.add_argument("--walk", action="store_true", help="move prices on a seeded random walk every second")
     fake.add_argument("--seed", type=int, help="random-walk seed (default: the scenario's)")
     fake.add_argument("--api-key", help="the key clients must send (default: $TRIO_BOT_API_KEY or test-key)")
-    fake.add_argument("--api-secret", help="the secret signatures must use "
-                      "(default: $TRIO_BOT_API_SECRET or test-secret)")
+    fake.add_argument("--api-secret", help="the secret signatures must use (default: $TRIO_BOT_API_SECRET or "
+                      "test-secret). A secret given here is visible to every local user in `ps`: prefer the "
+                      "environment variable; the flag is for tests")
+    fake.add_argument("--accounts", type=int, default=1,
+                      help="serve this many accounts, one per API key: the first uses the key and secret, "
+                           "account N uses <key>-N and <secret>-N (default 1)")
 
     sig = sub.add_parser("signal-server", help="serve waves over the websocket signal protocol (docs/SIGNALS.md)")
     sig.add_argument("--port", type=int, default=8766, help="TCP port (default 8766); the feed is at /ws")
@@ -191,18 +195,21 @@ def _fake_exchange(args: argparse.Namespace) -> int:
     from adapters.sim.scenario import ExchangeSpec, MarketSpec, load_scenario
     from trio_bot.paper_markets import PAPER_PRICES
 
+    if args.accounts < 1:
+        raise ConfigError("--accounts", args.accounts, "an integer >= 1", where="command line")
     source = (load_scenario(args.scenario) if args.scenario
               else ExchangeSpec(markets=tuple(MarketSpec(s, p) for s, p in PAPER_PRICES.items())))
     fake = FakeBinance(source, api_key=args.api_key or os.environ.get("TRIO_BOT_API_KEY", "test-key"),
                        api_secret=args.api_secret or os.environ.get("TRIO_BOT_API_SECRET", "test-secret"),
-                       walk=args.walk, seed=args.seed)
+                       accounts=args.accounts, walk=args.walk, seed=args.seed)
 
     async def serve() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 port = await nursery.start(partial(fake.serve, args.host, args.port))
                 print(f"trio-bot: fake Binance USDⓈ-M exchange on http://{args.host}:{port} "
-                      f"({len(fake.markets)} markets). Ctrl-C to stop.", flush=True)
+                      f"({len(fake.markets)} markets, {len(fake.accounts)} account"
+                      f"{'s' if len(fake.accounts) > 1 else ''}). Ctrl-C to stop.", flush=True)
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
                     break

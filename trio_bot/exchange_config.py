@@ -21,7 +21,10 @@ from engine.errors import ConfigError
 
 EXCHANGES = ("paper", "binanceusdm", "bybit")
 _KEYS = {"name", "live", "api_key_env", "api_secret_env", "api_secret_file", "base_url", "symbols",
-         "price_poll_interval", "account"}
+         "price_poll_interval", "account", "margin_type", "account_settings", "stop_working_type"}
+MARGIN_TYPES = ("cross", "isolated")
+ACCOUNT_SETTINGS = ("set", "check")
+WORKING_TYPES = ("MARK_PRICE", "CONTRACT_PRICE")
 
 
 @attrs.frozen
@@ -35,6 +38,11 @@ class ExchangeSettings:
     symbols: tuple[str, ...] = ()
     price_poll_interval: float = 1.0
     account: str | None = None
+    margin_type: str = "cross"
+    account_settings: str = "set"  # "set": make leverage, margin type, one-way mode as configured; "check": refuse
+    # The price a stop triggers on. The mark price (a fair price from several spot venues) does
+    # not follow one trade's wick the way the last price does, so a wick cannot stop a position out.
+    stop_working_type: str = "MARK_PRICE"
 
     @property
     def is_paper(self) -> bool:
@@ -72,7 +80,15 @@ def parse_exchange_settings(table: Mapping[str, Any], where: str) -> ExchangeSet
     poll = table.get("price_poll_interval", 1.0)
     if isinstance(poll, bool) or not isinstance(poll, int | float) or not (poll > 0 and math.isfinite(poll)):
         raise ConfigError("exchange.price_poll_interval", poll, "a number of seconds > 0", where=where)
+    choices = {"margin_type": MARGIN_TYPES, "account_settings": ACCOUNT_SETTINGS,
+               "stop_working_type": WORKING_TYPES}
+    defaults = {"margin_type": "cross", "account_settings": "set", "stop_working_type": "MARK_PRICE"}
+    for key, allowed in choices.items():
+        if table.get(key, defaults[key]) not in allowed:
+            raise ConfigError(f"exchange.{key}", table[key], f"one of: {', '.join(allowed)}", where=where)
     return ExchangeSettings(
+        margin_type=table.get("margin_type", "cross"), account_settings=table.get("account_settings", "set"),
+        stop_working_type=table.get("stop_working_type", "MARK_PRICE"),
         name=name, live=live, api_key_env=table.get("api_key_env", "TRIO_BOT_API_KEY"),
         api_secret_env=table.get("api_secret_env", "TRIO_BOT_API_SECRET"),
         api_secret_file=table.get("api_secret_file"), base_url=table.get("base_url"),

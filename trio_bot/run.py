@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import attrs
 import trio
 
+from adapters.binance_account import AccountSettings
 from adapters.ccxt_exchange import CcxtExchange
 from adapters.postgres_store import redact
 from adapters.signals import Arrival, WaveFeed
@@ -106,6 +107,7 @@ class TradingAccount:
     symbols: list[str]
     background: Callable[[], Awaitable[None]] | None = None  # e.g. the paper price walk
     after_wave: Callable[[], None] = lambda: None
+    notes: tuple[str, ...] = ()  # what was checked and set on the account, shown at start-up
 
 
 @asynccontextmanager
@@ -128,10 +130,16 @@ async def open_account(settings: RunSettings, db_url: str, credentials: Credenti
     assert credentials is not None
     live = CcxtExchange(ex.name, api_key=credentials.api_key, api_secret=credentials.api_secret,
                         base_url=ex.base_url, symbols=list(ex.symbols) or None,
-                        price_poll_interval=ex.price_poll_interval)
+                        price_poll_interval=ex.price_poll_interval, stop_working_type=ex.stop_working_type)
     try:
         where = f" at {ex.base_url}" if ex.base_url else ""
-        yield TradingAccount(live, f"LIVE {ex.name}{where}", list(ex.symbols) or list(DEMO_LIVE_SYMBOLS))
+        symbols = list(ex.symbols) or list(DEMO_LIVE_SYMBOLS)
+        wanted = AccountSettings(settings.engine.leverage, ex.margin_type, change=ex.account_settings == "set")
+        with trio.fail_after(settings.engine.call_timeout * (2 + 2 * len(symbols))):
+            notes = await live.prepare_account(symbols, wanted)
+        label = f"LIVE {ex.name}{where} (one-way, {ex.margin_type} {settings.engine.leverage}x, " \
+                f"stops on {ex.stop_working_type})"
+        yield TradingAccount(live, label, symbols, notes=tuple(notes))
     finally:
         await live.aclose()
 
@@ -194,6 +202,8 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: WaveFeed, t
         async with Engine.open(config, trading.exchange, storage, listener=progress) as engine:
             print(f"trio-bot: {trading.label}, {len(engine.markets)} markets, store {redact(db_url)}; "
                   f"{len(engine.positions())} open positions loaded. Ctrl-C to stop.", file=out, flush=True)
+            for note in trading.notes:
+                print(f"trio-bot: account: {note}", file=out, flush=True)
             done = 0
             async with trio.open_nursery() as nursery:
                 if trading.background is not None:

@@ -121,9 +121,14 @@ class SimExchange:
         balance_usdt: float = 10_000.0,
         latency: float = 0.05,
         faults: FaultPlan | None = None,
+        reuse_closed_ids: bool = False,
     ) -> None:
         """`markets` as full `Market`s (then `prices` must cover each) or scenario `MarketSpec`s
-        (their prices are the start, `prices` may override)."""
+        (their prices are the start, `prices` may override).
+
+        `reuse_closed_ids` follows Binance, where a client id need only be unique among *open*
+        orders: the id of a filled or cancelled order may be sent again and makes a new order.
+        The default refuses any id ever used, which is stricter than any exchange."""
         start: dict[str, float] = {}
         if isinstance(markets, Mapping):
             self._markets: dict[str, Market] = dict(markets)
@@ -155,6 +160,10 @@ class SimExchange:
         self._next_order_id = 1
         self._subscribers: list[trio.MemorySendChannel[tuple[str, float]]] = []
         self._listeners: list[Callable[[str, float], None]] = []
+        self._reuse_closed_ids = reuse_closed_ids
+        # Asked before a crossed stop executes; False holds it (the fake Binance server's
+        # algo service: a stop stuck in TRIGGERING, rejected, ...) until `release_stop`.
+        self.trigger_gate: Callable[[OrderState, float], bool] | None = None
         self.fills: list[Fill] = []
 
     @classmethod
@@ -248,8 +257,10 @@ class SimExchange:
             prices[symbol] = price
             bounds = triggers.get(symbol)
             if bounds is not None and (price <= bounds[0] or price >= bounds[1]):
+                gate = self.trigger_gate
                 for order in [o for o in by_symbol[symbol].values() if self._crossed(o, price)]:
-                    self._trigger(order, price)
+                    if gate is None or gate(order, price):
+                        self._trigger(order, price)
             for listener in listeners:
                 listener(symbol, price)
             if self._subscribers:
@@ -257,6 +268,17 @@ class SimExchange:
 
     def price(self, symbol: str) -> float:
         return self._prices[symbol]
+
+    def release_stop(self, client_order_id: str, *, execute: bool) -> OrderState:
+        """End a stop the trigger gate held: execute it at the current price, or drop it unfilled."""
+        order = self._orders[client_order_id]
+        if order.status is not OrderStatus.NEW:
+            return order
+        if execute:
+            self._trigger(order, self._prices[order.symbol])
+        else:
+            self._store(attrs.evolve(order, status=OrderStatus.CANCELED))
+        return self._orders[client_order_id]
 
     def positions_snapshot(self) -> list[ExchangePosition]:
         """Non-zero positions only, quantity unsigned, as an exchange reports them.
@@ -406,7 +428,8 @@ class SimExchange:
     def _place(self, request: OrderRequest) -> OrderState:
         """Validate then apply atomically: a refusal changes nothing."""
         market = self._market(request.symbol)
-        if request.client_order_id in self._orders:
+        earlier = self._orders.get(request.client_order_id)
+        if earlier is not None and (not self._reuse_closed_ids or earlier.status is OrderStatus.NEW):
             raise DuplicateOrderError(f"-4116 ClientOrderId is duplicated: {request.client_order_id}.")
         quantity = floor_to(request.quantity, market.step_size) if request.quantity > 0 else 0.0
         if quantity <= 0:
@@ -424,6 +447,7 @@ class SimExchange:
                 raise _reject(-2022, "ReduceOnly Order is rejected.")
         else:
             self._check_entry(request.symbol, request.side, quantity, price, market)
+        self._orders.pop(request.client_order_id, None)  # a reused id is a new order, placed now
         self._next_order_id += 1
         if request.kind is OrderKind.STOP:
             return self._store(order)

@@ -75,6 +75,11 @@ class FaultPlan:
         if effect == "lost_response":
             await action()
             await trio.sleep_forever()
+        if effect == "unknown":
+            # Binance's 503 "execution status unknown": the order went through. (The fake
+            # server goes further and executes it late; in process it is applied at once.)
+            await action()
+            raise TransientError(fault.message or f"503 Unknown error, execution status unknown at {point}")
         message = fault.message or f"injected {effect} at {point}"
         if point in _STORAGE:
             raise StorageError(message)

@@ -15,13 +15,14 @@ not the run being tested.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from adapters.sim.faults import FaultPlan
 from engine.call_points import CallPoint
 from engine.model import (
     Event,
+    HandledSignal,
     OrderRecord,
     Position,
     TrailingRecord,
@@ -64,6 +65,14 @@ class FaultyStorage:
         symbol, side = _subject(batch)
         await self._plan.run(CallPoint.STORAGE_TRAILING if trailing_only else CallPoint.STORAGE_WRITE,
                              lambda: self._inner.write(batch), symbol=symbol, side=side)
+
+    async def claim_signals(self, wave: WaveRecord, claims: Mapping[str, int], *,
+                            forget_before: float | None = None) -> dict[str, HandledSignal]:
+        return await self._plan.run(CallPoint.STORAGE_WRITE, lambda: self._inner.claim_signals(
+            wave, claims, forget_before=forget_before))
+
+    async def handled_signals(self, signal_ids: Sequence[str]) -> dict[str, HandledSignal]:
+        return await self._plan.run(CallPoint.STORAGE_READ, lambda: self._inner.handled_signals(signal_ids))
 
     async def trailing(self, position_id: int) -> TrailingRecord | None:
         return await self._plan.run(CallPoint.STORAGE_TRAILING, lambda: self._inner.trailing(position_id))

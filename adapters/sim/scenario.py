@@ -18,7 +18,20 @@ from engine.call_points import FAULT_POINTS, CallPoint
 from engine.config import EngineConfig
 from engine.errors import ConfigError
 
-EFFECTS = ("error", "reject", "hang", "delay", "lost_response")
+EFFECTS = ("error", "reject", "hang", "delay", "lost_response", "unknown", "stall", "unfilled", "expire")
+_ORDER_POINTS = (CallPoint.ENTRY_ORDER, CallPoint.STOP_ORDER, CallPoint.CLOSE_ORDER)
+# What each point can do. `unknown` (an order answered 503 / -1007 that executes later) only
+# makes sense for new orders; a stop's trigger has its own outcomes on Binance's algo service.
+_EFFECTS_AT: dict[str, tuple[str, ...]] = {
+    CallPoint.STOP_TRIGGER: ("hang", "delay", "stall", "unfilled", "reject", "expire"),
+    **{point: ("error", "reject", "hang", "delay", "lost_response", "unknown") for point in _ORDER_POINTS},
+}
+_PLAIN_EFFECTS = ("error", "reject", "hang", "delay", "lost_response")
+
+
+def effects_at(point: str) -> tuple[str, ...]:
+    """The effects a fault at `point` may have."""
+    return _EFFECTS_AT.get(point, _PLAIN_EFFECTS)
 
 
 class ScenarioError(ConfigError):
@@ -66,6 +79,9 @@ class TickSpec:
     at: float
     symbol: str
     price: float
+    # The mark price at this tick when it differs from the last price (a wick), for the fake
+    # exchange server's MARK_PRICE stops; None: the mark follows the last price.
+    mark: float | None = None
 
 
 @attrs.frozen
@@ -230,8 +246,9 @@ def _parse_fault(table: Mapping[str, Any], i: int) -> FaultSpec:
     if point not in FAULT_POINTS:
         raise ScenarioError(f"{where}point", point, f"one of: {', '.join(FAULT_POINTS)}")
     effect = table.get("effect")
-    if effect not in EFFECTS:
-        raise ScenarioError(f"{where}effect", effect, f"one of: {', '.join(EFFECTS)}")
+    allowed = effects_at(point)
+    if not isinstance(effect, str) or effect not in allowed:
+        raise ScenarioError(f"{where}effect", effect, f"at {point} one of: {', '.join(allowed)}")
     match = _table(table.get("match", {}), f"{where}match")
     _only(match, {"symbol", "side"}, f"{where}match.")
     for key, value in match.items():
@@ -260,7 +277,7 @@ def _parse_wave(table: Mapping[str, Any], i: int) -> WaveSpec:
 
 def _parse_tick(table: Mapping[str, Any], i: int, known: set[str]) -> TickSpec:
     where = f"ticks[{i}]."
-    _only(table, {"at", "symbol", "price"}, where)
+    _only(table, {"at", "symbol", "price", "mark"}, where)
     symbol = _string(table.get("symbol"), f"{where}symbol")
     if symbol not in known:
         raise ScenarioError(f"{where}symbol", symbol, "a market listed under [exchange.markets]")
@@ -268,6 +285,7 @@ def _parse_tick(table: Mapping[str, Any], i: int, known: set[str]) -> TickSpec:
         at=_number(table.get("at", 0.0), f"{where}at"),
         symbol=symbol,
         price=_number(table.get("price"), f"{where}price", strict=True),
+        mark=_number(table["mark"], f"{where}mark", strict=True) if "mark" in table else None,
     )
 
 

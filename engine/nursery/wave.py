@@ -21,6 +21,7 @@ from engine.call_points import CallPoint
 from engine.events import EventKind
 from engine.model import (
     Balance,
+    HandledSignal,
     Outcome,
     Position,
     PositionStatus,
@@ -34,7 +35,7 @@ from engine.nursery.opener import Opener
 from engine.nursery.position_book import PositionBook
 from engine.nursery.trailing_manager import TrailingManager
 from engine.opening import Ending, OpenRun, Step
-from engine.validation import screen_size, screen_wave
+from engine.validation import Screened, claims_of, screen_size, screen_wave
 from engine.wave_book import WaveBook
 
 log = logging.getLogger("trio_bot.wave")
@@ -70,7 +71,14 @@ class WaveRunner:
         t0 = trio.current_time()
         started_at = ctx.clock.now()
         ctx.event(EventKind.WAVE_STARTED, f"{len(raw_signals)} signals", wave_id=wave_id)
-        screened = screen_wave(raw_signals, ctx.markets, self.book.busy_symbols)
+        handled = await self._claim(WaveRecord(wave_id, t0, started_at), claims_of(raw_signals))
+        if isinstance(handled, str):
+            screened = screen_wave(raw_signals, ctx.markets, self.book.busy_symbols)
+            refused = tuple(SignalOutcome(s.id, s.rank, s.symbol, s.side.value, Outcome.REJECTED, handled,
+                                          score=s.score) for s in screened.candidates)
+            screened = Screened((), tuple(sorted(screened.rejected + refused, key=lambda o: o.rank)))
+        else:
+            screened = screen_wave(raw_signals, ctx.markets, self.book.busy_symbols, handled)
         book = WaveBook(screened.candidates, target=cfg.max_positions_per_wave,
                         concurrency=cfg.max_concurrent_signals)
         book.add(screened.rejected)
@@ -97,6 +105,21 @@ class WaveRunner:
         ctx.event(EventKind.WAVE_FINISHED, f"{c.opened} opened, {c.failed} failed, {c.timed_out} timed out, "
                   f"{c.skipped} skipped, {c.rejected} rejected in {record.duration:.2f}s", wave_id=wave_id)
         return record
+
+    async def _claim(self, wave: WaveRecord, claims: dict[str, int]) -> dict[str, HandledSignal] | str:
+        """Store the wave's start and claim its ids; the earlier claims, or why it could not check.
+
+        Retried like a read: a repeated claim finds its own rows and reports only other waves'.
+        Without the answer no signal of the wave may trade: it could be a repeat.
+        """
+        ctx, retention = self.ctx, self.ctx.config.signal_memory_retention
+        forget_before = wave.started_at - retention if retention > 0 else None
+        try:
+            return await ctx.read(CallPoint.CLAIM_SIGNALS, ctx.storage.claim_signals, wave, claims,
+                                  forget_before=forget_before)
+        except Exception as exc:
+            ctx.event(EventKind.SIGNAL_CLAIM_FAILED, str(exc), wave_id=wave.id)
+            return f"could not check the signal ids against those already handled: {exc}"
 
     async def _snapshot(self, wave_id: str, symbols: list[str]) -> _Snapshot | str:
         """Prices and free margin, read concurrently; a reason string if the exchange can't say."""

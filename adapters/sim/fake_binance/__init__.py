@@ -18,6 +18,7 @@ by kind (MARKET → entry, MARKET reduceOnly → close, STOP_MARKET → stop), D
 """
 
 from adapters.ccxt_setup import CCXT_OPTIONS, ccxt_urls, configure_ccxt
-from adapters.sim.fake_binance.server import FakeBinance, Rejection
+from adapters.sim.fake_binance.params import Rejection
+from adapters.sim.fake_binance.server import FakeBinance
 
 __all__ = ["CCXT_OPTIONS", "FakeBinance", "Rejection", "ccxt_urls", "configure_ccxt"]

@@ -1,9 +1,11 @@
-"""`FakeBinance`: a `SimExchange` behind Binance USDⓈ-M Futures REST, for ccxt.
+"""`FakeBinance`: Binance USDⓈ-M Futures REST in front of simulated accounts, for ccxt.
 
 The simulator runs with no latency and no fault plan of its own: faults are
 applied here, per HTTP request, so that they look to the client exactly as
-they would from the real API (a 502, a 400 error body, a connection that never
-answers or closes mid-request) and go through ccxt's own error mapping.
+they would from the real API (a 502, a 400 error body, a 503 whose order
+executes later, a connection that never answers or closes mid-request) and go
+through ccxt's own error mapping. Each API key is its own account
+(`accounts.Account`); prices are one market shared by all of them.
 """
 
 from __future__ import annotations
@@ -14,120 +16,66 @@ import hmac
 import logging
 import math
 import random
-import re
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
 
-import attrs
 import trio
 
 from adapters.sim.exchange import SimExchange, market_from_spec, position_side
+from adapters.sim.fake_binance import params as p
 from adapters.sim.fake_binance import shapes
-from adapters.sim.fake_binance.shapes import JSON, OrderMeta, PositionFigures
-from adapters.sim.fake_binance.wire import Outcome, Reply, Request, Silence, serve_connection
+from adapters.sim.fake_binance.account import Account, now_ms
+from adapters.sim.fake_binance.params import Rejection
+from adapters.sim.fake_binance.shapes import JSON, PositionFigures
+from adapters.sim.fake_binance.wire import Gate, Outcome, Reply, Request, Silence, WireLimits
 from adapters.sim.faults import FaultPlan
 from adapters.sim.scenario import ExchangeSpec, FaultSpec, Scenario, TickSpec
 from engine.call_points import CallPoint
-from engine.errors import DuplicateOrderError, PermanentError
-from engine.model import OrderKind, OrderRequest, OrderSide, OrderState, OrderStatus
+from engine.model import OrderState, OrderStatus
 
 log = logging.getLogger("trio_bot.fake_binance")
 
 DEFAULT_RECV_WINDOW = 5000
 MAX_RECV_WINDOW = 60000
 ORDER, ALGO_ORDER, OPEN_ORDER = "/fapi/v1/order", "/fapi/v1/algoOrder", "/fapi/v1/openOrder"
-_CLIENT_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
-_CODED = re.compile(r"^(-\d+)\s+(.*)$", re.DOTALL)
-# Where the simulator cannot follow Binance (LIMIT orders, closePosition, plain stops that
-# may open a position), it refuses loudly rather than approximating.
-_UNSUPPORTED = "Invalid orderType: the simulator supports MARKET and reduce-only STOP_MARKET orders only."
-
-
-class Rejection(Exception):
-    """An error answer in Binance's shape: HTTP status plus {"code", "msg"}."""
-
-    def __init__(self, code: int, msg: str, status: int = 400) -> None:
-        super().__init__(f"{code} {msg}")
-        self.code, self.msg, self.status = code, msg, status
-
-    @classmethod
-    def from_message(cls, message: str, default_code: int) -> Rejection:
-        """A SimExchange/fault message such as "-2019 Margin is insufficient." keeps its code."""
-        match = _CODED.match(message.strip())
-        if match:
-            return cls(int(match.group(1)), match.group(2))
-        return cls(default_code, message)
-
-    def reply(self) -> Reply:
-        return Reply.json(self.status, {"code": self.code, "msg": self.msg})
-
-
-def _missing(name: str) -> Rejection:
-    return Rejection(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
-
-
-def _number(params: dict[str, str], name: str) -> float:
-    raw = params.get(name)
-    if not raw:
-        raise _missing(name)
-    try:
-        value = float(raw)
-    except ValueError:
-        raise Rejection(-1100, f"Illegal characters found in parameter '{name}'.") from None
-    if not shapes.is_finite_positive(value):
-        raise _missing(name)
-    return value
-
-
-def _flag(params: dict[str, str], name: str) -> bool:
-    return params.get(name, "false").lower() == "true"
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+UNKNOWN_503 = "Unknown error, please check your request or try again later."
+TIMEOUT_1007 = "Timeout waiting for response from backend server. Send status unknown; execution status unknown."
 
 
 def _unsigned(part: str) -> str:
     return "&".join(item for item in part.split("&") if not item.startswith("signature="))
 
 
-@attrs.frozen
-class _Intent:
-    """A new-order request, checked and classified before anything is sent to the simulator."""
-
-    symbol: str
-    side: OrderSide
-    kind: OrderKind
-    type: str
-    quantity: float
-    stop_price: float | None
-    client_id: str | None
-
-
-Route = Callable[[dict[str, str]], Awaitable[Any]]
+Public = Callable[[dict[str, str]], Awaitable[Any]]
+Signed = Callable[[Account, dict[str, str]], Awaitable[Any]]
 
 
 class FakeBinance:
-    """A Binance USDⓈ-M Futures REST server in front of a `SimExchange`; see the package docstring."""
+    """A Binance USDⓈ-M Futures REST server in front of simulated accounts; see the module docstring."""
 
     def __init__(self, source: ExchangeSpec | Scenario, *, api_key: str = "test-key",
-                 api_secret: str = "test-secret", walk: bool = False, walk_volatility: float = 0.001,
-                 seed: int | None = None) -> None:
+                 api_secret: str = "test-secret", accounts: int = 1, walk: bool = False,
+                 walk_volatility: float = 0.001, seed: int | None = None,
+                 wire_limits: WireLimits | None = None) -> None:
+        """`accounts` > 1 serves more accounts with keys/secrets `<api_key>-2`, `<api_secret>-2`, ..."""
         scenario = source if isinstance(source, Scenario) else None
         spec = scenario.exchange if scenario is not None else source
         assert isinstance(spec, ExchangeSpec)
+        self.spec = spec
         self.markets = {m.symbol: market_from_spec(m) for m in spec.markets}
         for symbol in self.markets:
             shapes.split_symbol(symbol)  # refuse a symbol we could not describe, before serving
-        self.exchange = SimExchange(spec.markets, balance_usdt=spec.balance_usdt, latency=0.0)
+        self.limits = {m.symbol: shapes.limits_for(self.markets[m.symbol], m.price) for m in spec.markets}
         faults: Sequence[FaultSpec] = scenario.faults if scenario is not None else ()
         self.plan = FaultPlan(faults)
         self.ticks: tuple[TickSpec, ...] = tuple(sorted(scenario.ticks, key=lambda t: t.at)) if scenario else ()
-        self.api_key, self.api_secret = api_key, api_secret
+        self.accounts: dict[str, Account] = {}
+        self.primary = self.add_account(api_key, api_secret)
+        for i in range(2, accounts + 1):
+            self.add_account(f"{api_key}-{i}", f"{api_secret}-{i}")
         self.walk, self.walk_volatility = walk, walk_volatility
         self._rng = random.Random(seed if seed is not None else (scenario.seed if scenario else 0))
         self.host = "127.0.0.1"
@@ -135,38 +83,69 @@ class FakeBinance:
         # (method, path, status or "hang"/"drop"), newest last; bounded for long --walk sessions
         self.hits: deque[tuple[str, str, int | str]] = deque(maxlen=10_000)
         self._open_prices = {m.symbol: m.price for m in spec.markets}
-        self._leverage: dict[str, int] = {}
-        self._orders: dict[str, OrderMeta] = {}  # by client id
-        self._next_actual_id = 1_000_000_001  # ids of the orders triggered algo orders become
-        self._next_auto_id = 1
-        self._routes: dict[tuple[str, str], tuple[Route, bool]] = {
-            ("GET", "/fapi/v1/ping"): (self._ping, False),
-            ("GET", "/fapi/v1/time"): (self._time, False),
-            ("GET", "/fapi/v1/exchangeInfo"): (self._exchange_info, False),
-            ("GET", "/fapi/v1/ticker/price"): (self._ticker_price, False),
-            ("GET", "/fapi/v2/ticker/price"): (self._ticker_price, False),
-            ("GET", "/fapi/v1/ticker/24hr"): (self._ticker_24hr, False),
-            ("GET", "/fapi/v1/ticker/bookTicker"): (self._book_ticker, False),
-            ("GET", "/fapi/v1/premiumIndex"): (self._premium_index, False),
-            ("GET", "/fapi/v2/account"): (self._account_v2, True),
-            ("GET", "/fapi/v3/account"): (self._account_v3, True),
-            ("GET", "/fapi/v2/balance"): (self._balance, True),
-            ("GET", "/fapi/v3/balance"): (self._balance, True),
-            ("GET", "/fapi/v2/positionRisk"): (self._position_risk_v2, True),
-            ("GET", "/fapi/v3/positionRisk"): (self._position_risk_v3, True),
-            ("GET", "/fapi/v1/leverageBracket"): (self._leverage_bracket, True),
-            ("POST", "/fapi/v1/leverage"): (self._set_leverage, True),
-            ("GET", "/fapi/v1/positionSide/dual"): (self._position_mode, True),
-            ("POST", ORDER): (self._new_order, True),
-            ("GET", ORDER): (self._query_order, True),
-            ("DELETE", ORDER): (self._cancel_order, True),
-            ("GET", OPEN_ORDER): (self._query_open_order, True),
-            ("GET", "/fapi/v1/openOrders"): (self._open_orders, True),
-            ("POST", ALGO_ORDER): (self._new_algo_order, True),
-            ("GET", ALGO_ORDER): (self._query_algo_order, True),
-            ("DELETE", ALGO_ORDER): (self._cancel_algo_order, True),
-            ("GET", "/fapi/v1/openAlgoOrders"): (self._open_algo_orders, True),
+        self._nursery: trio.Nursery | None = None
+        self._pinned_marks: dict[str, float] = {}
+        self._gate = Gate(wire_limits or WireLimits())
+        self._public: dict[tuple[str, str], Public] = {
+            ("GET", "/fapi/v1/ping"): self._ping,
+            ("GET", "/fapi/v1/time"): self._time,
+            ("GET", "/fapi/v1/exchangeInfo"): self._exchange_info,
+            ("GET", "/fapi/v1/ticker/price"): self._ticker_price,
+            ("GET", "/fapi/v2/ticker/price"): self._ticker_price,
+            ("GET", "/fapi/v1/ticker/24hr"): self._ticker_24hr,
+            ("GET", "/fapi/v1/ticker/bookTicker"): self._book_ticker,
+            ("GET", "/fapi/v1/premiumIndex"): self._premium_index,
         }
+        self._signed: dict[tuple[str, str], Signed] = {
+            ("GET", "/fapi/v2/account"): self._account_v2,
+            ("GET", "/fapi/v3/account"): self._account_v3,
+            ("GET", "/fapi/v2/balance"): self._balance,
+            ("GET", "/fapi/v3/balance"): self._balance,
+            ("GET", "/fapi/v2/positionRisk"): self._position_risk_v2,
+            ("GET", "/fapi/v3/positionRisk"): self._position_risk_v3,
+            ("GET", "/fapi/v1/leverageBracket"): self._leverage_bracket,
+            ("POST", "/fapi/v1/leverage"): self._set_leverage,
+            ("POST", "/fapi/v1/marginType"): self._set_margin_type,
+            ("GET", "/fapi/v1/positionSide/dual"): self._position_mode,
+            ("POST", "/fapi/v1/positionSide/dual"): self._set_position_mode,
+            ("GET", "/fapi/v1/symbolConfig"): self._symbol_config,
+            ("POST", ORDER): self._new_order,
+            ("GET", ORDER): self._query_order,
+            ("DELETE", ORDER): self._cancel_order,
+            ("GET", OPEN_ORDER): self._query_open_order,
+            ("GET", "/fapi/v1/openOrders"): self._open_orders,
+            ("POST", ALGO_ORDER): self._new_algo_order,
+            ("GET", ALGO_ORDER): self._query_algo_order,
+            ("DELETE", ALGO_ORDER): self._cancel_algo_order,
+            ("GET", "/fapi/v1/openAlgoOrders"): self._open_algo_orders,
+        }
+
+    def add_account(self, api_key: str, api_secret: str) -> Account:
+        """Another account, by its own key; it starts with the spec's balance and today's prices."""
+        if api_key in self.accounts:
+            raise ValueError(f"api key {api_key!r} is already an account")
+        account = Account(self.markets, self.spec.markets, self.spec.balance_usdt, self.limits, self.plan,
+                          api_key=api_key, api_secret=api_secret)
+        if self.accounts:
+            for symbol in self.markets:
+                account.exchange.set_price(symbol, self.exchange.price(symbol))
+        account.spawn = self._spawn
+        account.mark = self.mark_price
+        self.accounts[api_key] = account
+        return account
+
+    @property
+    def exchange(self) -> SimExchange:
+        """The first account's simulator: its `set_price` moves the market for every account."""
+        return self.primary.exchange
+
+    @property
+    def api_key(self) -> str:
+        return self.primary.api_key
+
+    @property
+    def api_secret(self) -> str:
+        return self.primary.api_secret
 
     @property
     def base_url(self) -> str:
@@ -174,10 +153,16 @@ class FakeBinance:
             raise RuntimeError("FakeBinance is not serving yet")
         return f"http://{self.host}:{self.port}"
 
+    def _spawn(self, fn: Callable[[], Any]) -> None:
+        if self._nursery is None:
+            raise RuntimeError("FakeBinance is not serving: delayed outcomes need its task group")
+        self._nursery.start_soon(fn)
+
     async def serve(self, host: str = "127.0.0.1", port: int = 0, *,
                     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled; `nursery.start(fake.serve)` returns the bound port."""
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             nursery.start_soon(self.exchange.stream_prices, self._on_price)
             listeners = await nursery.start(partial(trio.serve_tcp, self._connection, port, host=host))
             self.host, self.port = host, listeners[0].socket.getsockname()[1]
@@ -189,11 +174,32 @@ class FakeBinance:
 
     # --- price drivers ---
 
+    def mark_price(self, symbol: str) -> float:
+        """The mark price: the last price, unless a wick set them apart (`set_mark`)."""
+        return self._pinned_marks.get(symbol, self.exchange.price(symbol))
+
+    def set_mark(self, symbol: str, mark: float | None) -> None:
+        """Hold the mark price at `mark` while the last price moves (None: follow it again)."""
+        if mark is None:
+            self._pinned_marks.pop(symbol, None)
+        else:
+            self._pinned_marks[symbol] = float(mark)
+        for account in self.accounts.values():
+            account.on_mark(symbol)
+
+    def set_tick(self, symbol: str, price: float, mark: float | None = None) -> None:
+        """One market move: the mark first (so a wick's stops see it), then the last price."""
+        if mark is not None:
+            self._pinned_marks[symbol] = float(mark)
+        self.exchange.set_price(symbol, price)
+        if mark is None and symbol in self._pinned_marks:
+            self.set_mark(symbol, None)
+
     async def _play_ticks(self) -> None:
         start = trio.current_time()
         for tick in self.ticks:
             await trio.sleep_until(start + tick.at)
-            self.exchange.set_price(tick.symbol, tick.price)
+            self.set_tick(tick.symbol, tick.price, tick.mark)
 
     async def _random_walk(self) -> None:
         while True:
@@ -203,17 +209,20 @@ class FakeBinance:
                 self.exchange.set_price(symbol, self.exchange.price(symbol) * step)
 
     def _on_price(self, symbol: str, price: float) -> None:
-        """Stamp stops that this price fired, so their update time is when it happened."""
-        resting = {o.client_order_id for o in self.exchange.open_orders_snapshot()}
-        now = _now_ms()
-        for meta in self._orders.values():
-            if meta.symbol == symbol and meta.closed_ms is None and meta.client_id not in resting:
-                meta.closed_ms = now
+        """The market moved: every other account follows; stops this price fired are stamped."""
+        for account in self.accounts.values():
+            if account is not self.primary:
+                account.exchange.set_price(symbol, price)
+            resting = {o.client_order_id for o in account.exchange.open_orders_snapshot()}
+            now = now_ms()
+            for meta in account.orders.values():
+                if meta.symbol == symbol and meta.closed_ms is None and meta.client_id not in resting:
+                    meta.closed_ms = now
 
     # --- HTTP ---
 
     async def _connection(self, stream: trio.SocketStream) -> None:
-        await serve_connection(stream, self._handle)
+        await self._gate.serve(stream, self._handle)
 
     async def _handle(self, request: Request) -> Outcome:
         outcome = await self._outcome(request)
@@ -222,28 +231,36 @@ class FakeBinance:
         return outcome
 
     async def _outcome(self, request: Request) -> Outcome:
-        route = self._routes.get((request.method, request.path))
-        if route is None:
+        key = (request.method, request.path)
+        public, signed = self._public.get(key), self._signed.get(key)
+        if public is None and signed is None:
             return Reply.json(404, {"code": -5000, "msg": f"Path {request.path}, Method {request.method} is invalid"})
-        handler, signed = route
         try:
             params = dict(parse_qsl(request.body, keep_blank_values=True))
             params.update(parse_qsl(request.query, keep_blank_values=True))  # the query string wins
-            if signed:
-                self._authenticate(request, params)
-            fault = self._pick_fault(request, params)
-            if fault is not None and fault.effect != "delay":
-                return await self._inject(fault, handler, params)
+            if public is not None:
+                fault = self.plan.pick(CallPoint.QUERY, symbol=params.get("symbol")) \
+                    if request.method == "GET" else None
+                if fault is not None:
+                    return await self._inject(fault, partial(public, params))
+                return Reply.json(200, await public(params))
+            assert signed is not None
+            account = self._authenticate(request, params)
+            fault = self._pick_fault(account, request, params)
             if fault is not None:
-                await trio.sleep(fault.seconds)
-            return Reply.json(200, await handler(params))
+                return await self._inject(fault, partial(signed, account, params), account, request, params)
+            return Reply.json(200, await signed(account, params))
         except Rejection as rejection:
             return rejection.reply()
-        except Exception as exc:  # a bug here must not take the test's nursery down with it
+        except Exception:  # a bug here must not take the test's nursery down, nor show its text
             log.exception("fake binance: %s %s failed", request.method, request.path)
-            return Reply.json(500, {"code": -1000, "msg": f"An unknown error occured: {exc!r}"})
+            return Reply.json(500, {"code": -1000, "msg": "An unknown error occured while processing the request."})
 
-    async def _inject(self, fault: FaultSpec, handler: Route, params: dict[str, str]) -> Outcome:
+    async def _inject(self, fault: FaultSpec, handler: Callable[[], Awaitable[Any]], account: Account | None = None,
+                      request: Request | None = None, params: dict[str, str] | None = None) -> Outcome:
+        if fault.effect == "delay":
+            await trio.sleep(fault.seconds)
+            return Reply.json(200, await handler())
         if fault.effect == "error":
             return Reply(502, b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html")
         if fault.effect == "reject":
@@ -253,51 +270,56 @@ class FakeBinance:
             return Silence.HANG
         if fault.effect == "lost_response":
             with contextlib.suppress(Rejection):  # a refusal is lost with the response
-                await handler(params)
+                await handler()
             return Silence.DROP
-        raise ValueError(f"unknown fault effect {fault.effect!r}")
+        if fault.effect == "unknown" and account is not None and request is not None and params is not None:
+            account.accept_late(params, algo=request.path == ALGO_ORDER, fault=fault)
+            if fault.message.startswith("-1007"):
+                return Reply.json(408, {"code": -1007, "msg": TIMEOUT_1007})
+            return Reply.json(503, {"msg": UNKNOWN_503})
+        raise ValueError(f"fault effect {fault.effect!r} cannot be served at {fault.point}")
 
-    def _authenticate(self, request: Request, params: dict[str, str]) -> None:
-        if request.headers.get("x-mbx-apikey") != self.api_key:
+    def _authenticate(self, request: Request, params: dict[str, str]) -> Account:
+        account = self.accounts.get(request.headers.get("x-mbx-apikey", ""))
+        if account is None:
             raise Rejection(-2015, "Invalid API-key, IP, or permissions for action.", status=401)
         signature = params.get("signature")
         if not signature:
-            raise _missing("signature")
+            raise p.missing("signature")
         payload = _unsigned(request.query) + _unsigned(request.body)
-        expected = hmac.new(self.api_secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+        expected = hmac.new(account.api_secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, signature.lower()):
             raise Rejection(-1022, "Signature for this request is not valid.")
-        try:
-            timestamp = int(params["timestamp"])
-            window = int(params.get("recvWindow", DEFAULT_RECV_WINDOW))
-        except (KeyError, ValueError):
-            raise _missing("timestamp") from None
+        timestamp = p.integer(params, "timestamp")
+        window = p.integer(params, "recvWindow") if "recvWindow" in params else DEFAULT_RECV_WINDOW
         if not 0 < window <= MAX_RECV_WINDOW:
             raise Rejection(-1131, f"recvWindow must be less than {MAX_RECV_WINDOW}.")
-        now = _now_ms()
+        now = now_ms()
         if timestamp >= now + 1000 or now - timestamp > window:
             raise Rejection(-1021, "Timestamp for this request is outside of the recvWindow.")
+        return account
 
-    def _pick_fault(self, request: Request, params: dict[str, str]) -> FaultSpec | None:
+    def _pick_fault(self, account: Account, request: Request, params: dict[str, str]) -> FaultSpec | None:
         """The fault point, symbol and position side of a request, as SimExchange names them."""
         symbol = params.get("symbol")
         algo = request.path == ALGO_ORDER
         if request.method == "GET":
-            side = self._side_of(params, algo) if request.path in (ORDER, ALGO_ORDER, OPEN_ORDER) else None
+            side = self._side_of(account, params, algo) if request.path in (ORDER, ALGO_ORDER, OPEN_ORDER) else None
             return self.plan.pick(CallPoint.QUERY, symbol=symbol, side=side)
         if request.path not in (ORDER, ALGO_ORDER):
             return None
         if request.method == "DELETE":
-            return self.plan.pick(CallPoint.CANCEL_ORDER, symbol=symbol, side=self._side_of(params, algo))
+            return self.plan.pick(CallPoint.CANCEL_ORDER, symbol=symbol, side=self._side_of(account, params, algo))
         try:
-            intent = self._intent(params, algo=algo)
+            intent = account.intent(params, algo=algo)
         except Rejection:
             return None  # refused anyway: the fault is kept for a request that could succeed
         side = position_side(intent.side, intent.kind)
         return self.plan.pick(CallPoint.placing(intent.kind), symbol=intent.symbol, side=side.value)
 
-    def _side_of(self, params: dict[str, str], algo: bool) -> str | None:
-        meta = self._meta_by_ref(params, algo)
+    @staticmethod
+    def _side_of(account: Account, params: dict[str, str], algo: bool) -> str | None:
+        meta = account.meta_by_ref(params, algo)
         return meta.position_side.value if meta is not None else None
 
     # --- market data ---
@@ -318,261 +340,149 @@ class FakeBinance:
         return {}
 
     async def _time(self, params: dict[str, str]) -> JSON:
-        return {"serverTime": _now_ms()}
+        return {"serverTime": now_ms()}
 
     async def _exchange_info(self, params: dict[str, str]) -> JSON:
-        return shapes.exchange_info([self.markets[s] for s in sorted(self.markets)], _now_ms())
+        return shapes.exchange_info([self.markets[s] for s in sorted(self.markets)], self.limits, now_ms())
 
     async def _ticker_price(self, params: dict[str, str]) -> JSON | list[JSON]:
-        return self._per_symbol(params, lambda s: shapes.price_ticker(s, self.exchange.price(s), _now_ms()))
+        return self._per_symbol(params, lambda s: shapes.price_ticker(s, self.exchange.price(s), now_ms()))
 
     async def _ticker_24hr(self, params: dict[str, str]) -> JSON | list[JSON]:
         return self._per_symbol(params, lambda s: shapes.ticker_24hr(
-            s, self.exchange.price(s), self._open_prices[s], _now_ms()))
+            s, self.exchange.price(s), self._open_prices[s], now_ms()))
 
     async def _book_ticker(self, params: dict[str, str]) -> JSON | list[JSON]:
-        return self._per_symbol(params, lambda s: shapes.book_ticker(s, self.exchange.price(s), _now_ms()))
+        return self._per_symbol(params, lambda s: shapes.book_ticker(s, self.exchange.price(s), now_ms()))
 
     async def _premium_index(self, params: dict[str, str]) -> JSON | list[JSON]:
-        return self._per_symbol(params, lambda s: shapes.premium_index(s, self.exchange.price(s), _now_ms()))
+        return self._per_symbol(params, lambda s: shapes.premium_index(s, self.mark_price(s), now_ms()))
 
     # --- account ---
 
-    def _figures(self, symbols: list[str]) -> list[PositionFigures]:
-        held = {p.symbol: p for p in self.exchange.positions_snapshot()}
-        return [PositionFigures(self.markets[s], held.get(s), self.exchange.price(s), self._leverage.get(s, 1))
-                for s in symbols]
+    def _figures(self, account: Account, symbols: list[str]) -> list[PositionFigures]:
+        held = {h.symbol: h for h in account.exchange.positions_snapshot()}
+        return [PositionFigures(self.markets[s], held.get(s), self.mark_price(s), account.leverages.get(s, 1),
+                                account.margin_type.get(s, "CROSSED")) for s in symbols]
 
-    async def _funds(self) -> tuple[shapes.Funds, list[PositionFigures]]:
-        balance = await self.exchange.fetch_balance()
-        figures = self._figures(sorted(self.markets))
+    async def _funds(self, account: Account) -> tuple[shapes.Funds, list[PositionFigures]]:
+        balance = await account.exchange.fetch_balance()
+        figures = self._figures(account, sorted(self.markets))
         funds = shapes.Funds("USDT", balance.total, balance.free, sum(f.unrealized for f in figures),
                              sum(f.maint_margin for f in figures))
         return funds, figures
 
-    async def _account_v3(self, params: dict[str, str]) -> JSON:
-        funds, figures = await self._funds()
-        now = _now_ms()
+    async def _account_v3(self, account: Account, params: dict[str, str]) -> JSON:
+        funds, figures = await self._funds(account)
+        now = now_ms()
         return funds.totals_json() | {
             "assets": [funds.asset_json(now)],
             "positions": [shapes.account_position(f, now) for f in figures if f.held is not None]}
 
-    async def _account_v2(self, params: dict[str, str]) -> JSON:
-        funds, figures = await self._funds()
-        now = _now_ms()
-        positions = [shapes.account_position(f, now) | {"leverage": str(f.leverage), "isolated": False,
+    async def _account_v2(self, account: Account, params: dict[str, str]) -> JSON:
+        funds, figures = await self._funds(account)
+        now = now_ms()
+        positions = [shapes.account_position(f, now) | {"leverage": str(f.leverage), "isolated": f.isolated,
                                                          "entryPrice": shapes.fmt(f.entry)} for f in figures]
         return funds.totals_json() | {
             "feeTier": 0, "canTrade": True, "canDeposit": True, "canWithdraw": True, "updateTime": 0,
             "multiAssetsMargin": False, "tradeGroupId": -1, "assets": [funds.asset_json(now)],
             "positions": positions}
 
-    async def _balance(self, params: dict[str, str]) -> list[JSON]:
-        funds, _ = await self._funds()
-        return [funds.balance_json(_now_ms())]
+    async def _balance(self, account: Account, params: dict[str, str]) -> list[JSON]:
+        funds, _ = await self._funds(account)
+        return [funds.balance_json(now_ms())]
 
-    async def _position_risk_v2(self, params: dict[str, str]) -> list[JSON]:
-        now = _now_ms()
-        return [shapes.position_risk(f, now, v2=True) for f in self._figures(self._symbols(params))]
+    async def _position_risk_v2(self, account: Account, params: dict[str, str]) -> list[JSON]:
+        now = now_ms()
+        return [shapes.position_risk(f, now, v2=True) for f in self._figures(account, self._symbols(params))]
 
-    async def _position_risk_v3(self, params: dict[str, str]) -> list[JSON]:
+    async def _position_risk_v3(self, account: Account, params: dict[str, str]) -> list[JSON]:
         """v3 lists only symbols with a position (the simulator's stops hold no margin)."""
-        now = _now_ms()
-        return [shapes.position_risk(f, now, v2=False) for f in self._figures(self._symbols(params))
+        now = now_ms()
+        return [shapes.position_risk(f, now, v2=False) for f in self._figures(account, self._symbols(params))
                 if f.held is not None]
 
-    async def _leverage_bracket(self, params: dict[str, str]) -> list[JSON]:
+    async def _symbol_config(self, account: Account, params: dict[str, str]) -> list[JSON]:
+        """GET /fapi/v1/symbolConfig: leverage and margin type per symbol."""
+        return [{"symbol": s, "marginType": account.margin_type.get(s, "CROSSED"), "isAutoAddMargin": False,
+                 "leverage": account.leverages.get(s, 1), "maxNotionalValue": shapes.fmt(shapes.MAX_QTY)}
+                for s in self._symbols(params)]
+
+    async def _leverage_bracket(self, account: Account, params: dict[str, str]) -> list[JSON]:
         # Always a list: ccxt's loadLeverageBrackets iterates it as one.
         return [shapes.leverage_bracket(self.markets[s]) for s in self._symbols(params)]
 
-    async def _set_leverage(self, params: dict[str, str]) -> JSON:
-        symbol = self._symbol(params)
-        leverage = int(_number(params, "leverage"))
-        try:
-            self.exchange.set_leverage(symbol, leverage)
-        except PermanentError as exc:
-            raise Rejection.from_message(str(exc), -4028) from None
-        self._leverage[symbol] = leverage
+    async def _set_leverage(self, account: Account, params: dict[str, str]) -> JSON:
+        symbol = account.symbol(params)
+        leverage = p.integer(params, "leverage")
+        account.set_leverage(symbol, leverage)
         return {"leverage": leverage, "maxNotionalValue": shapes.fmt(shapes.MAX_QTY), "symbol": symbol}
 
-    async def _position_mode(self, params: dict[str, str]) -> JSON:
-        return {"dualSidePosition": False}
+    async def _set_margin_type(self, account: Account, params: dict[str, str]) -> JSON:
+        account.set_margin_type(account.symbol(params), params.get("marginType", "").upper())
+        return {"code": 200, "msg": "success"}
+
+    async def _position_mode(self, account: Account, params: dict[str, str]) -> JSON:
+        return {"dualSidePosition": account.dual_side}
+
+    async def _set_position_mode(self, account: Account, params: dict[str, str]) -> JSON:
+        account.set_dual_side(p.flag(params, "dualSidePosition"))
+        return {"code": 200, "msg": "success"}
 
     # --- orders ---
 
-    def _symbol(self, params: dict[str, str]) -> str:
-        symbol = params.get("symbol")
-        if not symbol:
-            raise _missing("symbol")
-        if symbol not in self.markets:
-            raise Rejection(-1121, "Invalid symbol.")
-        return symbol
-
-    def _intent(self, params: dict[str, str], *, algo: bool) -> _Intent:
-        symbol = self._symbol(params)
-        side_name = params.get("side")
-        if side_name not in ("BUY", "SELL"):
-            raise Rejection(-1117, "Invalid side.") if side_name else _missing("side")
-        if params.get("positionSide", "BOTH") != "BOTH":
-            raise Rejection(-4061, "Order's position side does not match user's setting.")
-        if algo and params.get("algoType") != "CONDITIONAL":
-            raise _missing("algoType")
-        order_type = params.get("type")
-        if not order_type:
-            raise _missing("type")
-        reduce_only = _flag(params, "reduceOnly")
-        if _flag(params, "closePosition"):
-            raise Rejection(-1116, _UNSUPPORTED)
-        stop_price: float | None = None
-        if order_type == "MARKET" and not algo:
-            kind = OrderKind.CLOSE if reduce_only else OrderKind.ENTRY
-        elif order_type == "STOP_MARKET" and reduce_only:
-            kind = OrderKind.STOP
-            stop_price = _number(params, "triggerPrice" if algo else "stopPrice")
-        else:
-            raise Rejection(-1116, _UNSUPPORTED)
-        quantity = _number(params, "quantity")
-        client_id = params.get("clientAlgoId" if algo else "newClientOrderId") or None
-        if client_id is not None and not _CLIENT_ID.match(client_id):
-            raise Rejection(-4015, "Client order id is not valid.")
-        side = OrderSide.BUY if side_name == "BUY" else OrderSide.SELL
-        return _Intent(symbol, side, kind, order_type, quantity, stop_price, client_id)
-
-    async def _place(self, params: dict[str, str], *, algo: bool) -> tuple[OrderState, OrderMeta]:
-        intent = self._intent(params, algo=algo)
-        client_id = intent.client_id
-        if client_id is None:
-            client_id = f"fake_auto_{self._next_auto_id}"
-            self._next_auto_id += 1
-        request = OrderRequest(intent.symbol, intent.side, intent.kind, intent.quantity, client_id,
-                               intent.stop_price)
-        try:
-            order = await self.exchange.place_order(request)
-        except DuplicateOrderError:
-            raise Rejection(-4116, "ClientOrderId is duplicated.") from None
-        except PermanentError as exc:
-            raise Rejection.from_message(str(exc), -2010) from None
-        now = _now_ms()
-        meta = OrderMeta(client_id, order.symbol, order.side, order.kind, int(order.exchange_order_id or 0),
-                         algo, intent.type, now, closed_ms=None if order.status is OrderStatus.NEW else now)
-        self._orders[client_id] = meta
-        return order, meta
-
-    async def _new_order(self, params: dict[str, str]) -> JSON:
-        order, meta = await self._place(params, algo=False)
+    async def _new_order(self, account: Account, params: dict[str, str]) -> JSON:
+        order, meta = await account.place(params, algo=False)
         return shapes.order_json(order, meta, placed=True)
 
-    async def _new_algo_order(self, params: dict[str, str]) -> JSON:
-        order, meta = await self._place(params, algo=True)
+    async def _new_algo_order(self, account: Account, params: dict[str, str]) -> JSON:
+        order, meta = await account.place(params, algo=True)
         return shapes.algo_json(order, meta)
 
-    def _meta_of(self, order: OrderState) -> OrderMeta:
-        """Our record of an order, made up for one placed behind our back (straight on the simulator)."""
-        meta = self._orders.get(order.client_order_id)
-        if meta is None:
-            stop = order.kind is OrderKind.STOP
-            meta = OrderMeta(order.client_order_id, order.symbol, order.side, order.kind,
-                             int(order.exchange_order_id or 0), stop, "STOP_MARKET" if stop else "MARKET",
-                             _now_ms())
-            self._orders[order.client_order_id] = meta
-        if order.status is not OrderStatus.NEW and meta.closed_ms is None:
-            meta.closed_ms = _now_ms()
-        if meta.algo and order.status is OrderStatus.FILLED and meta.actual_order_id is None:
-            meta.actual_order_id = self._next_actual_id
-            self._next_actual_id += 1
-        return meta
-
-    def _meta_by_ref(self, params: dict[str, str], algo: bool) -> OrderMeta | None:
-        """The order a query/cancel names, by client id or by exchange id, in its own family."""
-        client_id = params.get("clientAlgoId" if algo else "origClientOrderId")
-        raw_id = params.get("algoId" if algo else "orderId")
-        for meta in self._orders.values():
-            if client_id and meta.client_id == client_id:
-                return meta
-            if raw_id and str(meta.order_id) == raw_id and meta.algo == algo:
-                return meta
-        if client_id or not raw_id:
-            return None
-        for order in self.exchange.open_orders_snapshot():  # resting orders placed behind our back
-            if order.exchange_order_id == raw_id:
-                return self._meta_of(order)
-        return None
-
-    async def _lookup(self, params: dict[str, str], *, algo: bool) -> tuple[OrderState, OrderMeta] | None:
-        symbol = self._symbol(params)
-        if not any(params.get(k) for k in (("algoId", "clientAlgoId") if algo else ("orderId", "origClientOrderId"))):
-            names = "algoId or clientAlgoId" if algo else "orderId or origClientOrderId"
-            raise Rejection(-1102, f"Param {names} must be sent, but both were empty/null!")
-        client_id = params.get("clientAlgoId" if algo else "origClientOrderId")
-        meta = self._meta_by_ref(params, algo)
-        order = await self.exchange.fetch_order(symbol, meta.client_id if meta else client_id or "")
-        if order is None:
-            return None
-        return order, self._meta_of(order)
-
-    async def _query_order(self, params: dict[str, str]) -> JSON:
-        found = await self._lookup(params, algo=False)
-        if found is not None and not found[1].algo:
-            return shapes.order_json(*found)
-        actual = await self._actual_order(params)
-        if actual is not None:
-            return actual
-        raise Rejection(-2013, "Order does not exist.")
-
-    async def _actual_order(self, params: dict[str, str]) -> JSON | None:
-        """GET /fapi/v1/order also finds the market order a fired algo order became."""
-        symbol = self._symbol(params)
-        for meta in list(self._orders.values()):
-            if not meta.algo or meta.symbol != symbol:
-                continue
-            order = await self.exchange.fetch_order(symbol, meta.client_id)
-            if order is None or order.status is not OrderStatus.FILLED:
-                continue
-            meta = self._meta_of(order)
-            if params.get("origClientOrderId") == meta.client_id or params.get("orderId") == str(
-                    meta.actual_order_id):
-                return shapes.actual_order_json(order, meta)
-        return None
-
-    async def _query_open_order(self, params: dict[str, str]) -> JSON:
-        found = await self._lookup(params, algo=False)
-        if found is None or found[1].algo or found[0].status is not OrderStatus.NEW:
-            raise Rejection(-2013, "Order does not exist.")
-        return shapes.order_json(*found)
-
-    async def _query_algo_order(self, params: dict[str, str]) -> JSON:
-        found = await self._lookup(params, algo=True)
-        if found is None or not found[1].algo:
-            raise Rejection(-2013, "Order does not exist.")
-        return shapes.algo_json(*found)
-
-    async def _cancel(self, params: dict[str, str], *, algo: bool) -> tuple[OrderState, OrderMeta]:
-        found = await self._lookup(params, algo=algo)
-        if found is None or found[1].algo != algo:
-            raise Rejection(-2011, "Unknown order sent.")
-        order, meta = found
+    async def _query_order(self, account: Account, params: dict[str, str]) -> JSON:
         try:
-            order = await self.exchange.cancel_order(order.symbol, order.client_order_id)
-        except PermanentError:
-            raise Rejection(-2011, "Unknown order sent.") from None
-        meta.canceled = True
-        meta.closed_ms = _now_ms()
-        return order, meta
+            found = await account.lookup(params, algo=False)
+            if found is not None and not found[1].algo:
+                return shapes.order_json(*found)
+            actual = await account.actual_order(params)
+            if actual is not None:
+                return shapes.actual_order_json(*actual)
+            raise Rejection(-2013, "Order does not exist.")
+        finally:
+            await account.after_lookup(params)
 
-    async def _cancel_order(self, params: dict[str, str]) -> JSON:
-        return shapes.order_json(*await self._cancel(params, algo=False))
+    async def _query_open_order(self, account: Account, params: dict[str, str]) -> JSON:
+        try:
+            found = await account.lookup(params, algo=False)
+            if found is None or found[1].algo or found[0].status is not OrderStatus.NEW:
+                raise Rejection(-2013, "Order does not exist.")
+            return shapes.order_json(*found)
+        finally:
+            await account.after_lookup(params)
 
-    async def _cancel_algo_order(self, params: dict[str, str]) -> JSON:
-        order, meta = await self._cancel(params, algo=True)
+    async def _query_algo_order(self, account: Account, params: dict[str, str]) -> JSON:
+        try:
+            found = await account.lookup(params, algo=True)
+            if found is None or not found[1].algo:
+                raise Rejection(-2013, "Order does not exist.")
+            return shapes.algo_json(*found)
+        finally:
+            await account.after_lookup(params)
+
+    async def _cancel_order(self, account: Account, params: dict[str, str]) -> JSON:
+        return shapes.order_json(*await account.cancel(params, algo=False))
+
+    async def _cancel_algo_order(self, account: Account, params: dict[str, str]) -> JSON:
+        order, meta = await account.cancel(params, algo=True)
         return {"algoId": meta.order_id, "clientAlgoId": order.client_order_id, "code": "200", "msg": "success"}
 
-    def _resting(self, params: dict[str, str], *, algo: bool) -> list[tuple[OrderState, OrderMeta]]:
-        symbols = set(self._symbols(params))
-        found = [(o, self._meta_of(o)) for o in self.exchange.open_orders_snapshot() if o.symbol in symbols]
-        return [(o, m) for o, m in found if m.algo == algo]
+    def _rows(self, account: Account, params: dict[str, str], *, algo: bool,
+              shape: Callable[[OrderState, Any], JSON]) -> list[JSON]:
+        return [shape(o, m) for o, m in account.resting(set(self._symbols(params)), algo=algo)]
 
-    async def _open_orders(self, params: dict[str, str]) -> list[JSON]:
-        return [shapes.order_json(o, m) for o, m in self._resting(params, algo=False)]
+    async def _open_orders(self, account: Account, params: dict[str, str]) -> list[JSON]:
+        return self._rows(account, params, algo=False, shape=shapes.order_json)
 
-    async def _open_algo_orders(self, params: dict[str, str]) -> list[JSON]:
-        return [shapes.algo_json(o, m) for o, m in self._resting(params, algo=True)]
+    async def _open_algo_orders(self, account: Account, params: dict[str, str]) -> list[JSON]:
+        return self._rows(account, params, algo=True, shape=shapes.algo_json)

@@ -14,17 +14,27 @@ from typing import Any
 import attrs
 
 from adapters.sim.exchange import position_side
+from adapters.sim.fake_binance.params import Limits
 from engine.model import ExchangePosition, Market, OrderKind, OrderSide, OrderState, OrderStatus, Side
+from engine.sizing import floor_to
 
 QUOTES = ("USDT", "USDC")
 ONBOARD_MS = 1_569_398_400_000  # 2019-09-25, when BTCUSDT perpetual was listed
 PERPETUAL_DELIVERY_MS = 4_133_404_800_000  # Binance's "never" for perpetuals
 MAX_PRICE = 10_000_000
 MAX_QTY = 100_000_000
+MARKET_NOTIONAL_CAP = 1_000_000  # USDT a single market order may move, at the listing price
 ORDER_TYPES = ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET",
                "TRAILING_STOP_MARKET"]
 
 JSON = dict[str, Any]
+
+
+def limits_for(market: Market, price: float) -> Limits:
+    """Binance's MARKET_LOT_SIZE is far below LOT_SIZE (BTCUSDT: 120 vs 1000): a big close
+    must be split. Here the market cap is about a million USDT at the listing price."""
+    market_max = max(floor_to(MARKET_NOTIONAL_CAP / price, market.step_size), market.step_size)
+    return Limits(max_qty=market_max * 10, market_max_qty=market_max, max_price=MAX_PRICE)
 
 
 def fmt(value: float) -> str:
@@ -71,6 +81,10 @@ class OrderMeta:
     closed_ms: int | None = None  # first time the server saw it filled/canceled/expired
     canceled: bool = False  # by a cancel request; a stop the simulator cancels has expired
     actual_order_id: int | None = None  # the market order a triggered algo order became
+    working_type: str = "CONTRACT_PRICE"
+    triggered_ms: int | None = None
+    held: bool = False  # the algo service holds it: triggering, or resting in the matching engine
+    algo_status: str | None = None  # set by the algo service where the simulator's status says less
 
     @property
     def position_side(self) -> Side:
@@ -86,6 +100,20 @@ def _status(order: OrderState, meta: OrderMeta, *, filled: str) -> str:
     return "CANCELED" if meta.canceled else "EXPIRED"
 
 
+def algo_status(order: OrderState, meta: OrderMeta) -> str:
+    """NEW, TRIGGERING, TRIGGERED, FINISHED (filled *or* expired in the matching engine),
+    CANCELED (by the user), EXPIRED (by the system), REJECTED."""
+    if meta.algo_status is not None:
+        return meta.algo_status
+    if order.status is OrderStatus.NEW:
+        return "NEW"
+    if order.status is OrderStatus.FILLED:
+        return "FINISHED"
+    if meta.canceled:
+        return "CANCELED"
+    return "FINISHED" if meta.actual_order_id is not None else "EXPIRED"
+
+
 def order_json(order: OrderState, meta: OrderMeta, *, placed: bool = False) -> JSON:
     """A plain order; `placed` gives the POST answer, which has no `time` on Binance."""
     filled = order.filled_quantity
@@ -96,7 +124,7 @@ def order_json(order: OrderState, meta: OrderMeta, *, placed: bool = False) -> J
         "origQty": fmt(order.quantity), "executedQty": fmt(filled), "cumQty": fmt(filled),
         "cumQuote": fmt(filled * average), "timeInForce": "GTC", "type": meta.type, "origType": meta.type,
         "reduceOnly": order.reduce_only, "closePosition": False, "side": order.side.value.upper(),
-        "positionSide": "BOTH", "stopPrice": fmt(order.stop_price or 0.0), "workingType": "CONTRACT_PRICE",
+        "positionSide": "BOTH", "stopPrice": fmt(order.stop_price or 0.0), "workingType": meta.working_type,
         "priceProtect": False, "priceMatch": "NONE", "selfTradePreventionMode": "EXPIRE_MAKER",
         "goodTillDate": 0, "updateTime": meta.closed_ms or meta.created_ms,
     }
@@ -106,47 +134,47 @@ def order_json(order: OrderState, meta: OrderMeta, *, placed: bool = False) -> J
 
 
 def actual_order_json(order: OrderState, meta: OrderMeta) -> JSON:
-    """The market order a triggered algo order became (it carries the algo's client id)."""
+    """The market order a triggered algo order became (it carries the algo's client id):
+    FILLED, still NEW in the matching engine (TRIGGERED), or EXPIRED there unfilled."""
     assert meta.actual_order_id is not None
+    status = algo_status(order, meta)
+    filled = order.filled_quantity if order.status is OrderStatus.FILLED else 0.0
+    average = order.average_price or 0.0
+    state = "FILLED" if filled else "NEW" if status == "TRIGGERED" else "EXPIRED"
+    triggered_at = meta.triggered_ms or meta.closed_ms or meta.created_ms
     data = order_json(order, meta)
-    triggered_at = meta.closed_ms or meta.created_ms
-    return data | {"orderId": meta.actual_order_id, "type": "MARKET", "stopPrice": "0",
-                   "time": triggered_at, "updateTime": triggered_at}
+    return data | {"orderId": meta.actual_order_id, "type": "MARKET", "origType": meta.type, "stopPrice": "0",
+                   "status": state, "executedQty": fmt(filled), "cumQty": fmt(filled),
+                   "avgPrice": fmt(average) if filled else "0", "cumQuote": fmt(filled * average),
+                   "time": triggered_at, "updateTime": meta.closed_ms or triggered_at}
 
 
 def algo_json(order: OrderState, meta: OrderMeta) -> JSON:
-    """A conditional algo order.
-
-    Binance reports a fired algo order as FINISHED with `actualOrderId`/`actualPrice`
-    only; `executedQty` and `avgPrice` are added (not Binance fields) so that ccxt's
-    `parse_order`, which reads those, reports the stop as closed, filled and at what price.
-    """
-    filled = order.filled_quantity
+    """A conditional algo order, field for field as Query Algo Order documents it: no
+    `executedQty`/`avgPrice`; a triggered one names the order it became (`actualOrderId`)."""
+    status = algo_status(order, meta)
     average = order.average_price or 0.0
-    triggered = order.status is OrderStatus.FILLED
-    data: JSON = {
+    filled = order.status is OrderStatus.FILLED
+    return {
         "algoId": meta.order_id, "clientAlgoId": order.client_order_id, "algoType": "CONDITIONAL",
         "orderType": meta.type, "symbol": order.symbol, "side": order.side.value.upper(),
         "positionSide": "BOTH", "timeInForce": "GTC", "quantity": fmt(order.quantity),
-        "algoStatus": _status(order, meta, filled="FINISHED"),
+        "algoStatus": status,
         "actualOrderId": str(meta.actual_order_id) if meta.actual_order_id is not None else "",
-        "actualPrice": fmt(average) if triggered else "0", "triggerPrice": fmt(order.stop_price or 0.0),
+        "actualPrice": fmt(average) if filled else "0", "triggerPrice": fmt(order.stop_price or 0.0),
         "price": "0", "icebergQuantity": None, "tpTriggerPrice": "0", "tpPrice": "0", "slTriggerPrice": "0",
         "slPrice": "0", "tpOrderType": "", "selfTradePreventionMode": "EXPIRE_MAKER",
-        "workingType": "CONTRACT_PRICE", "priceMatch": "NONE", "closePosition": False, "priceProtect": False,
+        "workingType": meta.working_type, "priceMatch": "NONE", "closePosition": False, "priceProtect": False,
         "reduceOnly": order.reduce_only, "createTime": meta.created_ms,
-        "updateTime": meta.closed_ms or meta.created_ms,
-        "triggerTime": meta.closed_ms if triggered and meta.closed_ms else 0, "goodTillDate": 0,
+        "updateTime": meta.closed_ms or meta.triggered_ms or meta.created_ms,
+        "triggerTime": meta.triggered_ms or 0, "goodTillDate": 0,
     }
-    if triggered:
-        data |= {"executedQty": fmt(filled), "avgPrice": fmt(average)}
-    return data
 
 
-def symbol_json(market: Market) -> JSON:
+def symbol_json(market: Market, limits: Limits) -> JSON:
     base, quote = split_symbol(market.symbol)
     tick, step = fmt(market.tick_size), fmt(market.step_size)
-    lot = {"stepSize": step, "minQty": step, "maxQty": fmt(MAX_QTY)}
+    lot = {"stepSize": step, "minQty": step, "maxQty": fmt(limits.max_qty)}
     return {
         "symbol": market.symbol, "pair": market.symbol, "contractType": "PERPETUAL",
         "deliveryDate": PERPETUAL_DELIVERY_MS, "onboardDate": ONBOARD_MS, "status": "TRADING",
@@ -156,9 +184,9 @@ def symbol_json(market: Market) -> JSON:
         "underlyingType": "COIN", "underlyingSubType": [], "settlePlan": 0, "triggerProtect": "0.0500",
         "liquidationFee": "0.012500", "marketTakeBound": "0.05", "maxMoveOrderLimit": 10000,
         "filters": [
-            {"filterType": "PRICE_FILTER", "tickSize": tick, "minPrice": tick, "maxPrice": fmt(MAX_PRICE)},
+            {"filterType": "PRICE_FILTER", "tickSize": tick, "minPrice": tick, "maxPrice": fmt(limits.max_price)},
             {"filterType": "LOT_SIZE", **lot},
-            {"filterType": "MARKET_LOT_SIZE", **lot},
+            {"filterType": "MARKET_LOT_SIZE", **lot, "maxQty": fmt(limits.market_max_qty)},
             {"filterType": "MAX_NUM_ORDERS", "limit": 200},
             {"filterType": "MAX_NUM_ALGO_ORDERS", "limit": 10},
             {"filterType": "MIN_NOTIONAL", "notional": fmt(market.min_notional)},
@@ -169,7 +197,7 @@ def symbol_json(market: Market) -> JSON:
     }
 
 
-def exchange_info(markets: list[Market], now_ms: int) -> JSON:
+def exchange_info(markets: list[Market], limits: dict[str, Limits], now_ms: int) -> JSON:
     quotes = sorted({split_symbol(m.symbol)[1] for m in markets})
     return {
         "timezone": "UTC", "serverTime": now_ms, "futuresType": "U_MARGINED",
@@ -180,7 +208,7 @@ def exchange_info(markets: list[Market], now_ms: int) -> JSON:
         ],
         "exchangeFilters": [],
         "assets": [{"asset": q, "marginAvailable": True, "autoAssetExchange": "-10000"} for q in quotes],
-        "symbols": [symbol_json(m) for m in markets],
+        "symbols": [symbol_json(m, limits[m.symbol]) for m in markets],
     }
 
 
@@ -220,6 +248,11 @@ class PositionFigures:
     held: ExchangePosition | None
     mark: float
     leverage: int
+    margin_type: str = "CROSSED"
+
+    @property
+    def isolated(self) -> bool:
+        return self.margin_type == "ISOLATED"
 
     @property
     def amount(self) -> float:
@@ -257,8 +290,8 @@ def position_risk(fig: PositionFigures, now_ms: int, *, v2: bool) -> JSON:
         "bidNotional": "0", "askNotional": "0", "updateTime": now_ms if fig.held else 0,
     }
     if v2:
-        data |= {"leverage": str(fig.leverage), "marginType": "cross", "isAutoAddMargin": "false",
-                 "maxNotionalValue": fmt(MAX_QTY)}
+        data |= {"leverage": str(fig.leverage), "marginType": "isolated" if fig.isolated else "cross",
+                 "isAutoAddMargin": "false", "maxNotionalValue": fmt(MAX_QTY)}
     return data
 
 

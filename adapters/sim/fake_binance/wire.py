@@ -3,10 +3,19 @@
 A handler may answer, never answer (`Silence.HANG`) or close the connection
 without answering (`Silence.DROP`). Those two are how injected faults look on
 the wire, so they are outcomes the handler returns rather than exceptions.
+
+The server may face any local client, so nothing a client sends can make it hold
+more than a bounded amount: a request line plus headers over `max_head` bytes is
+answered 431 and a body over `max_body` (by Content-Length, before reading it, or
+as it arrives when chunked) 413, both closing the connection; the head and body
+must arrive within `read_timeout` once started, a keep-alive connection idle for
+`idle_timeout` is closed, and the server (`Gate`) holds at most `max_connections`
+connections, answering 503 to the next one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 from collections.abc import Awaitable, Callable, Mapping
@@ -18,6 +27,21 @@ import h11
 import trio
 
 _CHUNK = 65536
+
+
+@attrs.frozen
+class WireLimits:
+    max_head: int = 8 * 1024
+    max_body: int = 64 * 1024
+    read_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    max_connections: int = 256
+
+
+class _TooLarge(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
 
 
 @attrs.frozen
@@ -34,10 +58,11 @@ class Reply:
     status: int
     body: bytes
     content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def json(cls, status: int, data: Any) -> Reply:
-        return cls(status, json.dumps(data, separators=(",", ":")).encode())
+    def json(cls, status: int, data: Any, headers: tuple[tuple[str, str], ...] = ()) -> Reply:
+        return cls(status, json.dumps(data, separators=(",", ":")).encode(), headers=headers)
 
 
 class Silence(enum.Enum):
@@ -49,12 +74,42 @@ Outcome = Reply | Silence
 Handler = Callable[[Request], Awaitable[Outcome]]
 
 
-async def serve_connection(stream: trio.abc.Stream, handler: Handler) -> None:
+class Gate:
+    """Counts a server's open connections; past the limit a new one gets 503 and is closed."""
+
+    def __init__(self, limits: WireLimits) -> None:
+        self.limits = limits
+        self.open = 0
+
+    async def serve(self, stream: trio.abc.Stream, handler: Handler) -> None:
+        if self.open >= self.limits.max_connections:
+            with trio.move_on_after(1.0):
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await stream.send_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                                          b"Connection: close\r\n\r\n")
+            await trio.aclose_forcefully(stream)
+            return
+        self.open += 1
+        try:
+            await serve_connection(stream, handler, self.limits)
+        finally:
+            self.open -= 1
+
+
+async def serve_connection(stream: trio.abc.Stream, handler: Handler, limits: WireLimits | None = None) -> None:
     """Answer requests in order on one keep-alive connection until either side closes it."""
-    conn = h11.Connection(h11.SERVER)
+    limits = limits or WireLimits()
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head)
     try:
         while True:
-            request = await _receive_request(conn, stream)
+            try:
+                request = await _receive_request(conn, stream, limits)
+            except _TooLarge as too_large:
+                await _refuse(conn, stream, too_large.status)
+                return
+            except h11.RemoteProtocolError as exc:
+                await _refuse(conn, stream, exc.error_status_hint)
+                return
             if request is None:
                 return
             outcome = await handler(request)
@@ -68,23 +123,50 @@ async def serve_connection(stream: trio.abc.Stream, handler: Handler) -> None:
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return  # a Connection: close, or a body we did not read
             conn.start_next_cycle()
-    except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
-        return  # the client went away or spoke nonsense: nothing useful to say
+    except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError, trio.TooSlowError):
+        return  # the client went away, spoke nonsense or dawdled: nothing useful to say
     finally:
         await trio.aclose_forcefully(stream)
 
 
-async def _receive_request(conn: h11.Connection, stream: trio.abc.Stream) -> Request | None:
+async def _refuse(conn: h11.Connection, stream: trio.abc.Stream, status: int) -> None:
+    """An error status for a request we will not read further, then the connection closes."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Bad Request"
+    reply = Reply.json(status, {"code": -1000 if status >= 500 else -1100, "msg": phrase})
+    if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+        with trio.move_on_after(1.0), contextlib.suppress(h11.ProtocolError, trio.BrokenResourceError,
+                                                          trio.ClosedResourceError):
+            await _send_reply(conn, stream, reply, close=True)
+
+
+async def _receive_request(conn: h11.Connection, stream: trio.abc.Stream, limits: WireLimits) -> Request | None:
     head: h11.Request | None = None
     body = bytearray()
+    deadline = trio.current_time() + limits.idle_timeout  # waiting for the next request to start
+    started = False
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
-            conn.receive_data(bytes(await stream.receive_some(_CHUNK)))  # b"" tells h11 about EOF
+            with trio.fail_at(deadline):
+                data = bytes(await stream.receive_some(_CHUNK))
+            if not started and data:
+                started = True
+                deadline = trio.current_time() + limits.read_timeout  # the whole request, once begun
+            conn.receive_data(data)  # b"" tells h11 about EOF
         elif isinstance(event, h11.Request):
             head = event
+            if len(event.target) + sum(len(n) + len(v) + 4 for n, v in event.headers) > limits.max_head:
+                raise _TooLarge(431)  # arrived in one read, so h11's incomplete-event bound never saw it
+            length = dict(event.headers).get(b"content-length")
+            if length is not None and length.isdigit() and int(length) > limits.max_body:
+                raise _TooLarge(413)
         elif isinstance(event, h11.Data):
             body += event.data
+            if len(body) > limits.max_body:
+                raise _TooLarge(413)
         elif isinstance(event, h11.EndOfMessage):
             assert head is not None
             target = head.target.decode("ascii", "replace")
@@ -98,13 +180,15 @@ async def _receive_request(conn: h11.Connection, stream: trio.abc.Stream) -> Req
             raise h11.RemoteProtocolError(f"unexpected event {event!r}")
 
 
-async def _send_reply(conn: h11.Connection, stream: trio.abc.Stream, reply: Reply) -> None:
+async def _send_reply(conn: h11.Connection, stream: trio.abc.Stream, reply: Reply, *, close: bool = False) -> None:
     try:
         reason = HTTPStatus(reply.status).phrase.encode()
     except ValueError:
         reason = b""
     headers = [("Content-Type", reply.content_type), ("Content-Length", str(len(reply.body))),
-               ("Server", "fake-binance")]
+               ("Server", "fake-binance"), *reply.headers]
+    if close:
+        headers.append(("Connection", "close"))
     for event in (h11.Response(status_code=reply.status, headers=headers, reason=reason),
                   h11.Data(data=reply.body), h11.EndOfMessage()):
         data = conn.send(event)

@@ -1,0 +1,265 @@
+"""Binance USDⓈ-M behaviours the adapter must survive, one test per documented code or field,
+each driven through the real ccxt client and the adapter over real HTTP against the fake server.
+
+Named after what they cover (`algoStatus_TRIGGERING`, `minus_4120`, ...): a failure names
+the Binance behaviour that broke.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import ccxt
+import pytest
+import trio
+import trio_asyncio
+
+from adapters.ccxt_exchange import CcxtExchange
+from adapters.ccxt_routing import CcxtRoutingError, check_ccxt_routing, routing_problems
+from adapters.sim.fake_binance import FakeBinance
+from adapters.sim.scenario import ExchangeSpec, FaultSpec, MarketSpec
+from engine import ids
+from engine.errors import TransientError
+from engine.model import OrderKind, OrderRequest, OrderSide, OrderState, OrderStatus
+
+KEY, SECRET = "conformance-key", "conformance-secret"
+SPEC = ExchangeSpec(balance_usdt=10_000.0, latency=0.0, markets=(
+    MarketSpec("BTCUSDT", 50_000.0, tick_size=0.1, step_size=0.001, min_notional=5.0, max_leverage=50),
+))
+
+
+@asynccontextmanager
+async def connected(*faults: FaultSpec) -> AsyncIterator[tuple[FakeBinance, CcxtExchange]]:
+    async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+        fake = FakeBinance(SPEC, api_key=KEY, api_secret=SECRET)
+        for fault in faults:
+            fake.plan.add(fault)
+        port = await nursery.start(fake.serve)
+        exchange = CcxtExchange("binanceusdm", api_key=KEY, api_secret=SECRET, base_url=f"http://127.0.0.1:{port}")
+        try:
+            yield fake, exchange
+        finally:
+            await exchange.aclose()
+            nursery.cancel_scope.cancel()
+
+
+def entry(qty: float = 0.01) -> OrderRequest:
+    return OrderRequest("BTCUSDT", OrderSide.BUY, OrderKind.ENTRY, qty, ids.entry_id(1))
+
+
+def stop(price: float = 49_000.0, qty: float = 0.01, seq: int = 1) -> OrderRequest:
+    return OrderRequest("BTCUSDT", OrderSide.SELL, OrderKind.STOP, qty, ids.stop_id(1, seq), price)
+
+
+@asynccontextmanager
+async def stopped_out(*faults: FaultSpec) -> AsyncIterator[tuple[FakeBinance, CcxtExchange, OrderState | None]]:
+    """A long with its stop, then the price through the stop; yields the stop as the adapter reads it."""
+    async with connected(*faults) as (fake, exchange):
+        await exchange.place_order(entry())
+        await exchange.place_order(stop())
+        fake.exchange.set_price("BTCUSDT", 48_000.0)
+        yield fake, exchange, await exchange.fetch_order("BTCUSDT", ids.stop_id(1, 1))
+
+
+def trigger_fault(effect: str, seconds: float = 0.0) -> FaultSpec:
+    return FaultSpec("exchange.stop_trigger", effect, seconds=seconds)
+
+
+def algo_status(fake: FakeBinance) -> str:
+    return fake.primary.orders[ids.stop_id(1, 1)].algo_status or "derived"
+
+
+# --- -4120 and the ccxt version floor ---
+
+async def test_minus_4120_the_adapter_places_stops_on_the_algo_endpoint() -> None:
+    async with connected() as (fake, exchange):
+        await exchange.place_order(entry())
+        placed = await exchange.place_order(stop())
+        assert placed.status is OrderStatus.NEW
+        assert ("POST", "/fapi/v1/algoOrder", 200) in fake.hits
+        assert not any(path == "/fapi/v1/order" and method == "POST" and status != 200
+                       for method, path, status in fake.hits)
+
+
+def test_ccxt_version_floor_the_installed_ccxt_routes_stops_to_the_algo_endpoints() -> None:
+    assert routing_problems() == []
+    check_ccxt_routing()  # does not raise
+
+
+def test_ccxt_version_floor_a_ccxt_sending_stops_to_the_order_endpoint_is_refused() -> None:
+    class OldBinance(ccxt.binanceusdm):  # type: ignore[misc]
+        """How ccxt before the algo migration built these requests."""
+
+        def create_order(self, symbol: str, type: str, side: str, amount: float, price: Any = None,
+                         params: Any = None) -> Any:
+            return self.fapiPrivatePostOrder({"symbol": "BTCUSDT", "type": "STOP_MARKET",
+                                              "newClientOrderId": (params or {}).get("clientOrderId")})
+
+        def cancel_order(self, id: str, symbol: Any = None, params: Any = None) -> Any:
+            return self.fapiPrivateDeleteOrder({"symbol": "BTCUSDT",
+                                                "origClientOrderId": (params or {}).get("clientOrderId")})
+
+    problems = routing_problems(OldBinance)
+    assert problems == [
+        "create_order (a reduce-only stop) goes to POST /fapi/v1/order, Binance takes it at POST /fapi/v1/algoOrder",
+        "cancel_order (a stop, by client id) goes to DELETE /fapi/v1/order, Binance takes it at DELETE "
+        "/fapi/v1/algoOrder",
+    ]
+    assert issubclass(CcxtRoutingError, Exception)
+
+
+# --- algoStatus: a stop is an exit only with its fill found ---
+
+async def test_algoStatus_FINISHED_with_a_fill_is_a_filled_stop_at_the_actual_orders_price() -> None:
+    async with stopped_out() as (_fake, exchange, fired):
+        assert fired is not None
+        assert (fired.status, fired.filled_quantity, fired.average_price) == (OrderStatus.FILLED, 0.01, 48_000.0)
+        assert await exchange.fetch_positions() == []
+
+
+async def test_algoStatus_TRIGGERING_is_neither_resting_nor_filled() -> None:
+    async with stopped_out(trigger_fault("hang")) as (fake, exchange, fired):
+        assert algo_status(fake) == "TRIGGERING"
+        assert fired is not None and (fired.status, fired.filled_quantity) == (OrderStatus.UNKNOWN, 0.0)
+        # ccxt itself calls TRIGGERING "open"; the adapter must not list it as a resting stop.
+        raw = await trio_asyncio.aio_as_trio(exchange.client.fetch_open_orders)(
+            "BTC/USDT:USDT", None, None, {"trigger": True})
+        assert [o["status"] for o in raw] == ["open"]
+        assert await exchange.fetch_open_orders("BTCUSDT") == []
+        assert len(await exchange.fetch_positions()) == 1  # still held, without a working stop
+
+
+async def test_algoStatus_TRIGGERING_then_filled_after_a_delay() -> None:
+    async with stopped_out(trigger_fault("delay", seconds=0.2)) as (_fake, exchange, fired):
+        assert fired is not None and fired.status is OrderStatus.UNKNOWN
+        await trio.sleep(0.4)
+        later = await exchange.fetch_order("BTCUSDT", ids.stop_id(1, 1))
+        assert later is not None and (later.status, later.filled_quantity) == (OrderStatus.FILLED, 0.01)
+
+
+async def test_algoStatus_TRIGGERED_resting_in_the_matching_engine_is_not_a_fill() -> None:
+    async with stopped_out(trigger_fault("stall")) as (fake, exchange, fired):
+        assert algo_status(fake) == "TRIGGERED"
+        assert fired is not None and (fired.status, fired.filled_quantity) == (OrderStatus.UNKNOWN, 0.0)
+        assert len(await exchange.fetch_positions()) == 1
+
+
+async def test_algoStatus_FINISHED_without_a_fill_is_a_stop_gone_not_an_exit() -> None:
+    async with stopped_out(trigger_fault("unfilled")) as (fake, exchange, fired):
+        assert algo_status(fake) == "FINISHED"
+        assert fired is not None
+        assert (fired.status, fired.filled_quantity, fired.average_price) == (OrderStatus.CANCELED, 0.0, None)
+        assert len(await exchange.fetch_positions()) == 1
+
+
+async def test_algoStatus_REJECTED() -> None:
+    async with stopped_out(trigger_fault("reject")) as (_fake, _exchange, fired):
+        assert fired is not None and (fired.status, fired.filled_quantity) == (OrderStatus.REJECTED, 0.0)
+
+
+async def test_algoStatus_EXPIRED() -> None:
+    async with stopped_out(trigger_fault("expire")) as (_fake, _exchange, fired):
+        assert fired is not None and (fired.status, fired.filled_quantity) == (OrderStatus.CANCELED, 0.0)
+
+
+async def test_actualOrderId_look_up_failing_raises_rather_than_guessing_a_fill() -> None:
+    async with connected() as (fake, exchange):
+        await exchange.place_order(entry())
+        await exchange.place_order(stop())
+        fake.exchange.set_price("BTCUSDT", 48_000.0)
+        fake.plan.add(FaultSpec("exchange.query", "delay", times=1))  # the algo order read goes through,
+        fake.plan.add(FaultSpec("exchange.query", "error", times=1))  # the read of the order it became fails
+        with pytest.raises(TransientError):
+            await exchange.fetch_order("BTCUSDT", ids.stop_id(1, 1))
+        fired = await exchange.fetch_order("BTCUSDT", ids.stop_id(1, 1))
+        assert fired is not None and fired.status is OrderStatus.FILLED
+
+
+async def test_a_triggering_algo_order_cannot_be_cancelled_minus_2011() -> None:
+    async with stopped_out(trigger_fault("hang")) as (_fake, exchange, _fired):
+        with pytest.raises(Exception, match="-2011"):
+            await exchange.cancel_order("BTCUSDT", ids.stop_id(1, 1))
+
+
+# --- 503 / -1007: execution status unknown ---
+
+async def test_http_503_unknown_error_the_entry_executes_after_the_first_look_up() -> None:
+    async with connected(FaultSpec("exchange.entry_order", "unknown", times=1)) as (fake, exchange):
+        with pytest.raises(TransientError, match="ExchangeNotAvailable"):
+            await exchange.place_order(entry())
+        assert fake.exchange.fills == []
+        assert await exchange.fetch_order("BTCUSDT", ids.entry_id(1)) is None  # "does not exist" ...
+        assert len(fake.exchange.fills) == 1  # ... and then it executed
+        found = await exchange.fetch_order("BTCUSDT", ids.entry_id(1))
+        assert found is not None and found.status is OrderStatus.FILLED
+
+
+async def test_minus_1007_timeout_the_entry_executes_seconds_later() -> None:
+    fault = FaultSpec("exchange.entry_order", "unknown", message="-1007", seconds=0.2, times=1)
+    async with connected(fault) as (fake, exchange):
+        with pytest.raises(TransientError, match="-1007"):
+            await exchange.place_order(entry())
+        assert fake.exchange.fills == []
+        await trio.sleep(0.4)
+        found = await exchange.fetch_order("BTCUSDT", ids.entry_id(1))
+        assert found is not None and (found.status, found.filled_quantity) == (OrderStatus.FILLED, 0.01)
+
+
+# --- workingType: mark price against last price ---
+
+async def test_workingType_MARK_PRICE_a_wick_on_the_last_price_does_not_stop_the_position_out() -> None:
+    async with connected() as (fake, exchange):
+        assert exchange.stop_working_type == "MARK_PRICE"  # the default
+        await exchange.place_order(entry())
+        await exchange.place_order(stop())
+        assert fake.primary.orders[ids.stop_id(1, 1)].working_type == "MARK_PRICE"
+        fake.set_tick("BTCUSDT", 48_000.0, mark=49_500.0)  # the last price wicks through the stop
+        held = await exchange.fetch_order("BTCUSDT", ids.stop_id(1, 1))
+        assert held is not None and held.status is OrderStatus.NEW
+        fake.set_mark("BTCUSDT", 48_900.0)  # now the mark crosses too
+        fired = await exchange.fetch_order("BTCUSDT", ids.stop_id(1, 1))
+        assert fired is not None and (fired.status, fired.average_price) == (OrderStatus.FILLED, 48_000.0)
+
+
+async def test_workingType_CONTRACT_PRICE_triggers_on_the_wick() -> None:
+    async with connected() as (fake, exchange):
+        exchange.stop_working_type = "CONTRACT_PRICE"
+        await exchange.place_order(entry())
+        await exchange.place_order(stop())
+        fake.set_tick("BTCUSDT", 48_000.0, mark=49_500.0)
+        fired = await exchange.fetch_order("BTCUSDT", ids.stop_id(1, 1))
+        assert fired is not None and fired.status is OrderStatus.FILLED
+
+
+# --- account settings: position mode, leverage, margin type ---
+
+async def test_minus_4061_hedge_mode_refuses_orders_without_positionSide_and_start_up_switches_it() -> None:
+    from adapters.binance_account import AccountSettings, AccountSettingsError
+
+    async with connected() as (fake, exchange):
+        fake.primary.dual_side = True
+        with pytest.raises(Exception, match="-4061"):
+            await exchange.place_order(entry())
+        with pytest.raises(AccountSettingsError, match="hedge mode"):
+            await exchange.prepare_account(["BTCUSDT"], AccountSettings(3, "isolated", change=False))
+        notes = await exchange.prepare_account(["BTCUSDT"], AccountSettings(3, "isolated"))
+        assert notes == ["position mode: hedge -> one-way (set)",
+                         "BTCUSDT: isolated, 3x (set: margin CROSSED -> ISOLATED, leverage 20x -> 3x)"]
+        assert (fake.primary.dual_side, fake.primary.leverages["BTCUSDT"],
+                fake.primary.margin_type["BTCUSDT"]) == (False, 3, "ISOLATED")
+        assert await exchange.prepare_account(["BTCUSDT"], AccountSettings(3, "isolated", change=False)) == [
+            "position mode: one-way", "BTCUSDT: isolated, 3x"]
+        await exchange.place_order(entry())  # one-way now: accepted
+
+
+async def test_minus_4046_and_minus_4048_margin_type_with_a_position_cannot_change() -> None:
+    from adapters.binance_account import AccountSettings, AccountSettingsError
+
+    async with connected() as (_fake, exchange):
+        await exchange.place_order(entry())
+        with pytest.raises(AccountSettingsError, match="-4048"):
+            await exchange.prepare_account(["BTCUSDT"], AccountSettings(20, "isolated"))
+        assert await exchange.prepare_account(["BTCUSDT"], AccountSettings(20, "cross")) == [
+            "position mode: one-way", "BTCUSDT: cross, 20x"]
