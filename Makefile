@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run test test-slow lint typecheck clean
+.PHONY: run test test-e2e test-slow lint typecheck clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ typecheck: $(STAMP)
 
 test: lint typecheck
 	$(BIN)/pytest
+
+test-e2e: $(STAMP)
+	$(BIN)/pytest -m e2e
 
 # Long runs left out of `make test` (marked slow): a simulated day under several schedulings.
 test-slow: $(STAMP)

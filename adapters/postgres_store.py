@@ -25,6 +25,7 @@ talks to another process over a socket, so it never runs under the mock clock.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -42,9 +43,13 @@ from adapters.records import (
     ORDERS,
     OUTCOMES,
     POSITIONS,
+    SETTING_DELETE,
+    SETTING_GET,
+    SETTING_PUT,
     TRAILING,
     WAVES,
     Table,
+    events_query,
     migrated,
     q,
     write_plan,
@@ -281,17 +286,27 @@ class PostgresStore:
 
         return await self._run("waves", body)
 
-    async def events(self, *, position_id: int | None = None, signal_id: str | None = None) -> list[Event]:
-        conditions: list[str] = []
-        args: list[object] = []
-        if position_id is not None:
-            args.append(position_id)
-            conditions.append(f"position_id = ${len(args)}")
-        if signal_id is not None:
-            args.append(signal_id)
-            conditions.append(f"signal_id = ${len(args)}")
-        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-        return await self._all("events", EVENTS, f"{EVENTS.select()}{where} ORDER BY seq", *args)
+    async def events(self, *, position_id: int | None = None, signal_id: str | None = None,
+                     wave_id: str | None = None, since: float | None = None) -> list[Event]:
+        sql, args = events_query("postgresql", wave_id=wave_id, signal_id=signal_id, position_id=position_id,
+                                 since=since)
+        return await self._all("events", EVENTS, sql, *args)
+
+    async def setting(self, key: str) -> str | None:
+        async def body(conn: asyncpg.Connection) -> str | None:
+            value = await conn.fetchval(SETTING_GET["postgresql"], key)
+            return None if value is None else str(value)
+
+        return await self._run("setting", body)
+
+    async def put_setting(self, key: str, value: str | None) -> None:
+        async def body(conn: asyncpg.Connection) -> None:
+            if value is None:
+                await conn.execute(SETTING_DELETE["postgresql"], key)
+            else:
+                await conn.execute(SETTING_PUT["postgresql"], key, value, time.time())
+
+        await self._run("put_setting", body)
 
     async def aclose(self) -> None:
         pool, self._pool, self._raw = self._pool, None, None

@@ -185,3 +185,46 @@ def write_plan(dialect: str, records: Sequence[object]) -> list[tuple[str, list[
         else:
             raise TypeError(f"cannot store a {type(record).__name__}")
     return plan
+
+
+def events_query(dialect: str, *, wave_id: str | None = None, signal_id: str | None = None,
+                 position_id: int | None = None, since: float | None = None) -> tuple[str, list[object]]:
+    """The timeline filtered (all filters combine with AND), oldest first.
+
+    A wave's events are its own (`wave_id`) and those of its signals and their
+    positions: the opener's steps carry a signal id, the trailing saves only a
+    position id.
+    """
+    conditions: list[str] = []
+    args: list[object] = []
+
+    def arg(value: object) -> str:
+        args.append(value)
+        return "?" if dialect == "sqlite" else f"${len(args)}"
+
+    if wave_id is not None:
+        w = arg(wave_id)
+        w2 = arg(wave_id)
+        w3 = arg(wave_id)
+        conditions.append(f"(wave_id = {w} OR signal_id IN (SELECT signal_id FROM signal_outcomes WHERE wave_id = {w2})"
+                          f" OR position_id IN (SELECT position_id FROM signal_outcomes WHERE wave_id = {w3}"
+                          " AND position_id IS NOT NULL))")
+    if position_id is not None:
+        conditions.append(f"position_id = {arg(position_id)}")
+    if signal_id is not None:
+        conditions.append(f"signal_id = {arg(signal_id)}")
+    if since is not None:
+        conditions.append(f"at >= {arg(since)}")
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    return f"{EVENTS.select()}{where} ORDER BY seq", args
+
+
+SETTING_GET = {"sqlite": "SELECT value FROM operator_settings WHERE key = ?",
+               "postgresql": "SELECT value FROM operator_settings WHERE key = $1"}
+SETTING_PUT = {"sqlite": "INSERT INTO operator_settings (key, value, updated_at) VALUES (?, ?, ?) "
+                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+               "postgresql": "INSERT INTO operator_settings (key, value, updated_at) VALUES ($1, $2, $3) "
+                             "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+                             "updated_at = excluded.updated_at"}
+SETTING_DELETE = {"sqlite": "DELETE FROM operator_settings WHERE key = ?",
+                  "postgresql": "DELETE FROM operator_settings WHERE key = $1"}

@@ -39,9 +39,13 @@ from adapters.records import (
     ORDERS,
     OUTCOMES,
     POSITIONS,
+    SETTING_DELETE,
+    SETTING_GET,
+    SETTING_PUT,
     TRAILING,
     WAVES,
     Table,
+    events_query,
     migrated,
     q,
     write_plan,
@@ -287,19 +291,27 @@ class SQLiteStore:
 
         return await self._transaction("waves", body)
 
-    async def events(self, *, position_id: int | None = None,
-                     signal_id: str | None = None) -> list[Event]:
-        conditions: list[str] = []
-        args: list[object] = []
-        if position_id is not None:
-            conditions.append("position_id = ?")
-            args.append(position_id)
-        if signal_id is not None:
-            conditions.append("signal_id = ?")
-            args.append(signal_id)
-        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-        sql = f"{EVENTS.select()}{where} ORDER BY seq"
+    async def events(self, *, position_id: int | None = None, signal_id: str | None = None,
+                     wave_id: str | None = None, since: float | None = None) -> list[Event]:
+        sql, args = events_query("sqlite", wave_id=wave_id, signal_id=signal_id, position_id=position_id,
+                                 since=since)
         return await self._transaction("events", lambda conn: _all(conn, EVENTS, sql, args))
+
+    async def setting(self, key: str) -> str | None:
+        def body(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(SETTING_GET["sqlite"], (key,)).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._transaction("setting", body)
+
+    async def put_setting(self, key: str, value: str | None) -> None:
+        def body(conn: sqlite3.Connection) -> None:
+            if value is None:
+                conn.execute(SETTING_DELETE["sqlite"], (key,))
+            else:
+                conn.execute(SETTING_PUT["sqlite"], (key, value, time.time()))
+
+        await self._transaction("put_setting", body, write=True)
 
     async def aclose(self) -> None:
         """Close first, then checkpoint: a cancelled close must still release the file."""

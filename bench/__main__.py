@@ -22,17 +22,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import overhead, storage, virtual_day, waves
+from bench import api_load, overhead, storage, virtual_day, waves
 
 HERE = Path(__file__).resolve().parent
 KEYS = ("wave_over_critical_path_n50", "speedup_vs_sequential_n50", "speedup_vs_sequential_n50_hangs",
         "cpu_ms_per_signal", "kb_per_position", "ticks_per_second_manager", "ticks_per_second_machine",
-        "tick_to_order_p99_ms", "pg_over_asyncpg_ratio", "virtual_day_seconds", "virtual_day_peak_mb",
-        "simulated_ticks_per_second")
+        "tick_to_order_p99_ms", "pg_over_asyncpg_ratio", "wave_over_critical_path_n50_api_load",
+        "api_status_p99_ms", "virtual_day_seconds", "virtual_day_peak_mb", "simulated_ticks_per_second")
 GOALS = {"wave_over_critical_path_n50": ("<=", 1.2), "speedup_vs_sequential_n50": (">=", 25),
          "speedup_vs_sequential_n50_hangs": (">=", 25), "cpu_ms_per_signal": ("<=", 1.0),
          "ticks_per_second_manager": (">=", 100_000), "tick_to_order_p99_ms": ("<=", 1.0),
-         "pg_over_asyncpg_ratio": ("<=", 1.5), "virtual_day_seconds": ("<=", 30), "virtual_day_peak_mb": ("<=", 300)}
+         "pg_over_asyncpg_ratio": ("<=", 1.5), "wave_over_critical_path_n50_api_load": ("<=", 1.2),
+         "virtual_day_seconds": ("<=", 30), "virtual_day_peak_mb": ("<=", 300)}
 
 
 def _pg_url() -> str | None:
@@ -74,6 +75,9 @@ def run(quick: bool) -> dict[str, Any]:
     pg = _pg_url()
     store = storage.measure(pg, 50 if quick else 300, rounds=1 if quick else 3)
     results["storage"] = store
+    results["api_load"] = api_load.measure(50, clients=4, rounds=1 if quick else 5)
+    results["wave_over_critical_path_n50_api_load"] = results["api_load"]["wave_over_critical_path_n50_api_load"]
+    results["api_status_p99_ms"] = results["api_load"]["api_status_p99_ms"]
     results["pg_over_asyncpg_ratio"] = store.get("pg_over_asyncpg_ratio")
     # The whole day takes about half a minute; --quick simulates its first hour.
     day = virtual_day.measure(hours=1.0 if quick else 24.0)
@@ -132,6 +136,10 @@ def table(results: dict[str, Any]) -> str:
         lines.append(f"{key:<36}{shown:>16}   {_verdict(key, value)}")
     lines.append(f"{'ticks_per_second_manager_rising':<36}{results['ticks_per_second_manager_rising']:>16,.3f}")
     lines.append(f"{'tick_to_order_p50_ms':<36}{results['tick_to_order_p50_ms']:>16,.3f}")
+    load = results["api_load"]
+    for key in ("wave_over_critical_path_n50_realtime", "api_status_p50_ms", "api_status_requests_per_wave",
+                "events_streamed_per_wave", "stream_lag_after_wave_s"):
+        lines.append(f"{key:<36}{load[key] if load[key] is not None else float('nan'):>16,.3f}")
     day = results["virtual_day"]
     lines.append(f"virtual day: {day['hours']:g} h, {day['ticks']:,} ticks, {day['positions']} positions, "
                  f"{day['cpu_seconds']:.1f} s CPU, invariants {'hold' if day['invariants_hold'] else 'BROKEN'}")

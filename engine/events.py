@@ -62,6 +62,13 @@ class EventKind(StrEnum):
     SWEEP_ADOPTED = "sweep_adopted"
     SWEEP_ORPHAN_STOP = "sweep_orphan_stop"
     SWEEP_STALE_STOP = "sweep_stale_stop"
+    SWEEP_SIZE_MISMATCH = "sweep_size_mismatch"
+    SIZE_CHANGED = "size_changed"  # the follower took the exchange's size for its position
+    # the operator
+    ENTRIES_PAUSED = "entries_paused"
+    ENTRIES_RESUMED = "entries_resumed"
+    OPERATOR_CLOSE = "operator_close"
+    OPERATOR_CLOSE_FAILED = "operator_close_failed"
 
     @classmethod
     def rejected(cls, kind: OrderKind) -> EventKind:
@@ -82,6 +89,7 @@ class Repair(StrEnum):
     ADOPTED = "adopted"
     ORPHAN_STOP = "orphan_stop"
     STALE_STOP = "stale_stop"
+    SIZE_MISMATCH = "size_mismatch"
 
     @property
     def event(self) -> EventKind:

@@ -55,6 +55,7 @@ class ExitReason(StrEnum):
     TRAILING_STOP = "trailing_stop"
     EMERGENCY_CLOSE = "emergency_close"
     MANUAL = "manual"
+    OPERATOR = "operator"  # closed on the operator's request (API or `trio-bot close`)
 
 
 class Outcome(StrEnum):
@@ -292,3 +293,15 @@ class Event:
     position_id: int | None = None
     detail: str = ""
     uid: str = ""  # unique per event; makes a retried write idempotent
+
+
+@attrs.frozen
+class PauseState:
+    """The operator paused new entries: waves still arrive, their valid signals are skipped."""
+
+    reason: str = ""
+    since: float = 0.0  # wall-clock epoch seconds
+
+    @property
+    def skip_reason(self) -> str:
+        return "entries paused by the operator" + (f": {self.reason}" if self.reason else "")

@@ -114,8 +114,19 @@ class Storage(Protocol):
 
     async def waves(self, *, last: int | None = None) -> list[WaveRecord]: ...
 
-    async def events(self, *, position_id: int | None = None,
-                     signal_id: str | None = None) -> list[Event]: ...
+    async def events(self, *, position_id: int | None = None, signal_id: str | None = None,
+                     wave_id: str | None = None, since: float | None = None) -> list[Event]:
+        """The timeline, oldest first; filters combine. `wave_id` takes the wave's own events and
+        those of its signals and their positions; `since` is wall-clock epoch seconds."""
+        ...
+
+    async def setting(self, key: str) -> str | None:
+        """An operator setting that survives restarts (e.g. the pause), None if unset."""
+        ...
+
+    async def put_setting(self, key: str, value: str | None) -> None:
+        """Store (or, with None, remove) an operator setting, durably, before returning."""
+        ...
 
     async def aclose(self) -> None: ...
 

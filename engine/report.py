@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from engine.model import Position, WaveRecord
+from engine.model import Event, Position, WaveRecord
 
 
 def _num(value: float | None, digits: int = 10) -> float | None:
@@ -66,3 +66,8 @@ def wave_json(record: WaveRecord, positions: Mapping[int, Position]) -> dict[str
 def reportable_positions(positions: Iterable[Position]) -> list[Position]:
     """Positions that ever held a fill; intents whose entry never filled stay in the store only."""
     return [p for p in sorted(positions, key=lambda p: p.id) if p.entry_price is not None]
+
+
+def event_json(e: Event) -> dict[str, Any]:
+    return {"at": e.at, "kind": e.kind, "wave_id": e.wave_id, "signal_id": e.signal_id,
+            "position_id": e.position_id, "detail": e.detail}

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from adapters.sim.scenario import parse_scenario
+from tests.natsutil import nats_stream  # noqa: F401  (a fixture, shared by every test module)
 from tests.pgutil import pg_url  # noqa: F401  (a fixture, shared by every test module)
 from trio_bot.simulate import simulate
 

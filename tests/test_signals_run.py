@@ -85,17 +85,20 @@ async def test_run_trades_websocket_waves_and_after_a_restart_never_trades_a_res
         await nursery.start(partial(server.serve, "127.0.0.1", 0))
         first = await one_run(1, [("W1", wave("w1", ["BTCUSDT", "ETHUSDT"]))])
         assert "from websocket (wave W1)" in first
-        # Restarted, the bot is sent W1 again on subscribing: already handled, it must not trade it.
-        second = await one_run(1, [("W2", wave("w2", ["SOLUSDT", "XRPUSDT"]))])
-        assert "(wave W1)" not in second and "from websocket (wave W2)" in second
+        # Restarted, the bot is sent W1 again on subscribing: its ids were handled, so it is rejected.
+        second = await one_run(2, [("W2", wave("w2", ["SOLUSDT", "XRPUSDT"]))])
+        assert "from websocket (wave W1)" in second and "from websocket (wave W2)" in second
         nursery.cancel_scope.cancel()
 
     store = await SQLiteStore.open(str(tmp_path / "bot.db"))
     try:
-        outcomes = [o for w in await store.waves() for o in w.outcomes]
+        waves = await store.waves()
         positions = await store.positions()
     finally:
         await store.aclose()
-    assert sorted(o.signal_id for o in outcomes) == ["w1-0", "w1-1", "w2-0", "w2-1"]
-    assert {o.outcome.value for o in outcomes} == {"opened"}
+    outcomes = [[(o.signal_id, o.outcome.value, o.reason) for o in w.outcomes] for w in waves]
+    assert outcomes[0] == [("w1-0", "opened", None), ("w1-1", "opened", None)]
+    assert [(i, o) for i, o, _ in outcomes[1]] == [("w1-0", "rejected"), ("w1-1", "rejected")]
+    assert all("already handled in wave w1" in (reason or "") for *_, reason in outcomes[1])
+    assert [(i, o) for i, o, _ in outcomes[2]] == [("w2-0", "opened"), ("w2-1", "opened")]
     assert sorted(p.signal_id for p in positions) == ["w1-0", "w1-1", "w2-0", "w2-1"]

@@ -162,6 +162,43 @@ async def test_data_survives_reopening(url):
             await second.aclose()
 
 
+async def test_operator_settings_are_durable_and_can_be_removed(url):
+    async with asyncio_loop():
+        first = await open_storage(url, call_timeout=10.0)
+        try:
+            assert await first.setting("entries_paused") is None
+            await first.put_setting("entries_paused", '{"reason": "a"}')
+            await first.put_setting("entries_paused", '{"reason": "b"}')  # an upsert, not a second row
+        finally:
+            await first.aclose()
+        second = await open_storage(url, call_timeout=10.0)
+        try:
+            assert await second.setting("entries_paused") == '{"reason": "b"}'
+            await second.put_setting("entries_paused", None)
+            assert await second.setting("entries_paused") is None
+            await second.put_setting("entries_paused", None)  # removing twice is fine
+        finally:
+            await second.aclose()
+
+
+async def test_a_waves_events_include_its_signals_and_their_positions(store):
+    await store.write([WaveRecord("w1", 0.0, 1.0, 1.0, (outcome("a", 0, position_id=7), outcome("b", 1))),
+                       WaveRecord("w2", 0.0, 2.0, 1.0, (outcome("c", 0),))])
+    await store.write([
+        Event(at=1.0, kind="wave_started", wave_id="w1", uid="e1"),
+        Event(at=1.1, kind="intent_stored", signal_id="a", position_id=7, uid="e2"),
+        Event(at=1.2, kind="signal_outcome", wave_id="w1", signal_id="b", uid="e3"),
+        Event(at=1.3, kind="trailing_saved", position_id=7, uid="e4"),
+        Event(at=2.0, kind="wave_started", wave_id="w2", uid="e5"),
+        Event(at=2.1, kind="intent_stored", signal_id="c", position_id=8, uid="e6"),
+    ])
+    assert [e.uid for e in await store.events(wave_id="w1")] == ["e1", "e2", "e3", "e4"]
+    assert [e.uid for e in await store.events(wave_id="w2")] == ["e5", "e6"]
+    assert [e.uid for e in await store.events(since=1.25)] == ["e4", "e5", "e6"]
+    assert [e.uid for e in await store.events(wave_id="w1", since=1.15)] == ["e3", "e4"]
+    assert await store.events(wave_id="nope") == []
+
+
 async def test_signal_claims_remember_each_id_once_with_its_wave_and_outcome(store):
     w1 = WaveRecord("w1", 0.0, 1000.0)
     assert await store.claim_signals(w1, {"a": 0, "b": 2}) == {}

@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="seed for the demo signals and the price walk")
     run.add_argument("--standby", action="store_true",
                      help="if another instance trades this account, wait and take over when it stops")
+    run.add_argument("--no-api", action="store_true", help="do not start the operator's HTTP server")
+    run.add_argument("--api-listen", metavar="HOST:PORT",
+                     help="where the operator's HTTP server listens (default [api] listen or 127.0.0.1:8080)")
 
     waves = sub.add_parser("waves", help="show stored waves")
     waves.add_argument("--db", default=DEFAULT_DB)
@@ -77,6 +80,21 @@ def _parser() -> argparse.ArgumentParser:
                       help="serve this many accounts, one per API key: the first uses the key and secret, "
                            "account N uses <key>-N and <secret>-N (default 1)")
 
+    def api_client(name: str, help_text: str) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=help_text)
+        cmd.add_argument("--url", help="the running instance's API or dashboard link (default from --config, "
+                                       "else http://127.0.0.1:8080)")
+        cmd.add_argument("--config", help="the run config: its [api] listen and token_env")
+        cmd.add_argument("--json", action="store_true", help="print the API's JSON answer")
+        return cmd
+
+    api_client("status", "the running instance: state, open positions, last wave")
+    api_client("pause", "pause new entries (waves still arrive; valid signals are skipped)").add_argument(
+        "--reason", default="", help="shown in every skipped signal's reason")
+    api_client("resume", "resume new entries")
+    api_client("close", "close an open position now (reduce-only market order, exit reason `operator`)").add_argument(
+        "position", type=int, help="position id")
+
     sig = sub.add_parser("signal-server", help="serve waves over the websocket signal protocol (docs/SIGNALS.md)")
     sig.add_argument("--port", type=int, default=8766, help="TCP port (default 8766); the feed is at /ws")
     sig.add_argument("--host", default="127.0.0.1")
@@ -89,6 +107,18 @@ def _parser() -> argparse.ArgumentParser:
                      help="send each wave one signal frame at a time, this many seconds apart")
     sig.add_argument("--resend", type=int, default=10, help="recent waves re-sent to every new subscriber (10)")
     sig.add_argument("--seed", type=int, help="seed for the demo waves")
+
+    export = sub.add_parser("export", help="export stored data")
+    export_sub = export.add_subparsers(dest="export_command", required=True)
+    trades = export_sub.add_parser("trades", help="trades with Freqtrade's column names (CSV or JSON) on stdout")
+    trades.add_argument("--db", default=DEFAULT_DB)
+    trades.add_argument("--format", choices=("csv", "json"), default="csv")
+    trades.add_argument("--since", help="only trades opened at or after this date (ISO 8601, UTC)")
+
+    report = sub.add_parser("report", help="per day: trades closed, win rate, realised PnL")
+    report.add_argument("--db", default=DEFAULT_DB)
+    report.add_argument("--days", type=int, default=7, help="days back from today (UTC), default 7")
+    report.add_argument("--json", action="store_true")
 
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -109,9 +139,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "fake-exchange":
             return _fake_exchange(args)
+        if args.command in ("status", "pause", "resume", "close"):
+            return _api_command(args)
         if args.command == "signal-server":
             return _signal_server(args)
-        commands = {"waves": _waves, "positions": _positions, "events": _events, "db": _migrate}
+        commands = {"waves": _waves, "positions": _positions, "events": _events, "db": _migrate,
+                    "export": _export, "report": _report}
         return trio.run(_with_loop, commands[args.command], args)
     except BaseException as exc:
         error = _user_error(exc)
@@ -169,9 +202,17 @@ def _positions_text(rows: list[dict[str, Any]]) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import attrs
+
+    from trio_bot.api.settings import parse_listen
     from trio_bot.run import load_run_config, run
 
     settings = load_run_config(args.config)
+    if args.no_api:
+        settings = attrs.evolve(settings, api=attrs.evolve(settings.api, enabled=False))
+    elif args.api_listen is not None:
+        host, port = parse_listen(args.api_listen, "--api-listen")
+        settings = attrs.evolve(settings, api=attrs.evolve(settings.api, host=host, port=port, listen_given=True))
     if args.waves is not None and args.waves < 1:
         raise ConfigError("--waves", args.waves, "an integer >= 1")
     if not args.wave_interval > 0:
@@ -215,6 +256,30 @@ def _fake_exchange(args: argparse.Namespace) -> int:
                     break
 
     trio.run(serve)
+    return EXIT_OK
+
+
+def _api_command(args: argparse.Namespace) -> int:
+    from trio_bot.api import client
+    from trio_bot.api.settings import load_api_settings
+
+    target = client.target(args.url, load_api_settings(args.config))
+    if args.command == "status":
+        result = client.call(target, "GET", "/api/v1/status")
+    elif args.command == "pause":
+        result = client.call(target, "POST", "/api/v1/pause", {"reason": args.reason})
+    elif args.command == "resume":
+        result = client.call(target, "POST", "/api/v1/resume", {})
+    else:
+        result = client.call(target, "POST", f"/api/v1/positions/{args.position}/close", {},
+                             timeout=client.TIMEOUT + 60)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    elif args.command == "close":
+        print(f"position {result['id']} closed @ {result['exit_price']} ({result['exit_reason']}), "
+              f"realized PnL {result['realized_pnl']}")
+    else:
+        print(client.status_text(result))
     return EXIT_OK
 
 
@@ -307,6 +372,7 @@ async def _waves(args: argparse.Namespace) -> int:
 async def _events(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
+    from engine.report import event_json
     from trio_bot.storage import open_storage
     from trio_bot.tables import render_table
 
@@ -316,14 +382,61 @@ async def _events(args: argparse.Namespace) -> int:
     finally:
         await store.aclose()
     if args.json:
-        print(json.dumps({"events": [{"at": e.at, "kind": e.kind, "wave_id": e.wave_id, "signal_id": e.signal_id,
-                                      "position_id": e.position_id, "detail": e.detail} for e in found]}, indent=2))
+        print(json.dumps({"events": [event_json(e) for e in found]}, indent=2))
     elif not found:
         print("no events")
     else:
         print(render_table(["time (UTC)", "event", "wave", "signal", "position", "detail"],
                            [[datetime.fromtimestamp(e.at, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], e.kind,
                              e.wave_id, e.signal_id, e.position_id, e.detail] for e in found]))
+    return EXIT_OK
+
+
+async def _stored_positions(db: str) -> list[Any]:
+    from trio_bot.storage import open_storage
+
+    store = await open_storage(db, call_timeout=30.0)
+    try:
+        return await store.positions(include_closed=True)
+    finally:
+        await store.aclose()
+
+
+async def _export(args: argparse.Namespace) -> int:
+    from trio_bot import exports
+    from trio_bot.api.app import BadParameter, parse_since
+
+    try:
+        since = parse_since(args.since, "--since")
+    except BadParameter as exc:
+        raise ConfigError("--since", args.since, "an ISO 8601 date like 2026-01-31 or epoch seconds") from exc
+    rows = exports.trades(await _stored_positions(args.db), since=since)
+    print(exports.to_csv(rows) if args.format == "csv" else exports.to_json(rows), end="" if args.format == "csv"
+          else "\n")
+    return EXIT_OK
+
+
+async def _report(args: argparse.Namespace) -> int:
+    import time
+
+    from trio_bot import exports
+    from trio_bot.tables import render_table
+
+    if not 1 <= args.days <= 3660:
+        raise ConfigError("--days", args.days, "an integer between 1 and 3660")
+    report = exports.daily_report(await _stored_positions(args.db), days=args.days, now=time.time())
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+
+    def rate(x: float | None) -> str:
+        return "—" if x is None else f"{x:.0%}"
+
+    rows = [[d["date"], d["trades"], d["wins"], d["losses"], rate(d["win_rate"]), f"{d['realized_pnl']:+.4f}"]
+            for d in report["days"]]
+    t = report["total"]
+    rows.append(["total", t["trades"], t["wins"], t["losses"], rate(t["win_rate"]), f"{t['realized_pnl']:+.4f}"])
+    print(render_table(["day (UTC)", "trades", "wins", "losses", "win rate", "realized PnL"], rows))
     return EXIT_OK
 
 

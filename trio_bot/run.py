@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 import tomllib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import attrs
 import trio
+from starlette.routing import BaseRoute
 
 from adapters.binance_account import AccountSettings
 from adapters.ccxt_exchange import CcxtExchange
@@ -37,6 +38,8 @@ from engine.nursery.engine import Engine
 from engine.ports import Exchange
 from engine.rate_windows import bucket_for
 from engine.report import wave_json
+from trio_bot.api.settings import ApiSettings, Token, parse_api_settings, resolve_token
+from trio_bot.api.wiring import RunningApi, start_api
 from trio_bot.exchange_config import (
     Credentials,
     ExchangeSettings,
@@ -45,7 +48,7 @@ from trio_bot.exchange_config import (
     parse_exchange_settings,
 )
 from trio_bot.paper_markets import PAPER_PRICES
-from trio_bot.signal_feeds import open_feed, remember_handled
+from trio_bot.signal_feeds import open_feed
 from trio_bot.signals_config import SignalSettings, parse_signal_settings
 from trio_bot.storage import account_lease, open_storage
 from trio_bot.tables import positions_table, wave_table
@@ -57,6 +60,7 @@ class RunSettings:
     paper: ExchangeSpec
     exchange: ExchangeSettings = attrs.field(factory=ExchangeSettings)
     signals: SignalSettings = attrs.field(factory=SignalSettings)
+    api: ApiSettings = attrs.field(factory=ApiSettings)
     engine_keys: frozenset[str] = frozenset()  # the [engine] keys the config set explicitly
 
 
@@ -74,18 +78,19 @@ def load_run_config(path: str | None) -> RunSettings:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("--config", path, f"valid TOML ({exc})") from None
     for key, value in data.items():
-        if key not in ("engine", "paper", "exchange", "signals") or not isinstance(value, dict):
-            raise ConfigError(key, value, "a table named engine, paper, exchange or signals", where=path)
+        if key not in ("engine", "paper", "exchange", "signals", "api") or not isinstance(value, dict):
+            raise ConfigError(key, value, "a table named engine, paper, exchange, signals or api", where=path)
     try:
         engine = EngineConfig.from_mapping(data.get("engine", {}))
         paper = parse_exchange(data["paper"], "paper") if "paper" in data else default_paper
         exchange = parse_exchange_settings(data.get("exchange", {}), path)
+        api = parse_api_settings(data.get("api", {}), path)
         signals = parse_signal_settings(data.get("signals", {}), path)
     except ConfigError as exc:
         raise ConfigError(exc.key, exc.value, exc.expected, where=path) from None
     if not paper.markets:
         paper = attrs.evolve(paper, markets=default_paper.markets)
-    return RunSettings(engine, paper, exchange, signals, frozenset(data.get("engine", {})))
+    return RunSettings(engine, paper, exchange, signals, api, frozenset(data.get("engine", {})))
 
 
 async def random_walk(exchange: SimExchange, symbols: list[str], *, seed: int | None,
@@ -168,11 +173,16 @@ async def run(
     waves: int | None,
     seed: int | None,
     standby: bool = False,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
     ready: Callable[[], None] | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
 ) -> int:
+    """`extra_routes`: Starlette routes other wiring adds to the operator's server (behind its token).
+    `out` defaults to the current `sys.stdout` (looked up at call time)."""
+    out = sys.stdout if out is None else out
     # Everything a user can get wrong is checked before the lease, the store or the exchange.
     credentials = None if settings.exchange.is_paper else load_credentials(settings.exchange)
+    token = resolve_token(settings.api) if settings.api.enabled else None
     account = account_name(settings.exchange, credentials)
     symbols = ([m.symbol for m in settings.paper.markets] if settings.exchange.is_paper
                else list(settings.exchange.symbols) or list(DEMO_LIVE_SYMBOLS))
@@ -180,19 +190,29 @@ async def run(
                        if signals_file is not None else settings.signals)
     source = open_feed(signal_settings, account=account, symbols=symbols, wave_interval=wave_interval,
                        seed=seed, first_id=_id_base())
+    wiring = _Wiring(account, token, tuple(extra_routes))
     async with account_lease(db_url, account, standby=standby), \
             open_account(settings, db_url, credentials, seed) as trading:
         return await _run_leased(settings=settings, db_url=db_url, source=source, trading=trading,
-                                 waves=waves, out=out, ready=ready)
+                                 waves=waves, out=out, ready=ready, wiring=wiring)
+
+
+@attrs.frozen
+class _Wiring:
+    account: str
+    token: Token | None
+    extra_routes: tuple[BaseRoute, ...] = ()
 
 
 async def _run_leased(*, settings: RunSettings, db_url: str, source: WaveFeed, trading: TradingAccount,
-                      waves: int | None, out: TextIO, ready: Callable[[], None] | None) -> int:
+                      waves: int | None, out: TextIO, ready: Callable[[], None] | None, wiring: _Wiring) -> int:
     """Everything that needs to be the account's only instance: the account's state and the store."""
     storage = await open_storage(db_url, call_timeout=settings.engine.call_timeout)
+    api: RunningApi | None = None
     try:
-        await remember_handled(source, storage)
         def progress(wave_id: str, outcome: SignalOutcome) -> None:
+            if api is not None:
+                api.metrics.on_outcome(outcome)
             where = f" position {outcome.position_id}" if outcome.position_id is not None else ""
             why = f" — {outcome.reason}" if outcome.reason else ""
             print(f"  [{wave_id}] {outcome.signal_id:>10} {outcome.symbol:<10} {outcome.side:<5} "
@@ -208,6 +228,13 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: WaveFeed, t
             async with trio.open_nursery() as nursery:
                 if trading.background is not None:
                     nursery.start_soon(trading.background)
+                if wiring.token is not None:
+                    api = await start_api(nursery, engine, settings.api, wiring.token, account=wiring.account,
+                                          exchange=trading.label, extra_routes=wiring.extra_routes)
+                    print(f"trio-bot: dashboard {api.dashboard}", file=out, flush=True)
+                if engine.pause_state is not None:
+                    print(f"trio-bot: {engine.pause_state.skip_reason} (resume: trio-bot resume)", file=out,
+                          flush=True)
                 stopping = trio.CancelScope()
 
                 async def watch_signals() -> None:
@@ -226,7 +253,7 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: WaveFeed, t
                 nursery.start_soon(source.feed, send)
                 with stopping:
                     async for arrival in arrivals:
-                        await _trade(engine, arrival, trading, out)
+                        await _trade(engine, arrival, trading, out, api)
                         done += 1
                         if waves is not None and done >= waves:
                             break
@@ -237,12 +264,17 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: WaveFeed, t
             await storage.aclose()
 
 
-async def _trade(engine: Engine, arrival: Arrival, trading: TradingAccount, out: TextIO) -> None:
+async def _trade(engine: Engine, arrival: Arrival, trading: TradingAccount, out: TextIO,
+                 api: RunningApi | None) -> None:
     """One wave: run it, wait until its outcomes are stored, then (and only then) acknowledge it."""
     origin = f" from {arrival.source}" + (f" (wave {arrival.key})" if arrival.key else "")
     repeats = f", {arrival.duplicates} already handled" if arrival.duplicates else ""
     print(f"trio-bot: wave of {len(arrival.signals)} signals{origin}{repeats}", file=out, flush=True)
+    if api is not None:
+        api.metrics.on_wave_received(arrival.source, len(arrival.signals))
     record = await engine.process_wave(arrival.signals)
+    if api is not None:
+        api.metrics.on_wave_done(record)
     trading.after_wave()
     _print_wave(record, engine, out)
     if not arrival.awaits_ack:

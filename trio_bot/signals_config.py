@@ -22,7 +22,7 @@ import attrs
 
 from engine.errors import ConfigError
 
-SOURCES = ("demo", "file", "websocket")
+SOURCES = ("demo", "file", "websocket", "nats")
 _COMMON = {"source"}
 _KEYS: dict[str, set[str]] = {
     "demo": set(),
@@ -30,7 +30,7 @@ _KEYS: dict[str, set[str]] = {
     "websocket": {"url", "token_env", "heartbeat", "idle_timeout", "connect_timeout", "reconnect_min",
                   "reconnect_max", "wave_window"},
     "webhook": {"secret_env", "max_lag", "listen", "rate_limit", "burst", "wave_window"},
-    "nats": {"url", "stream", "subject", "durable", "ack_wait", "create_stream", "connect_timeout",
+    "nats": {"url", "stream", "subject", "durable", "ack_wait", "max_lag", "create_stream", "connect_timeout",
              "reconnect_min", "reconnect_max"},
 }
 
@@ -149,6 +149,7 @@ def parse_signal_settings(table: Mapping[str, Any], where: str) -> SignalSetting
         return SignalSettings(url=_url(table, ("nats", "tls"), "nats://127.0.0.1:4222", where),
                               stream=names["stream"] or d.stream, subject=subject, durable=names["durable"],
                               ack_wait=_seconds(table, "ack_wait", d.ack_wait, where, minimum=1.0),
+                              max_lag=_seconds(table, "max_lag", d.max_lag, where),
                               create_stream=create, **common)
     return SignalSettings(**common)
 

@@ -8,7 +8,8 @@ them together (the point of a wave) instead of trading the first to arrive.
 `Delivered` remembers which wave keys and signal ids this source already
 handed on, so a service that re-sends its recent waves after a reconnect does
 not deliver them twice. It is bounded (oldest forgotten first) and lives only
-as long as the process; the store's memory of handled ids covers restarts.
+as long as the process; the store's memory of handled ids (consulted by the
+engine for every wave) covers restarts.
 """
 
 from __future__ import annotations
@@ -88,6 +89,11 @@ class Delivered:
             self._ids.move_to_end(signal_id)
         while len(self._ids) > self.capacity:
             self._ids.popitem(last=False)
+
+    def forget(self, ids: Iterable[str]) -> None:
+        """Undo `remember` for a delivery that could not be handed on after all."""
+        for signal_id in ids:
+            self._ids.pop(signal_id, None)
 
     def split(self, signals: RawWave) -> tuple[list[Mapping[str, Any]], int]:
         """The signals not delivered before (malformed ones included: the engine rejects them with a

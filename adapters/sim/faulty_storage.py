@@ -96,10 +96,16 @@ class FaultyStorage:
     async def waves(self, *, last: int | None = None) -> list[WaveRecord]:
         return await self._plan.run(CallPoint.STORAGE_READ, lambda: self._inner.waves(last=last))
 
-    async def events(self, *, position_id: int | None = None,
-                     signal_id: str | None = None) -> list[Event]:
-        return await self._plan.run(CallPoint.STORAGE_READ,
-                                    lambda: self._inner.events(position_id=position_id, signal_id=signal_id))
+    async def events(self, *, position_id: int | None = None, signal_id: str | None = None,
+                     wave_id: str | None = None, since: float | None = None) -> list[Event]:
+        return await self._plan.run(CallPoint.STORAGE_READ, lambda: self._inner.events(
+            position_id=position_id, signal_id=signal_id, wave_id=wave_id, since=since))
+
+    async def setting(self, key: str) -> str | None:
+        return await self._plan.run(CallPoint.STORAGE_READ, lambda: self._inner.setting(key))
+
+    async def put_setting(self, key: str, value: str | None) -> None:
+        await self._plan.run(CallPoint.STORAGE_WRITE, lambda: self._inner.put_setting(key, value))
 
 
 def _subject(batch: Sequence[Record]) -> tuple[str | None, str | None]:

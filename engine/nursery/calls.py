@@ -6,7 +6,8 @@ I/O has a deadline" is a property of this module rather than a habit.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from typing import ParamSpec, TypeVar
 
 import trio
@@ -15,6 +16,33 @@ from engine.errors import CallTimeout
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+log = logging.getLogger("trio_bot.calls")
+
+# Told about every finished port call: (call point, seconds taken, the error or None). Synchronous
+# and O(1) (metrics); an observer that raises is logged and ignored.
+CallObserver = Callable[[str, float, BaseException | None], None]
+
+
+async def observed(observers: Sequence[CallObserver], what: str, call: Callable[[], Awaitable[T]]) -> T:
+    """Await `call()` and report its duration and outcome (cancellation is not reported)."""
+    if not observers:
+        return await call()
+    started = trio.current_time()
+    error: BaseException | None = None
+    try:
+        return await call()
+    except Exception as exc:
+        error = exc
+        raise
+    finally:
+        if not isinstance(error, trio.Cancelled):
+            elapsed = trio.current_time() - started
+            for observe in observers:
+                try:
+                    observe(what, elapsed, error)
+                except Exception:
+                    log.exception("call observer failed on %s", what)
 
 
 async def bounded(

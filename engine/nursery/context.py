@@ -19,8 +19,8 @@ import attrs
 from engine.call_points import CallPoint
 from engine.config import EngineConfig
 from engine.events import EventKind
-from engine.model import Event, Market
-from engine.nursery.calls import bounded
+from engine.model import Event, Market, PauseState
+from engine.nursery.calls import CallObserver, bounded, observed
 from engine.nursery.ratelimit import RateLimiter
 from engine.nursery.retrying import Attempts
 from engine.nursery.writer import StateWriter
@@ -46,16 +46,22 @@ class EngineContext:
     markets: Mapping[str, Market] = attrs.field(factory=dict, converter=_read_only)
     limiter: RateLimiter = attrs.field(default=None)
     run_id: str = attrs.field(factory=lambda: secrets.token_hex(4))
+    paused: PauseState | None = None  # the operator paused new entries (persisted, see Engine.pause)
+    # Synchronous and O(1) observers of every timeline event (the API's event stream, metrics).
+    event_observers: list[Callable[[Event], None]] = attrs.field(factory=list)
+    call_observers: list[CallObserver] = attrs.field(factory=list)  # shared with the writer
     _events: itertools.count[int] = attrs.field(factory=itertools.count)
 
     async def call(self, what: CallPoint, fn: Callable[P, Awaitable[T]], /, *args: P.args,
                    **kwargs: P.kwargs) -> T:
         """A port call under `call_timeout`."""
-        return await bounded(what, self.config.call_timeout, fn, *args, **kwargs)
+        return await observed(self.call_observers, what,
+                              lambda: bounded(what, self.config.call_timeout, fn, *args, **kwargs))
 
     def __attrs_post_init__(self) -> None:
         if self.limiter is None:
             self.limiter = RateLimiter(self.config.order_rate_per_second, self.config.order_burst)
+        self.writer.call_observers = self.call_observers
 
     async def order(self, what: CallPoint, priority: bool, fn: Callable[P, Awaitable[T]], /, *args: P.args,
                     **kwargs: P.kwargs) -> T:
@@ -69,7 +75,7 @@ class EngineContext:
             return await fn(*args, **kwargs)
 
         deadline = self.config.protect_deadline if priority else self.config.call_timeout
-        return await bounded(what, deadline, limited)
+        return await observed(self.call_observers, what, lambda: bounded(what, deadline, limited))
 
     async def read(self, what: CallPoint, fn: Callable[P, Awaitable[T]], /, *args: P.args,
                    **kwargs: P.kwargs) -> T:
@@ -81,7 +87,8 @@ class EngineContext:
         policy = self.config.read_retry
         async for attempt in Attempts(policy):
             try:
-                return await bounded(what, self.config.read_deadline, fn, *args, **kwargs)
+                return await observed(self.call_observers, what,
+                                      lambda: bounded(what, self.config.read_deadline, fn, *args, **kwargs))
             except Exception as exc:
                 if policy.is_last(attempt):
                     raise
@@ -95,6 +102,11 @@ class EngineContext:
                  f" signal={signal_id}" if signal_id else "",
                  f" position={position_id}" if position_id is not None else "",
                  f": {detail}" if detail else "")
-        self.writer.submit(Event(at=self.clock.now(), kind=kind.value, wave_id=wave_id, signal_id=signal_id,
-                                 position_id=position_id, detail=detail,
-                                 uid=f"{self.run_id}-{next(self._events)}"))
+        event = Event(at=self.clock.now(), kind=kind.value, wave_id=wave_id, signal_id=signal_id,
+                      position_id=position_id, detail=detail, uid=f"{self.run_id}-{next(self._events)}")
+        self.writer.submit(event)
+        for observe in self.event_observers:
+            try:
+                observe(event)
+            except Exception:  # an observer's bug must never break the engine's step
+                log.exception("event observer failed on %s", kind)

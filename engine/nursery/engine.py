@@ -11,6 +11,7 @@ nothing the engine started outlives it.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -21,7 +22,7 @@ import trio
 from engine.call_points import CallPoint
 from engine.config import EngineConfig
 from engine.events import EventKind
-from engine.model import Market, Position, PositionStatus, Signal, WaveRecord
+from engine.model import Market, PauseState, Position, PositionStatus, Signal, WaveRecord
 from engine.nursery.calls import bounded
 from engine.nursery.clocks import SystemClock
 from engine.nursery.context import EngineContext
@@ -105,6 +106,35 @@ class Engine:
         self._waves_started += 1
         return await self.waves.run(f"w{self._waves_started}", raw_signals)
 
+    # --- the operator's pause: waves still arrive, their valid signals are skipped ---
+
+    PAUSE_KEY = "entries_paused"
+
+    @property
+    def pause_state(self) -> PauseState | None:
+        return self.ctx.paused
+
+    async def pause(self, reason: str = "") -> PauseState:
+        """Pause new entries, durably: stored before it takes effect, so a restart keeps it.
+
+        Stops, trailing, exits and the sweep go on. A wave already running starts no new signal.
+        """
+        state = self.ctx.paused or PauseState(reason=reason, since=self.ctx.clock.now())
+        if self.ctx.paused is not None and reason and reason != state.reason:
+            state = PauseState(reason=reason, since=state.since)
+        await self.ctx.call(CallPoint.STORAGE_WRITE, self.ctx.storage.put_setting, self.PAUSE_KEY,
+                            json.dumps({"reason": state.reason, "since": state.since}))
+        if self.ctx.paused != state:
+            self.ctx.paused = state
+            self.ctx.event(EventKind.ENTRIES_PAUSED, state.reason)
+        return state
+
+    async def resume(self) -> None:
+        await self.ctx.call(CallPoint.STORAGE_WRITE, self.ctx.storage.put_setting, self.PAUSE_KEY, None)
+        if self.ctx.paused is not None:
+            self.ctx.paused = None
+            self.ctx.event(EventKind.ENTRIES_RESUMED)
+
     def stop_current_wave(self, reason: str) -> None:
         """For graceful shutdown: the running wave ends now, cleanup still runs."""
         self.waves.stop_current(reason)
@@ -120,6 +150,12 @@ class Engine:
         ctx = self.ctx
         max_id = await ctx.call(CallPoint.STORAGE_READ, ctx.storage.max_position_id)
         self._waves_started = await ctx.call(CallPoint.STORAGE_READ, ctx.storage.wave_count)
+        stored_pause = await ctx.call(CallPoint.STORAGE_READ, ctx.storage.setting, self.PAUSE_KEY)
+        if stored_pause is not None:
+            data = json.loads(stored_pause)
+            ctx.paused = PauseState(reason=str(data.get("reason", "")), since=float(data.get("since", 0.0)))
+            ctx.event(EventKind.ENTRIES_PAUSED,
+                      f"still paused since the last run: {ctx.paused.reason}".rstrip(": "))
         self.book.load(await ctx.call(CallPoint.STORAGE_READ, ctx.storage.positions), max_id)
         for position in self.book.with_status(PositionStatus.OPENING):
             await self._reconcile_opening(position)

@@ -11,7 +11,15 @@ each an event and a count in `repairs`:
 * `adopted` — on the exchange but unknown to the store: stored, protected,
   tracked and reported;
 * `orphan_stop` — a reduce-only order on a symbol with no position: cancelled;
-* `stale_stop` — an older stop of a position whose stop has moved on: cancelled.
+* `stale_stop` — an older stop of a position whose stop has moved on: its
+  follower cancels it;
+* `size_mismatch` — the exchange holds another size than the store, or the stop
+  covers less than is held: the follower takes the exchange's size and places a
+  stop for all of it.
+
+A position stored open without any stop (its stop and emergency close both
+failed) is followed like any other: its follower places the stop, round after
+round while the exchange keeps failing.
 
 Symbols with an open in flight (`opening`) are left to the wave that owns them.
 """
@@ -55,6 +63,7 @@ class ProtectionSweep:
         self.manager = manager
         self.repairs: Counter[str] = Counter()
         self.sweeps = 0
+        self.deferred = 0  # positions left for the next round: their follower was changing them
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -70,58 +79,107 @@ class ProtectionSweep:
         self.ctx.event(kind.event, detail, position_id=position_id)
 
     async def sweep_once(self) -> Counter[str]:
-        """One pass; returns the repairs it made."""
+        """One pass; returns the repairs it made.
+
+        A position is judged only if its follower was idle and changed nothing while the
+        exchange was being read: a sweep that acted on a snapshot taken during a stop move
+        could cancel the newest stop. Such a position is looked at again next round. One
+        position's failure is recorded and the others are still repaired.
+        """
         ctx = self.ctx
         before = Counter(self.repairs)
         self.sweeps += 1
+        views = self.manager.snapshot()
+        opening = {p.symbol for p in self.book.with_status(PositionStatus.OPENING)}
+        stored_before = {p.id for p in self.book.with_status(PositionStatus.OPEN)}
         try:
             held = {p.symbol: p for p in await ctx.read(CallPoint.QUERY, ctx.exchange.fetch_positions)}
             resting = await ctx.read(CallPoint.QUERY, ctx.exchange.fetch_open_orders)
         except Exception as exc:
             ctx.event(EventKind.SWEEP_FAILED, f"could not read the exchange: {exc}")
             return Counter()
-        opening = {p.symbol for p in self.book.with_status(PositionStatus.OPENING)}
+        opening |= {p.symbol for p in self.book.with_status(PositionStatus.OPENING)}
         stored = {p.symbol: p for p in self.book.with_status(PositionStatus.OPEN)}
         stops: dict[str, list[OrderState]] = {}
         for order in resting:
             if order.reduce_only and order.status is OrderStatus.NEW:
                 stops.setdefault(order.symbol, []).append(order)
 
-        for symbol, there in held.items():
+        def steady(position: Position) -> bool:
+            """Unchanged since before the reads: the snapshot says something true about it."""
+            now, then = self.manager.view(position.id), views.get(position.id)
+            if position.id not in stored_before:
+                return False
+            if now is None and then is None:
+                return True  # nobody follows it (no stop was ever placed): nothing can be moving
+            return (now is not None and then is not None and not now.busy and not then.busy
+                    and now.changes == then.changes)
+
+        for symbol in sorted(held.keys() | stored.keys() | stops.keys()):
             if symbol in opening:
-                continue
-            position = stored.get(symbol)
-            if position is None:
-                await self._adopt(there, stops.get(symbol, []))
-                continue
-            follower = self.manager.ensure_following(position)
-            live = [o for o in stops.get(symbol, []) if o.side is position.side.exit_order_side]
-            if not any(o.client_order_id == follower.stop_client_id for o in live):
-                self._repair(Repair.MISSING_STOP, f"{symbol}: {follower.stop_client_id} is not live", position.id)
-                self.manager.request_repair(position.id)
-            stale = [o.client_order_id for o in live if o.client_order_id != follower.stop_client_id
-                     and ids.position_of(o.client_order_id) == position.id]
-            for cid in stale:
-                if await orders.cancel(ctx, symbol, cid, self._emit(position.id)):
-                    self.manager.stale_cancelled(position.id, cid)
-                    self._repair(Repair.STALE_STOP, f"{cid} cancelled", position.id)
-
-        for symbol, position in stored.items():
-            if symbol not in held and symbol not in opening:
-                self._repair(Repair.POSITION_GONE, f"{symbol} is no longer on the exchange", position.id)
-                self.manager.ensure_following(position)
-                self.manager.request_repair(position.id)
-
-        for symbol, orphans in stops.items():
-            if symbol in held or symbol in opening or symbol in stored:
-                continue  # a stored position's leftovers are its follower's to clear
-            for order in orphans:
-                if await orders.cancel(ctx, symbol, order.client_order_id, self._emit(None)):
-                    self._repair(Repair.ORPHAN_STOP, f"{order.client_order_id} on {symbol}: no position")
+                continue  # the wave that owns the open settles it
+            try:
+                position = stored.get(symbol)
+                there = held.get(symbol)
+                if position is not None and not steady(position):
+                    self.deferred += 1
+                    continue
+                if position is None and there is not None:
+                    await self._adopt_after_rereading(symbol)
+                elif position is not None and there is not None:
+                    self._check(position, there, stops.get(symbol, []))
+                elif position is not None:
+                    self._repair(Repair.POSITION_GONE, f"{symbol} is no longer on the exchange", position.id)
+                    self.manager.ensure_following(position)
+                    self.manager.request_repair(position.id)
+                else:
+                    await self._cancel_orphans(symbol, stops.get(symbol, []))
+            except Exception as exc:
+                log.exception("protection sweep: %s failed", symbol)
+                ctx.event(EventKind.SWEEP_FAILED, f"{symbol}: {exc!r}")
         made = self.repairs - before
         if made:
             log.warning("protection sweep repaired: %s", dict(made))
         return made
+
+    def _check(self, position: Position, there: ExchangePosition, stops: list[OrderState]) -> None:
+        """A stored open position the exchange holds: its stop, its size, its older stops.
+
+        The sweep only diagnoses; the position's follower (the one task that touches its
+        orders) re-reads the exchange and repairs.
+        """
+        view = self.manager.ensure_following(position)
+        live = [o for o in stops if o.side is position.side.exit_order_side]
+        own = [o for o in live if o.client_order_id == view.stop_client_id]
+        tolerance = self.ctx.markets[position.symbol].step_size / 2
+        if not own:
+            self._repair(Repair.MISSING_STOP, f"{position.symbol}: {view.stop_client_id} is not live", position.id)
+            self.manager.request_repair(position.id)
+        elif there.side is not position.side or abs(there.quantity - position.quantity) > tolerance \
+                or own[0].quantity < there.quantity - tolerance:
+            self._repair(Repair.SIZE_MISMATCH,
+                         f"{position.symbol}: the exchange holds {there.side} {there.quantity:g}, the store "
+                         f"{position.side} {position.quantity:g}, the stop covers {own[0].quantity:g}", position.id)
+            self.manager.request_repair(position.id)
+        stale = [o.client_order_id for o in live if o.client_order_id != view.stop_client_id
+                 and ids.position_of(o.client_order_id) == position.id]
+        if stale:
+            self._repair(Repair.STALE_STOP, f"{', '.join(stale)} still live", position.id)
+            self.manager.cancel_stale(position.id, stale)
+
+    async def _cancel_orphans(self, symbol: str, orphans: list[OrderState]) -> None:
+        for order in orphans:
+            if await orders.cancel(self.ctx, symbol, order.client_order_id, self._emit(None)):
+                self._repair(Repair.ORPHAN_STOP, f"{order.client_order_id} on {symbol}: no position")
+
+    async def _adopt_after_rereading(self, symbol: str) -> None:
+        """Adopt only what a fresh read still shows and no wave has claimed meanwhile."""
+        ctx = self.ctx
+        held = [p for p in await ctx.read(CallPoint.QUERY, ctx.exchange.fetch_positions) if p.symbol == symbol]
+        if not held or symbol in self.book.busy_symbols:
+            return
+        resting = await ctx.read(CallPoint.QUERY, ctx.exchange.fetch_open_orders, symbol)
+        await self._adopt(held[0], [o for o in resting if o.reduce_only and o.status is OrderStatus.NEW])
 
     def _emit(self, position_id: int | None) -> orders.Emit:
         return lambda kind, detail: self.ctx.event(kind, detail, position_id=position_id)

@@ -57,6 +57,8 @@ class FollowerView:
     live_stop: float
     moves: int
     stale: frozenset[str]  # older stops not yet cancelled
+    busy: bool  # its follower is changing the position's orders right now
+    changes: int  # counts the follower's changes: a sweep judges only what stayed still
 
 
 @attrs.define(eq=False)
@@ -75,6 +77,9 @@ class Follower:
     closed: bool = False
     moves: int = 0
     retry_at: float = 0.0  # after a failed move, none before this (Trio time)
+    busy: bool = False
+    changes: int = 0
+    close_requests: list[CloseRequest] = attrs.field(factory=list)  # the operator asked to close
 
     # The writer's trailing lane (`TrailingSource`): the state is built when it is written.
     def trailing_record(self) -> TrailingRecord:
@@ -86,7 +91,18 @@ class Follower:
 
     def view(self) -> FollowerView:
         return FollowerView(self.position.id, self.position.symbol, self.stop_cid, self.ts.state,
-                            self.ts.best_price, self.ts.live_stop, self.moves, frozenset(self.stale))
+                            self.ts.best_price, self.ts.live_stop, self.moves, frozenset(self.stale),
+                            self.busy, self.changes)
+
+
+@attrs.define(eq=False)
+class CloseRequest:
+    """An operator's close, answered by the position's follower once it is settled."""
+
+    done: trio.Event = attrs.field(factory=trio.Event)
+    closed: bool = False
+    exit_price: float | None = None
+    error: str | None = None
 
 
 class TrailingManager:
@@ -181,27 +197,63 @@ class TrailingManager:
         follower = self._followers.get(position.id)
         return follower.view() if follower is not None else self.follow(position)
 
-    def stale_cancelled(self, position_id: int, client_order_id: str) -> None:
-        """The sweep cancelled an old stop this position's follower could not."""
+    def cancel_stale(self, position_id: int, client_order_ids: list[str]) -> None:
+        """The sweep saw older stops of this position still live: its follower cancels them.
+
+        Only the follower touches its position's orders, so a cancel can never race a move.
+        """
         follower = self._followers.get(position_id)
         if follower is not None:
-            follower.stale.discard(client_order_id)
+            follower.stale.update(client_order_ids)
+            self.request_repair(position_id)
 
     def _track(self, position: Position, record: TrailingRecord | None = None) -> Follower:
-        assert position.entry_price is not None and position.stop_price is not None
+        """A follower for any open position, protected or not.
+
+        A position stored without a stop (its stop and emergency close both failed) gets
+        the initial stop-loss level and a repair at once: its follower places the stop.
+        """
         tick = self.ctx.markets[position.symbol].tick_size
+        unprotected = position.stop_price is None
         if record is not None:
             ts = from_record(record, tick)
             cid = record.stop_client_id or position.stop_client_id or ids.stop_id(position.id, 1)
         else:
-            ts = TrailingStop.start(position.side, position.entry_price, position.stop_price, tick, self.params)
+            entry = position.entry_price if position.entry_price is not None else self._last_prices.get(
+                position.symbol)
+            if entry is None:
+                raise ValueError(f"position {position.id} on {position.symbol} has no entry price and no "
+                                 "price has been seen yet")
+            stop = position.stop_price
+            if stop is None:
+                price = self._last_prices.get(position.symbol, entry)
+                reference = min(price, entry) if position.side.sign > 0 else max(price, entry)
+                stop = initial_stop_price(position.side, reference, self.ctx.config.stop_loss_percent, tick)
+            ts = TrailingStop.start(position.side, entry, stop, tick, self.params)
             cid = position.stop_client_id or ids.stop_id(position.id, 1)
         follower = Follower(manager=self, position=position, ts=ts, stop_cid=cid, stop_seq=ids.stop_seq(cid))
+        follower.repair = unprotected
         self._followers[position.id] = follower
         self._by_symbol[position.symbol] = position.id
         if self._nursery is not None:
             self._nursery.start_soon(self._follow, follower)
         return follower
+
+    async def close(self, position_id: int) -> CloseRequest:
+        """The operator's close: a reduce-only market close through the protected path.
+
+        Done by the position's follower (the only task touching its orders), shielded and
+        bounded by `cleanup_timeout`; the stop is cancelled only after the close filled. The
+        caller may stop waiting (its own deadline); the close goes on regardless.
+        """
+        f = self._followers.get(position_id)
+        if f is None or f.closed:
+            raise LookupError(f"position {position_id} is not followed")
+        request = CloseRequest()
+        f.close_requests.append(request)
+        f.wake.set()
+        await request.done.wait()
+        return request
 
     def request_repair(self, position_id: int) -> None:
         """The sweep saw something wrong (no live stop, no position): the follower checks."""
@@ -225,20 +277,35 @@ class TrailingManager:
                     with trio.move_on_at(due_at):
                         await f.wake.wait()
                 f.wake = trio.Event()
-                if f.repair:
-                    f.repair = False
-                    await self._repair(f)
-                    continue
-                if f.crossed:
-                    f.crossed = False
-                    await self._confirm_exit(f)
-                now = trio.current_time()
-                if not f.closed and now >= f.retry_at:
-                    due = f.ts.move_due(now, self.params)
-                    if due is not None:
-                        await self._move(f, due)
+                f.busy = True  # the sweep leaves the position alone while its orders change
+                try:
+                    await self._act(f)
+                finally:
+                    f.busy = False
         finally:
+            for request in f.close_requests:  # the follower ended first (shutdown, or a stop fired)
+                request.closed = f.closed
+                request.error = None if f.closed else "the engine stopped before the close was sent"
+                request.done.set()
+            f.close_requests.clear()
             self._untrack(f)
+
+    async def _act(self, f: Follower) -> None:
+        if f.close_requests:
+            await self._operator_close(f)
+            return
+        if f.repair:
+            f.repair = False
+            await self._repair(f)
+            return
+        if f.crossed:
+            f.crossed = False
+            await self._confirm_exit(f)
+        now = trio.current_time()
+        if not f.closed and now >= f.retry_at:
+            due = f.ts.move_due(now, self.params)
+            if due is not None:
+                await self._move(f, due)
 
     def _emit(self, f: Follower) -> orders.Emit:
         return lambda kind, detail: self.ctx.event(kind, detail, position_id=f.position.id)
@@ -273,6 +340,7 @@ class TrailingManager:
                 ctx.event(EventKind.STALE_STOP, f"{old} could not be cancelled yet", position_id=p.id)
 
     def _save(self, f: Follower, position: Position, *records: OrderRecord) -> None:
+        f.changes += 1
         f.position = position
         self.book.save(position)
         self.ctx.writer.submit(*records)
@@ -288,7 +356,13 @@ class TrailingManager:
         # Still resting: the exchange has not crossed it yet; the next price decides.
 
     async def _repair(self, f: Follower) -> None:
-        """Make the exchange match: a filled stop closes the position, a missing one is replaced."""
+        """Make the exchange match, from a fresh read of it.
+
+        A filled stop closes the position; a position gone from the exchange is recorded
+        closed; a size different from the store is taken from the exchange (the stop must
+        cover what is held); a missing stop, or one for less than the held size, is
+        replaced; older stops still live are cancelled once the position is covered.
+        """
         ctx, p = self.ctx, f.position
         state, known = await orders.lookup(ctx, p.symbol, f.stop_cid, self._emit(f))
         if not known:
@@ -296,15 +370,30 @@ class TrailingManager:
         if state is not None and state.filled_quantity > 0:
             await self._closed(f, state.average_price, self._stop_exit(f))
             return
-        flat = await orders.is_flat(ctx, p.symbol)
-        if flat is None:
-            return
-        if flat:
+        try:
+            held = [x for x in await ctx.read(CallPoint.QUERY, ctx.exchange.fetch_positions) if x.symbol == p.symbol]
+        except Exception:
+            return  # the next repair request (or sweep) tries again
+        if not held:
             await self._closed(f, self._last_prices.get(p.symbol), ExitReason.MANUAL)
             return
-        if state is not None and state.status is OrderStatus.NEW:
-            return  # protected after all
-        await self._replace_missing_stop(f)
+        there = held[0]
+        tolerance = ctx.markets[p.symbol].step_size / 2
+        if there.side is p.side and abs(there.quantity - p.quantity) > tolerance:
+            ctx.event(EventKind.SIZE_CHANGED, f"{p.quantity:g} -> {there.quantity:g} (the exchange's size)",
+                      position_id=p.id)
+            self._save(f, attrs.evolve(p, quantity=there.quantity))
+        live = state is not None and state.status is OrderStatus.NEW
+        if live and state is not None and state.quantity < f.position.quantity - tolerance:
+            await self._move(f, f.ts.live_stop)  # a stop for the full size first, then the short one goes
+        elif not live:
+            await self._replace_missing_stop(f)
+        await self._cancel_stale(f)
+
+    async def _cancel_stale(self, f: Follower) -> None:
+        for cid in sorted(f.stale):
+            if cid == f.stop_cid or await orders.cancel(self.ctx, f.position.symbol, cid, self._emit(f)):
+                f.stale.discard(cid)
 
     async def _replace_missing_stop(self, f: Follower) -> None:
         ctx, p = self.ctx, f.position
@@ -334,6 +423,33 @@ class TrailingManager:
             elif result.closed:
                 await self._closed(f, result.close_price, ExitReason.EMERGENCY_CLOSE)
 
+    async def _operator_close(self, f: Follower) -> None:
+        ctx, p = self.ctx, f.position
+        f.stop_seq += 1  # the close takes a fresh, deterministic id; later stops never reuse it
+        close = OrderRequest(p.symbol, p.side.exit_order_side, OrderKind.CLOSE, p.quantity,
+                             ids.close_id(p.id, f.stop_seq))
+        ctx.event(EventKind.OPERATOR_CLOSE, f"reduce-only market close {close.client_order_id}", position_id=p.id)
+        error: str | None = None
+        with trio.move_on_after(ctx.config.cleanup_timeout, shield=True):
+            placed = await orders.place(ctx, close, self._emit(f), retry_refused=True)
+            if placed.state is not None and placed.state.filled_quantity > 0:
+                ctx.writer.submit(OrderRecord(close.client_order_id, p.id, p.symbol, OrderKind.CLOSE, close.side,
+                                              placed.state.filled_quantity, OrderStatus.FILLED,
+                                              fill_price=placed.state.average_price, updated_at=ctx.clock.now()))
+                await self._closed(f, placed.state.average_price, ExitReason.OPERATOR)
+            else:
+                error = placed.error or "the close did not fill"
+                ctx.event(EventKind.OPERATOR_CLOSE_FAILED, f"{error}; the stop stays in place", position_id=p.id)
+                await self._repair(f)  # e.g. the stop fired meanwhile: record that exit
+        if not f.closed and error is None:
+            error = f"no answer within cleanup_timeout ({ctx.config.cleanup_timeout:g}s); the stop stays in place"
+        requests, f.close_requests = f.close_requests, []
+        for request in requests:
+            request.closed = f.closed
+            request.exit_price = f.position.exit_price
+            request.error = None if f.closed else error
+            request.done.set()
+
     async def _closed(self, f: Follower, exit_price: float | None, reason: ExitReason) -> None:
         """The position is gone from the exchange: record the exit, clear its leftover orders."""
         ctx, p = self.ctx, f.position
@@ -353,7 +469,9 @@ class TrailingManager:
                           position_id=p.id)
                 return
             for order in left:
-                if order.reduce_only:
+                # Only this position's own orders: another position on the symbol (opened by a
+                # later wave meanwhile) keeps its stop. Strangers' orders are the sweep's to judge.
+                if order.reduce_only and ids.position_of(order.client_order_id) == p.id:
                     await orders.cancel(ctx, p.symbol, order.client_order_id, self._emit(f))
 
     @staticmethod

@@ -59,6 +59,7 @@ class WaveRunner:
         self._listener = listener
         self._current: trio.CancelScope | None = None
         self._stop_reason: str | None = None
+        self.running_wave: str | None = None
 
     def stop_current(self, reason: str) -> None:
         """Cancel the running wave: children clean up (shielded), the rest are skipped."""
@@ -87,14 +88,19 @@ class WaveRunner:
         ctx.writer.submit(WaveRecord(wave_id, t0, started_at, None, book.outcomes))
         skip_reason = f"the wave's target of {cfg.max_positions_per_wave} positions was reached"
         self._stop_reason = None
+        self.running_wave = wave_id
         with trio.move_on_after(cfg.wave_timeout) as wave_scope:
             self._current = wave_scope
-            snapshot = await self._snapshot(wave_id, sorted({s.symbol for s in screened.candidates}))
-            if isinstance(snapshot, str):
-                skip_reason = snapshot
-            else:
-                await self._fill(wave_id, book, snapshot)
+            if ctx.paused is None:
+                snapshot = await self._snapshot(wave_id, sorted({s.symbol for s in screened.candidates}))
+                if isinstance(snapshot, str):
+                    skip_reason = snapshot
+                else:
+                    await self._fill(wave_id, book, snapshot)
+            if ctx.paused is not None and not book.target_reached:  # paused: nothing new starts
+                skip_reason = ctx.paused.skip_reason
         self._current = None
+        self.running_wave = None
         if wave_scope.cancelled_caught:
             skip_reason = self._stop_reason or (
                 f"the wave deadline ({cfg.wave_timeout:g}s) passed before it was attempted")
@@ -154,7 +160,7 @@ class WaveRunner:
 
         async with trio.open_nursery() as nursery:
             while True:
-                while (signal := book.next_to_start()) is not None:
+                while ctx.paused is None and (signal := book.next_to_start()) is not None:
                     price = snapshot.prices.get(signal.symbol)
                     market = ctx.markets[signal.symbol]
                     why: str | None = f"the exchange gave no price for {signal.symbol}"
@@ -171,7 +177,7 @@ class WaveRunner:
                     free -= margin
                     nursery.start_soon(self._child, wave_id, book, signal, quantity, margin, release,
                                        wake_send, self.book.allocate_id(), name=f"signal-{signal.id}")
-                if book.idle:
+                if book.idle or (ctx.paused is not None and not book.in_flight):
                     break
                 await wake_receive.receive()
 

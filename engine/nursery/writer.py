@@ -27,7 +27,7 @@ import trio
 
 from engine.config import EngineConfig
 from engine.model import OrderRecord, Position, TrailingRecord
-from engine.nursery.calls import bounded
+from engine.nursery.calls import CallObserver, bounded, observed
 from engine.nursery.retrying import Attempts
 from engine.ports import Record, Storage
 
@@ -80,6 +80,7 @@ class StateWriter:
         self._busy = {"records": False, "trailing": False}
         self._idle = trio.Event()
         self.failures = 0
+        self.call_observers: list[CallObserver] = []  # the engine context shares its list here
 
     # --- producers (synchronous: callable from a cancelled child's cleanup) ---
 
@@ -162,8 +163,8 @@ class StateWriter:
         policy = self._config.writer_retry
         async for attempt in Attempts(policy):
             try:
-                await bounded(f"storage write ({lane})", self._config.call_timeout,
-                              self._storage.write, list(batch))
+                await observed(self.call_observers, f"storage.write_{lane}", lambda: bounded(
+                    f"storage write ({lane})", self._config.call_timeout, self._storage.write, list(batch)))
                 if attempt > 1:
                     log.warning("state writer: %s batch of %d stored after %d attempts", lane, len(batch), attempt)
                 return

@@ -1,0 +1,91 @@
+"""The sweep is the last line of defence: it repairs every exposure it can see, whatever state
+the store has it in, and never acts on a position whose orders its follower is changing."""
+
+import trio
+
+from adapters.sim.faults import FaultPlan
+from adapters.sim.scenario import FaultSpec
+from engine import EngineConfig
+from engine.model import OrderKind, OrderSide, PositionStatus
+from tests.conftest import assert_invariants, run, scenario, wave_signals
+from tests.test_sweep import manual
+from tests.test_trailing_manager import CONFIG, live_stops, tick, trading
+
+TWO = EngineConfig(max_positions_per_wave=2, sweep_interval=0, protect_attempts=2)
+
+
+def outage(times):
+    return [FaultSpec("exchange.stop_order", "error", {"symbol": "FORMUSDT"}, times=times),
+            FaultSpec("exchange.close_order", "error", {"symbol": "FORMUSDT"}, times=times)]
+
+
+async def test_unprotected_position_is_protected_when_the_exchange_answers_and_others_are_repaired_too(
+        autojump_clock):
+    faults = FaultPlan(outage(2))  # the open's two stop attempts and two closes all fail
+    async with trading(config=TWO, faults=faults, open_signal=False) as (engine, exchange, _):
+        record = await engine.process_wave(wave_signals(4)[::3])  # FORMUSDT and NEOUSDT
+        assert [o.outcome for o in record.outcomes] == ["failed", "opened"]
+        assert record.outcomes[0].reason.startswith("UNPROTECTED")
+        neo = next(p for p in engine.positions() if p.symbol == "NEOUSDT")
+        await exchange.cancel_order("NEOUSDT", neo.stop_client_id)
+        assert sorted(exchange.unprotected_positions()) == ["FORMUSDT", "NEOUSDT"]
+        repairs = await engine.sweep.sweep_once()  # once crashed on the stop-less position
+        assert repairs == {"missing_stop": 2}
+        await trio.sleep(2)
+        assert exchange.unprotected_positions() == []
+        form = next(p for p in engine.positions() if p.symbol == "FORMUSDT")
+        assert form.status is PositionStatus.OPEN and form.stop_price == 0.7969
+        assert await engine.sweep.sweep_once() == {}
+
+
+def test_an_outage_of_stops_and_closes_that_recovers_is_repaired_by_later_sweeps():
+    faults = [{"point": point, "effect": "error", "times": 12}
+              for point in ("exchange.stop_order", "exchange.close_order")]
+    report = run(scenario(engine={"max_positions_per_wave": 1, "max_concurrent_signals": 1,
+                                  "sweep_interval": 30.0},
+                          faults=faults, waves=[{"at": 0.0, "signals": wave_signals(1)}], until=400.0))
+    (signal,) = report["waves"][0]["signals"]
+    assert signal["outcome"] == "failed" and signal["reason"].startswith("UNPROTECTED")
+    assert report["repairs"]["missing_stop"] >= 2  # retried round after round until it worked
+    assert_invariants(report)
+
+
+async def test_a_size_different_from_the_store_is_protected_in_full(autojump_clock):
+    async with trading() as (engine, exchange, store):
+        await exchange.place_order(manual("FORMUSDT", OrderSide.BUY, OrderKind.ENTRY, 100.0, "by-hand-9"))
+        assert exchange.unprotected_positions() == ["FORMUSDT"]
+        assert await engine.sweep.sweep_once() == {"size_mismatch": 1}
+        await trio.sleep(2)
+        assert exchange.unprotected_positions() == []
+        (position,) = engine.positions()
+        assert position.quantity == 345.0
+        assert [(o.quantity, o.stop_price) for o in exchange.open_orders_snapshot()] == [(345.0, 0.7969)]
+        assert await engine.sweep.sweep_once() == {}
+        await engine.flush()
+        assert "sweep_size_mismatch" in [e.kind for e in await store.events(position_id=1)]
+
+
+async def test_the_sweep_leaves_a_stop_move_in_flight_alone(autojump_clock):
+    faults = FaultPlan()
+    async with trading(faults=faults) as (engine, exchange, store):
+        # A move: the new stop is placed, the old one's cancel is slow. A sweep reading the
+        # exchange now sees two stops; the older one is the follower's to cancel, not the sweep's.
+        faults.add(FaultSpec("exchange.cancel_order", "delay", seconds=2.5, times=1))
+        await tick(exchange, 0.8260, wait=2.0)
+        assert sorted(live_stops(exchange)) == [0.7969, 0.8218]
+        assert await engine.sweep.sweep_once() == {}
+        await trio.sleep(5)
+        assert live_stops(exchange) == [0.8218]
+        await engine.flush()
+        kinds = [e.kind for e in await store.events(position_id=1)]
+        assert "cancel_attempt_failed" not in kinds and kinds.count("order_cancelled") == 1
+
+
+async def test_a_closed_position_clears_only_its_own_orders(autojump_clock):
+    async with trading(config=CONFIG) as (engine, exchange, _):
+        # Another position's stop on the same symbol (e.g. opened by the next wave meanwhile).
+        await exchange.place_order(manual("FORMUSDT", OrderSide.SELL, OrderKind.STOP, 10.0, "tb-99-stop1", 0.70))
+        await tick(exchange, 0.79)
+        (position,) = engine.positions(include_closed=True)
+        assert position.status is PositionStatus.CLOSED
+        assert [o.client_order_id for o in exchange.open_orders_snapshot()] == ["tb-99-stop1"]
