@@ -225,6 +225,20 @@ class PostgresStore:
 
         return await self._run("handled_signals", body)
 
+    async def wave_claims(self, wave_id: str) -> list[HandledSignal]:
+        return await self._all("wave_claims", HANDLED, f"{HANDLED.select()} WHERE wave_id = $1 ORDER BY rank",
+                               wave_id)
+
+    async def unfinished_waves(self) -> list[WaveRecord]:
+        async def body(conn: asyncpg.Connection) -> list[WaveRecord]:
+            waves = [WAVES.decode(tuple(r)) for r in
+                     await conn.fetch(f"{WAVES.select()} WHERE duration IS NULL ORDER BY seq")]
+            sql = f"{OUTCOMES.select()} WHERE wave_id = $1 ORDER BY rank, signal_id"
+            return [attrs.evolve(w, outcomes=tuple(OUTCOMES.decode(tuple(r)) for r in await conn.fetch(sql, w.id)))
+                    for w in waves]
+
+        return await self._run("unfinished_waves", body)
+
     async def _all(self, what: str, table: Table[T], sql: str, *args: object) -> list[T]:
         async def body(conn: asyncpg.Connection) -> list[T]:
             return [table.decode(tuple(row)) for row in await conn.fetch(sql, *args)]

@@ -230,6 +230,18 @@ class SQLiteStore:
     async def handled_signals(self, signal_ids: Sequence[str]) -> dict[str, HandledSignal]:
         return await self._transaction("handled_signals", lambda conn: _handled(conn, signal_ids))
 
+    async def wave_claims(self, wave_id: str) -> list[HandledSignal]:
+        sql = f"{HANDLED.select()} WHERE wave_id = ? ORDER BY rank"
+        return await self._transaction("wave_claims", lambda conn: _all(conn, HANDLED, sql, (wave_id,)))
+
+    async def unfinished_waves(self) -> list[WaveRecord]:
+        def body(conn: sqlite3.Connection) -> list[WaveRecord]:
+            waves = _all(conn, WAVES, f"{WAVES.select()} WHERE duration IS NULL ORDER BY seq", ())
+            sql = f"{OUTCOMES.select()} WHERE wave_id = ? ORDER BY rank, signal_id"
+            return [attrs.evolve(w, outcomes=tuple(_all(conn, OUTCOMES, sql, (w.id,)))) for w in waves]
+
+        return await self._transaction("unfinished_waves", body)
+
     async def max_position_id(self) -> int:
         def body(conn: sqlite3.Connection) -> int:
             return int(conn.execute("SELECT coalesce(max(id), 0) FROM positions").fetchone()[0])

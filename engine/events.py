@@ -17,6 +17,7 @@ class EventKind(StrEnum):
     WAVE_STARTED = "wave_started"
     WAVE_FINISHED = "wave_finished"
     WAVE_SNAPSHOT_FAILED = "wave_snapshot_failed"
+    WAVE_INTERRUPTED = "wave_interrupted"  # stopped mid-wave; completed (now, or at the next start-up)
     SIGNAL_STARTED = "signal_started"
     SIGNAL_OUTCOME = "signal_outcome"
     SIGNAL_CLAIM_FAILED = "signal_claim_failed"

@@ -260,6 +260,8 @@ class WaveRecord:
     started_at: float  # wall-clock epoch seconds
     duration: float | None = None
     outcomes: tuple[SignalOutcome, ...] = ()
+    # The engine stopped before the wave could finish (shutdown, or a crash completed at start-up).
+    interrupted: bool = attrs.field(default=False, converter=bool)
 
     @property
     def counts(self) -> Counts:

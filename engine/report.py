@@ -55,6 +55,7 @@ def wave_json(record: WaveRecord, positions: Mapping[int, Position]) -> dict[str
         "id": record.id,
         "at": round(record.at, 6),
         "duration": None if record.duration is None else round(record.duration, 6),
+        "interrupted": record.interrupted,
         "counts": {
             "candidates": c.candidates, "rejected": c.rejected, "skipped": c.skipped,
             "attempted": c.attempted, "opened": c.opened, "failed": c.failed, "timed_out": c.timed_out,

@@ -12,6 +12,7 @@ import httpx
 import trio
 
 from adapters.sim.exchange import SimExchange
+from adapters.sim.faults import FaultPlan
 from adapters.sim.scenario import ExchangeSpec, MarketSpec
 from adapters.sqlite_store import SQLiteStore
 from engine.config import EngineConfig
@@ -47,10 +48,10 @@ def quick_config(**kw: Any) -> EngineConfig:
 @asynccontextmanager
 async def running_api(tmp_path: Path, *, config: EngineConfig | None = None,
                       settings: ApiSettings | None = None, latency: float = 0.001,
-                      db_url: str | None = None) -> AsyncIterator[Harness]:
+                      db_url: str | None = None, faults: FaultPlan | None = None) -> AsyncIterator[Harness]:
     """`db_url`: another store (e.g. PostgreSQL, which needs the caller's trio-asyncio loop)."""
     exchange = SimExchange.from_spec(ExchangeSpec(
-        latency=latency, markets=tuple(MarketSpec(s, p) for s, p in PRICES.items())))
+        latency=latency, markets=tuple(MarketSpec(s, p) for s, p in PRICES.items())), faults)
     db = tmp_path / "api.db"
     storage: Storage = (await SQLiteStore.open(str(db)) if db_url is None
                         else await open_storage(db_url, call_timeout=10.0))

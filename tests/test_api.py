@@ -150,6 +150,25 @@ async def test_close_is_reduce_only_records_operator_and_cancels_the_stop_after_
         assert [o.kind.value for o in orders if o.status == "filled"] == ["entry", "close"]
 
 
+async def test_a_close_the_exchange_refuses_is_502_and_the_stop_stays(tmp_path):
+    from adapters.sim.faults import FaultPlan
+    from adapters.sim.scenario import FaultSpec
+
+    plan = FaultPlan([FaultSpec("exchange.close_order", "reject", message="ReduceOnly Order is rejected.")])
+    config = quick_config(protect_attempts=2, exchange_retry_backoff=0.01, cleanup_timeout=5)
+    async with running_api(tmp_path, faults=plan, config=config) as h:
+        await h.engine.process_wave(wave_signals(1))
+        answer = await h.post("/api/v1/positions/1/close")
+        assert answer.status_code == 502, answer.text
+        assert "position 1 was not closed" in answer.json()["error"]
+        position = h.engine.book[1]
+        assert position.status is PositionStatus.OPEN and position.stop_price is not None
+        stops = [o for o in h.exchange.open_orders_snapshot() if o.client_order_id == position.stop_client_id]
+        assert len(stops) == 1  # still protected
+        kinds = [e["kind"] for e in (await h.get("/api/v1/events", params={"position": 1})).json()["events"]]
+        assert "operator_close_failed" in kinds and "position_closed" not in kinds
+
+
 async def test_the_event_stream_needs_the_token_then_sends_every_event(tmp_path):
     from trio_websocket import ConnectionClosed, open_websocket_url
 
@@ -211,3 +230,15 @@ async def test_the_openapi_description_covers_every_route(tmp_path):
         for path, methods in spec["paths"].items():
             for operation in methods.values():
                 assert operation["summary"] and operation["responses"], path
+
+
+async def test_metrics_can_be_public_and_count_calls_and_events(tmp_path):
+    settings = ApiSettings(port=0, listen_given=True, metrics_public=True)
+    async with running_api(tmp_path, settings=settings) as h:
+        await h.engine.process_wave(wave_signals(2))
+        async with httpx.AsyncClient(base_url=h.api.url, timeout=5) as anonymous:
+            text = (await anonymous.get("/metrics")).text
+            assert (await anonymous.get("/api/v1/status")).status_code == 401  # only the metrics are public
+        assert 'triobot_call_duration_seconds_count{point="exchange.stop_order"} 2.0' in text
+        assert 'triobot_events_total{kind="entry_filled"} 2.0' in text
+        assert "triobot_open_positions 2.0" in text and "triobot_entries_paused 0.0" in text

@@ -141,6 +141,18 @@ def test_dashboard_shows_the_wave_timeline_and_pauses(tmp_path):
             page.screenshot(path=str(tmp_path / "dashboard-paused.png"))
             page.click("#resume-button")
             expect(page.locator("#state")).to_have_attribute("data-state", "running")
+
+            asked: list[str] = []
+
+            def answer(dialog) -> None:  # the close button asks before it sends anything
+                asked.append(dialog.message)
+                dialog.accept()
+
+            page.once("dialog", answer)
+            page.click('#positions button[data-close="1"]')
+            expect(page.locator("#positions tr[data-position]")).to_have_count(4)
+            expect(page.locator("#toast")).to_contain_text("position 1 closed")
+            assert asked and "Close position #1" in asked[0]
             assert errors == []
         finally:
             browser.close()

@@ -222,6 +222,8 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: WaveFeed, t
         async with Engine.open(config, trading.exchange, storage, listener=progress) as engine:
             print(f"trio-bot: {trading.label}, {len(engine.markets)} markets, store {redact(db_url)}; "
                   f"{len(engine.positions())} open positions loaded. Ctrl-C to stop.", file=out, flush=True)
+            for line in engine.summary.lines():
+                print(f"trio-bot: restart: {line}", file=out, flush=True)
             for note in trading.notes:
                 print(f"trio-bot: account: {note}", file=out, flush=True)
             done = 0

@@ -22,7 +22,8 @@ def wave_table(wave: Mapping[str, Any], stops: Mapping[int, float | None]) -> st
     c = wave["counts"]
     head = (f"wave {wave['id']}: {c['opened']} opened, {c['failed']} failed, {c['timed_out']} timed out, "
             f"{c['skipped']} skipped, {c['rejected']} rejected of {c['candidates']}"
-            + (f" in {wave['duration']:.2f}s" if wave.get("duration") is not None else ""))
+            + (f" in {wave['duration']:.2f}s" if wave.get("duration") is not None else "")
+            + (" [INTERRUPTED: the engine stopped during this wave]" if wave.get("interrupted") else ""))
     rows = []
     for s in wave["signals"]:
         rows.append([s["id"], s["symbol"], s["side"], s["outcome"], s["position_id"],

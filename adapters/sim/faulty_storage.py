@@ -74,6 +74,12 @@ class FaultyStorage:
     async def handled_signals(self, signal_ids: Sequence[str]) -> dict[str, HandledSignal]:
         return await self._plan.run(CallPoint.STORAGE_READ, lambda: self._inner.handled_signals(signal_ids))
 
+    async def wave_claims(self, wave_id: str) -> list[HandledSignal]:
+        return await self._plan.run(CallPoint.STORAGE_READ, lambda: self._inner.wave_claims(wave_id))
+
+    async def unfinished_waves(self) -> list[WaveRecord]:
+        return await self._plan.run(CallPoint.STORAGE_READ, self._inner.unfinished_waves)
+
     async def trailing(self, position_id: int) -> TrailingRecord | None:
         return await self._plan.run(CallPoint.STORAGE_TRAILING, lambda: self._inner.trailing(position_id))
 

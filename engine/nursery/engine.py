@@ -34,6 +34,7 @@ from engine.nursery.wave import OutcomeListener, WaveRunner
 from engine.nursery.writer import StateWriter
 from engine.opening import OpenRun, Step
 from engine.ports import Exchange, Storage, WallClock
+from engine.wave_recovery import RestartSummary, complete_wave
 
 log = logging.getLogger("trio_bot.engine")
 
@@ -46,6 +47,7 @@ class Engine:
     def __init__(self, ctx: EngineContext, listener: OutcomeListener | None = None) -> None:
         self.ctx = ctx
         self._waves_started = 0
+        self.summary = RestartSummary()  # what start-up found and did, for the operator
         self.book = PositionBook(ctx)
         self.opener = Opener(ctx, self.book)
         self.trailing = TrailingManager(ctx, self.book)
@@ -160,16 +162,44 @@ class Engine:
         for position in self.book.with_status(PositionStatus.OPENING):
             await self._reconcile_opening(position)
         for position in self.book.with_status(PositionStatus.OPEN):
-            if self.trailing.view(position.id) is not None or position.stop_price is None:
-                continue  # just protected by reconciliation, or left for the sweep to protect
+            if self.trailing.view(position.id) is not None:
+                continue  # just protected by reconciliation
+            if position.stop_price is None:  # stored without a stop: its follower places one now
+                self.trailing.follow(position)
+                self.summary.unprotected += 1
+                ctx.event(EventKind.TRAILING_RESUMED, "no stop on record: protecting it now", position_id=position.id)
+                continue
             try:
                 record = await ctx.read(CallPoint.STORAGE_TRAILING, ctx.storage.trailing, position.id)
             except Exception as exc:
                 ctx.event(EventKind.TRAILING_LOAD_FAILED, str(exc), position_id=position.id)
                 record = None
             self.trailing.follow(position, record)
+            self.summary.resumed += 1
             ctx.event(EventKind.TRAILING_RESUMED, f"best {record.best_price:g}, stop {record.stop_price:g}"
                       if record else "no stored trailing state: starting afresh", position_id=position.id)
+        await self._complete_unfinished_waves()
+
+    async def _complete_unfinished_waves(self) -> None:
+        """Every wave ends: one stopped by a crash gets one outcome per signal now."""
+        ctx = self.ctx
+        waves = await ctx.read(CallPoint.STORAGE_READ, ctx.storage.unfinished_waves)
+        if not waves:
+            return
+        stored = await ctx.read(CallPoint.STORAGE_READ, ctx.storage.positions, include_closed=True)
+        by_signal = {(p.wave_id, p.signal_id): p for p in stored}
+        by_signal.update({(p.wave_id, p.signal_id): p for p in self.book.all(include_closed=True)})
+        for wave in waves:
+            claims = await ctx.read(CallPoint.STORAGE_READ, ctx.storage.wave_claims, wave.id)
+            positions = {sid: p for (wid, sid), p in by_signal.items() if wid == wave.id}
+            outcomes = complete_wave(wave.outcomes, claims, positions)
+            record = WaveRecord(wave.id, wave.at, wave.started_at, max(0.0, ctx.clock.now() - wave.started_at),
+                                outcomes, interrupted=True)
+            ctx.writer.submit(record)
+            self.summary.waves_completed += 1
+            c = record.counts
+            ctx.event(EventKind.WAVE_INTERRUPTED, f"completed at start-up: {c.opened} opened, {c.failed} failed, "
+                      f"{c.timed_out} timed out, {c.skipped} skipped, {c.rejected} rejected", wave_id=wave.id)
 
     async def _reconcile_opening(self, position: Position) -> None:
         """An intent left by a crash: ask the exchange what became of its entry, then protect."""
@@ -177,5 +207,12 @@ class Engine:
         run = OpenRun.resumed(signal, position.id, position.quantity, "found `opening` at start-up")
         self.ctx.event(EventKind.RECONCILE_OPENING, position.entry_client_id, position_id=position.id)
         await self.opener.settle_shielded(run, position)
+        after = self.book.get(position.id)
+        if run.step is Step.PROTECTED:
+            self.summary.reconciled_opened += 1
+        elif after is not None and after.status is PositionStatus.CLOSED and after.entry_price is None:
+            self.summary.reconciled_never_executed += 1
+        else:
+            self.summary.reconciled_other += 1
         if run.step is Step.PROTECTED:
             self.trailing.follow_protected(self.book[position.id])

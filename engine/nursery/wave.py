@@ -37,6 +37,7 @@ from engine.nursery.trailing_manager import TrailingManager
 from engine.opening import Ending, OpenRun, Step
 from engine.validation import Screened, claims_of, screen_size, screen_wave
 from engine.wave_book import WaveBook
+from engine.wave_recovery import NOT_ATTEMPTED
 
 log = logging.getLogger("trio_bot.wave")
 
@@ -85,27 +86,47 @@ class WaveRunner:
         book.add(screened.rejected)
         for outcome in screened.rejected:
             self._announce(wave_id, outcome)
-        ctx.writer.submit(WaveRecord(wave_id, t0, started_at, None, book.outcomes))
+        # Stored from the start: had the engine died now, that is what became of each candidate.
+        # Each child overwrites its own as it ends; a restart completes whatever is left.
+        provisional = tuple(SignalOutcome(s.id, s.rank, s.symbol, s.side.value, Outcome.SKIPPED, NOT_ATTEMPTED,
+                                          score=s.score) for s in screened.candidates)
+        ctx.writer.submit(WaveRecord(wave_id, t0, started_at, None, book.outcomes + provisional))
         skip_reason = f"the wave's target of {cfg.max_positions_per_wave} positions was reached"
         self._stop_reason = None
         self.running_wave = wave_id
-        with trio.move_on_after(cfg.wave_timeout) as wave_scope:
-            self._current = wave_scope
-            if ctx.paused is None:
-                snapshot = await self._snapshot(wave_id, sorted({s.symbol for s in screened.candidates}))
-                if isinstance(snapshot, str):
-                    skip_reason = snapshot
-                else:
-                    await self._fill(wave_id, book, snapshot)
-            if ctx.paused is not None and not book.target_reached:  # paused: nothing new starts
-                skip_reason = ctx.paused.skip_reason
+        ended = False
+        try:
+            with trio.move_on_after(cfg.wave_timeout) as wave_scope:
+                self._current = wave_scope
+                if ctx.paused is None:
+                    snapshot = await self._snapshot(wave_id, sorted({s.symbol for s in screened.candidates}))
+                    if isinstance(snapshot, str):
+                        skip_reason = snapshot
+                    else:
+                        await self._fill(wave_id, book, snapshot)
+                if ctx.paused is not None and not book.target_reached:  # paused: nothing new starts
+                    skip_reason = ctx.paused.skip_reason
+            ended = True
+        finally:
+            if not ended:
+                # The engine itself is being stopped (SIGINT/SIGTERM cancel the run; the
+                # cancellation may arrive wrapped in a group): the children have answered,
+                # shielded; the wave's final record is still stored before exit.
+                self._current = None
+                self.running_wave = None
+                book.skip_rest(NOT_ATTEMPTED)
+                ctx.writer.submit(WaveRecord(wave_id, t0, started_at, trio.current_time() - t0, book.outcomes,
+                                             interrupted=True))
+                ctx.event(EventKind.WAVE_INTERRUPTED, "the engine stopped during the wave", wave_id=wave_id)
         self._current = None
         self.running_wave = None
+        interrupted = self._stop_reason is not None
         if wave_scope.cancelled_caught:
             skip_reason = self._stop_reason or (
                 f"the wave deadline ({cfg.wave_timeout:g}s) passed before it was attempted")
         book.skip_rest(skip_reason)
-        record = WaveRecord(wave_id, t0, started_at, trio.current_time() - t0, book.outcomes)
+        record = WaveRecord(wave_id, t0, started_at, trio.current_time() - t0, book.outcomes,
+                            interrupted=interrupted)
         ctx.writer.submit(record)
         c = record.counts
         ctx.event(EventKind.WAVE_FINISHED, f"{c.opened} opened, {c.failed} failed, {c.timed_out} timed out, "

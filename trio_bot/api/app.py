@@ -24,7 +24,7 @@ from engine.errors import TrioBotError
 from trio_bot.api import dashboard, openapi
 from trio_bot.api.guard import ASGIApp, BodyTooLarge, Guard
 from trio_bot.api.metrics import Metrics
-from trio_bot.api.operator import Conflict, NotFound, Operator
+from trio_bot.api.operator import Conflict, Failed, NotFound, Operator
 from trio_bot.api.settings import ApiSettings
 from trio_bot.api.stream import EventHub
 
@@ -95,6 +95,8 @@ def build_app(operator: Operator, settings: ApiSettings, token: str, *, hub: Eve
                 return JSONResponse({"error": str(exc)}, status_code=404)
             except Conflict as exc:
                 return JSONResponse({"error": str(exc)}, status_code=409)
+            except Failed as exc:
+                return JSONResponse({"error": str(exc)}, status_code=502)
             except BodyTooLarge as exc:
                 return JSONResponse({"error": str(exc)}, status_code=413)
             except trio.TooSlowError:

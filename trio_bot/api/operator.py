@@ -26,6 +26,10 @@ class Conflict(Exception):
     """The request does not fit the current state, e.g. closing a closed position (HTTP 409)."""
 
 
+class Failed(Exception):
+    """The exchange did not carry out the operator's order (HTTP 502); nothing was made worse."""
+
+
 @attrs.define
 class Operator:
     engine: Engine
@@ -132,5 +136,5 @@ class Operator:
             raise Conflict(f"position {position_id} has no stop yet (the sweep is protecting it); "
                            "try again shortly") from None
         if not result.closed:
-            raise Conflict(f"position {position_id} was not closed: {result.error}")
+            raise Failed(f"position {position_id} was not closed: {result.error}")
         return position_json(self.engine.book[position_id])
