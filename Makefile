@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run test test-e2e test-slow lint typecheck clean
+.PHONY: run test test-e2e test-slow lint typecheck clean fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test-e2e: $(STAMP)
 # Long runs left out of `make test` (marked slow): a simulated day under several schedulings.
 test-slow: $(STAMP)
 	$(BIN)/pytest -m slow
+
+# The fuzz suite with thousands of examples per property instead of the suite's few hundred.
+fuzz: $(STAMP)
+	TRIO_BOT_FUZZ=1 $(BIN)/pytest -m fuzz
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

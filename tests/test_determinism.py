@@ -75,7 +75,7 @@ def tie_heavy() -> dict[str, Any]:
                             "trailing_activation_percent": 0.3, "trailing_callback_percent": 0.2,
                             "trailing_min_interval": 0.5},
                     waves=[{"at": 45.0 * w, "signals": wave_signals(6, 100 * w)} for w in range(4)])
-    data["walks"] = [{"every": 0.25, "step_percent": 0.4}]
+    data["walks"] = [{"every": 1.0, "step_percent": 0.6}]
     return data
 
 
@@ -90,7 +90,7 @@ def test_same_report_whatever_the_scheduling():
 def scenarios(draw: st.DrawFn) -> dict[str, Any]:
     symbols = list(PRICES)
     latency = draw(st.sampled_from([0.0, 0.05, 0.25, 0.5]))
-    every = draw(st.sampled_from([0.25, 0.5, 1.0]))
+    every = draw(st.sampled_from([1.0, 2.0]))
     waves = []
     for w in range(draw(st.integers(1, 3))):
         picked = draw(st.lists(st.sampled_from(symbols), min_size=1, max_size=6, unique=True))
