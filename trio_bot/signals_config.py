@@ -11,7 +11,6 @@ environment variable and never appear in the config, a log or an error.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from engine.checks import Range, integer
 from engine.errors import ConfigError
 
 SOURCES = ("demo", "file", "websocket", "webhook", "nats")
@@ -58,12 +58,11 @@ class SignalSettings:
     create_stream: bool = False
 
 
+_DAY = 86_400.0  # the longest any of these waits or windows may be
+
+
 def _seconds(table: Mapping[str, Any], key: str, default: float, where: str, *, minimum: float = 0.0) -> float:
-    value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
-            or value <= minimum:
-        raise ConfigError(f"signals.{key}", value, f"a number of seconds > {minimum:g}", where=where)
-    return float(value)
+    return Range(minimum, _DAY, low_open=True).check(f"signals.{key}", table.get(key, default), where=where)
 
 
 def _text(table: Mapping[str, Any], key: str, where: str) -> str | None:
@@ -116,9 +115,7 @@ def parse_signal_settings(table: Mapping[str, Any], where: str) -> SignalSetting
                               heartbeat=heartbeat, idle_timeout=idle,
                               wave_window=_seconds(table, "wave_window", d.wave_window, where), **common)
     if source == "webhook":
-        burst = table.get("burst", d.burst)
-        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
-            raise ConfigError("signals.burst", burst, "an integer >= 1", where=where)
+        burst = integer(1, 1_000_000).check_int("signals.burst", table.get("burst", d.burst), where=where)
         return SignalSettings(secret_env=_text(table, "secret_env", where) or d.secret_env,
                               max_lag=_seconds(table, "max_lag", d.max_lag, where),
                               rate_limit=_seconds(table, "rate_limit", d.rate_limit, where), burst=burst,
