@@ -65,6 +65,7 @@ _CHECKS = {
     "order_burst": _positive_int,
     "sweep_interval": _non_negative,
     "signal_memory_retention": _non_negative,
+    "unknown_outcome_window": _non_negative,
 }
 
 
@@ -103,6 +104,9 @@ class EngineConfig:
     sweep_interval: float = 30.0
     # How long a handled signal id is remembered (a repeat within it is rejected); 0 = forever.
     signal_memory_retention: float = 30 * 24 * 3600.0
+    # How long an entry whose answer was lost keeps being looked up before "not found" is
+    # believed (capped at half of cleanup_timeout).
+    unknown_outcome_window: float = 10.0
     # Deprecated aliases (README: Configuration), still honoured: `stop_loss_retries` sets
     # every attempt count not given explicitly, `retry_backoff` is `exchange_retry_backoff`.
     stop_loss_retries: int | None = None
