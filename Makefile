@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run test test-e2e lint typecheck clean
+.PHONY: run test test-e2e lint typecheck clean fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: lint typecheck
 
 test-e2e: $(STAMP)
 	$(BIN)/pytest -m e2e
+
+# The fuzz suite with thousands of examples per property instead of the suite's few hundred.
+fuzz: $(STAMP)
+	TRIO_BOT_FUZZ=1 $(BIN)/pytest -m fuzz
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -8,10 +8,10 @@ finite are treated as absent, never as zero prices.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
+from engine.checks import finite
 from engine.ids import kind_of
 from engine.model import (
     ExchangePosition,
@@ -73,7 +73,7 @@ def number(value: Any) -> float | None:
         parsed = float(value)
     except (TypeError, ValueError):
         return None
-    return parsed if math.isfinite(parsed) else None
+    return finite(parsed)
 
 
 def order_windows(exchange_info: Mapping[str, Any]) -> list[tuple[int, float]]:

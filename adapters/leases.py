@@ -26,8 +26,8 @@ from typing import Any
 import trio
 import triopg
 
-from adapters.postgres_store import redact
-from engine.errors import TrioBotError
+from adapters.db_url import redact
+from engine.errors import ConfigError, TrioBotError
 
 log = logging.getLogger("trio_bot.lease")
 
@@ -97,7 +97,11 @@ async def file_lease(db_path: str, account: str, *, standby: bool = False,
         yield  # nothing shared, nothing to guard
         return
     path = Path(f"{db_path}.{hashlib.blake2b(account.encode(), digest_size=4).hexdigest()}.lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise ConfigError("--db", db_path, f"a database in a directory trio-bot can write to (cannot create "
+                          f"its lock file: {exc.strerror or type(exc).__name__})") from None
     try:
         waiting_said = False
         while True:

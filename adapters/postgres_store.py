@@ -28,7 +28,6 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import attrs
@@ -36,7 +35,8 @@ import trio
 import trio_asyncio
 import triopg
 
-from adapters import migrations
+from adapters import migrations, schema_check
+from adapters.db_url import redact, scrub
 from adapters.records import (
     EVENTS,
     HANDLED,
@@ -77,26 +77,16 @@ _MIGRATION_LOCK = 7_203_410_077_142_981_001
 _FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
 
 
-def redact(url: str) -> str:
-    """The URL with any password replaced, safe for logs, errors and reports."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
-
-
 class PostgresStore:
     """Durable engine state in PostgreSQL; see the module docstring for the bounds."""
 
-    def __init__(self, url: str, *, call_timeout: float = 10.0, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, call_timeout: float = 10.0, pool_size: int = 10,
+                 read_only: bool = False) -> None:
         self.url = url
         self.safe_url = redact(url)
         self.call_timeout = call_timeout
         self.pool_size = pool_size
+        self.read_only = read_only
         self._pool: Any = None
         self._raw: asyncpg.Pool | None = None
 
@@ -107,9 +97,25 @@ class PostgresStore:
         await store._connect()
         return await migrated(store)
 
+    @classmethod
+    async def open_read_only(cls, url: str, *, call_timeout: float = 10.0) -> PostgresStore:
+        """Connect for reading only (`waves`, `positions`, `events`): every transaction is READ
+        ONLY, nothing is migrated, no migration lock is waited for, and a schema older or newer
+        than this code is named as such."""
+        store = cls(url, call_timeout=call_timeout, pool_size=2, read_only=True)
+        await store._connect()
+        try:
+            await store.check_schema()
+        except BaseException:
+            await store.aclose()
+            raise
+        return store
+
     async def _connect(self) -> None:
+        settings = {"default_transaction_read_only": "on"} if self.read_only else None
         pool = triopg.create_pool(dsn=self.url, min_size=1, max_size=self.pool_size,
-                                  command_timeout=self.call_timeout, timeout=self.call_timeout)
+                                  command_timeout=self.call_timeout, timeout=self.call_timeout,
+                                  server_settings=settings)
         try:
             with trio.fail_after(self.call_timeout):
                 await pool.__aenter__()
@@ -121,10 +127,8 @@ class PostgresStore:
         self._raw = pool._asyncpg_pool  # the single-crossing operations below run on it directly
 
     def _clean(self, exc: BaseException) -> str:
-        """An error's text without the password (asyncpg may echo the DSN)."""
-        text = str(exc) or type(exc).__name__
-        password = urlsplit(self.url).password
-        return text.replace(password, "***") if password else text
+        """An error's text without any secret of the URL (asyncpg may echo the DSN)."""
+        return scrub(str(exc) or type(exc).__name__, self.url)
 
     async def _run(self, what: str, body: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """`body` in one transaction, in one trio-asyncio crossing, bounded by `call_timeout`."""
@@ -169,10 +173,46 @@ class PostgresStore:
                 f"knows ({SCHEMA_VERSION}); upgrade trio-bot or use another database") from None
 
     async def schema_version(self) -> int:
+        """The newest migration recorded; 0 for a database trio-bot never set up."""
         async def body(conn: asyncpg.Connection) -> int:
+            if await conn.fetchval("SELECT to_regclass('schema_version')") is None:
+                return 0
             return int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version"))
 
         return await self._run("schema_version", body)
+
+    async def schema_problems(self) -> list[str]:
+        """Tables or columns the stores need and the database lacks (empty when all is well)."""
+        async def body(conn: asyncpg.Connection) -> list[str]:
+            rows = await conn.fetch("SELECT table_name, column_name FROM information_schema.columns "
+                                    "WHERE table_schema = current_schema()")
+            found: dict[str, set[str]] = {}
+            for row in rows:
+                found.setdefault(row["table_name"], set()).add(row["column_name"])
+            return schema_check.problems(found)
+
+        return await self._run("schema_problems", body)
+
+    async def verify_schema(self) -> int:
+        """The schema version, after checking the tables really match it (`db migrate` reports it)."""
+        version = await self.schema_version()
+        missing = await self.schema_problems()
+        if missing:
+            raise StorageError("postgresql: " + schema_check.describe(self.safe_url, version, missing))
+        return version
+
+    async def check_schema(self) -> None:
+        """For read-only use: the schema must be exactly the one this code knows."""
+        version = await self.schema_version()
+        if version < SCHEMA_VERSION:
+            raise StorageError(
+                f"postgresql: {self.safe_url} has schema version {version}, older than this trio-bot's "
+                f"({SCHEMA_VERSION}): run `trio-bot db migrate` on it first")
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"postgresql: {self.safe_url} has schema version {version}, newer than this trio-bot "
+                f"knows ({SCHEMA_VERSION}); upgrade trio-bot to read it")
+        await self.verify_schema()
 
     # --- writes ---
 

@@ -27,12 +27,13 @@ import math
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
 import trio
 
-from adapters import migrations
+from adapters import migrations, schema_check
 from adapters.records import (
     EVENTS,
     HANDLED,
@@ -50,6 +51,7 @@ from adapters.records import (
     q,
     write_plan,
 )
+from engine.checks import finite
 from engine.errors import StorageError
 from engine.model import (
     Event,
@@ -86,20 +88,19 @@ def sqlite_path(url: str) -> str:
 class SQLiteStore:
     """Durable engine state in one SQLite file (or in memory, for simulations and tests)."""
 
-    def __init__(self, path: str, *, call_timeout: float = 10.0) -> None:
-        if not (call_timeout > 0 and math.isfinite(call_timeout)):
+    def __init__(self, path: str, *, call_timeout: float = 10.0, read_only: bool = False,
+                 immutable: bool = False) -> None:
+        if not (finite(call_timeout) is not None and call_timeout > 0):
             raise ValueError(f"call_timeout must be a positive number of seconds, not {call_timeout!r}")
         self.path = path
         self.call_timeout = call_timeout
+        self.read_only = read_only
         self._deadline = math.inf
-        try:
-            conn = sqlite3.connect(path, timeout=call_timeout, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise StorageError(f"sqlite: cannot open {path!r}: {exc}") from None
+        conn = self._connect(path, read_only=read_only, immutable=immutable)
         self._conn: sqlite3.Connection | None = conn
         conn.set_progress_handler(self._over_time, _PROGRESS_EVERY)
         try:
-            if path not in (MEMORY, ""):
+            if path not in (MEMORY, "") and not read_only:
                 # Readers (a report, a second process) then never block the writer.
                 conn.execute("PRAGMA journal_mode=WAL")
         except sqlite3.Error as exc:
@@ -107,10 +108,48 @@ class SQLiteStore:
             self._conn = None
             raise StorageError(f"sqlite: cannot use {path!r}: {exc}") from None
 
+    def _connect(self, path: str, *, read_only: bool, immutable: bool) -> sqlite3.Connection:
+        try:
+            if not read_only or path in (MEMORY, ""):
+                return sqlite3.connect(path, timeout=self.call_timeout, isolation_level=None)
+            if not Path(path).is_file():
+                raise StorageError(f"sqlite: no database at {path!r} (nothing has run with this --db yet)")
+            # Read-only: never creates, migrates or locks for writing; a short busy timeout, since
+            # in WAL mode a reader never waits behind a writer anyway.
+            uri = Path(path).absolute().as_uri() + ("?immutable=1" if immutable else "?mode=ro")
+            return sqlite3.connect(uri, uri=True, timeout=min(self.call_timeout, 1.0), isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StorageError(f"sqlite: cannot open {path!r}: {exc}") from None
+
     @classmethod
     async def open(cls, path: str, *, call_timeout: float = 10.0) -> SQLiteStore:
         """Connect and bring the schema up to date: the usual way to get a store."""
         return await migrated(cls(path, call_timeout=call_timeout))
+
+    @classmethod
+    async def open_read_only(cls, path: str, *, call_timeout: float = 10.0) -> SQLiteStore:
+        """Connect for reading only (`waves`, `positions`, `events`): never migrates, never takes
+        the write lock, and says clearly when the schema is older or newer than this code."""
+        store = cls(path, call_timeout=call_timeout, read_only=True)
+        try:
+            await store.check_schema()
+            return store
+        except StorageError as exc:
+            await store.aclose()
+            # A WAL database in a directory we may not write to cannot set up its shared-memory
+            # file; read it as an immutable file instead (a snapshot, which is what a report is).
+            if "unable to open" not in str(exc) and "readonly" not in str(exc):
+                raise
+        except BaseException:
+            await store.aclose()
+            raise
+        store = cls(path, call_timeout=call_timeout, read_only=True, immutable=True)
+        try:
+            await store.check_schema()
+        except BaseException:
+            await store.aclose()
+            raise
+        return store
 
     @classmethod
     async def from_url(cls, url: str, *, call_timeout: float = 10.0) -> SQLiteStore:
@@ -182,11 +221,44 @@ class SQLiteStore:
                 f"knows ({SCHEMA_VERSION}); upgrade trio-bot or use another database") from None
 
     async def schema_version(self) -> int:
+        """The newest migration recorded; 0 for a database trio-bot never set up."""
         def body(conn: sqlite3.Connection) -> int:
+            if "schema_version" not in _tables(conn):
+                return 0
             row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
             return int(row[0])
 
         return await self._transaction("schema_version", body)
+
+    async def schema_problems(self) -> list[str]:
+        """Tables or columns the stores need and the database lacks (empty when all is well)."""
+        def body(conn: sqlite3.Connection) -> list[str]:
+            found = {table: {row[1] for row in conn.execute(f"PRAGMA table_info({q(table)})")}
+                     for table in _tables(conn)}
+            return schema_check.problems(found)
+
+        return await self._transaction("schema_problems", body)
+
+    async def verify_schema(self) -> int:
+        """The schema version, after checking the tables really match it (`db migrate` reports it)."""
+        version = await self.schema_version()
+        missing = await self.schema_problems()
+        if missing:
+            raise StorageError("sqlite: " + schema_check.describe(repr(self.path), version, missing))
+        return version
+
+    async def check_schema(self) -> None:
+        """For read-only use: the schema must be exactly the one this code knows."""
+        version = await self.schema_version()
+        if version < SCHEMA_VERSION:
+            raise StorageError(
+                f"sqlite: {self.path!r} has schema version {version}, older than this trio-bot's "
+                f"({SCHEMA_VERSION}): run `trio-bot db migrate` on it first")
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"sqlite: {self.path!r} has schema version {version}, newer than this trio-bot knows "
+                f"({SCHEMA_VERSION}); upgrade trio-bot to read it")
+        await self.verify_schema()
 
     # --- writes ---
 
@@ -340,6 +412,10 @@ class _NewerSchema(Exception):
     def __init__(self, version: int) -> None:
         super().__init__(version)
         self.version = version
+
+
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
 def _all(conn: sqlite3.Connection, table: Table[T], sql: str, args: Iterable[object]) -> list[T]:

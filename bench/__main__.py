@@ -22,17 +22,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import api_load, overhead, storage, waves
+from bench import api_load, overhead, signals, storage, waves
 
 HERE = Path(__file__).resolve().parent
 KEYS = ("wave_over_critical_path_n50", "speedup_vs_sequential_n50", "speedup_vs_sequential_n50_hangs",
         "cpu_ms_per_signal", "kb_per_position", "ticks_per_second_manager", "ticks_per_second_machine",
         "tick_to_order_p99_ms", "pg_over_asyncpg_ratio", "wave_over_critical_path_n50_api_load",
-        "api_status_p99_ms")
+        "api_status_p99_ms", "webhook_signals_per_second", "signal_to_entry_ms_p99_websocket",
+        "signal_to_entry_ms_p99_webhook", "signal_to_entry_ms_p99_nats")
 GOALS = {"wave_over_critical_path_n50": ("<=", 1.2), "speedup_vs_sequential_n50": (">=", 25),
          "speedup_vs_sequential_n50_hangs": (">=", 25), "cpu_ms_per_signal": ("<=", 1.0),
          "ticks_per_second_manager": (">=", 100_000), "tick_to_order_p99_ms": ("<=", 1.0),
-         "pg_over_asyncpg_ratio": ("<=", 1.5), "wave_over_critical_path_n50_api_load": ("<=", 1.2)}
+         "pg_over_asyncpg_ratio": ("<=", 1.5), "wave_over_critical_path_n50_api_load": ("<=", 1.2),
+         "webhook_signals_per_second": (">=", 2000), "signal_to_entry_ms_p99_websocket": ("<=", 10),
+         "signal_to_entry_ms_p99_webhook": ("<=", 10), "signal_to_entry_ms_p99_nats": ("<=", 10)}
 
 
 def _pg_url() -> str | None:
@@ -78,6 +81,9 @@ def run(quick: bool) -> dict[str, Any]:
     results["wave_over_critical_path_n50_api_load"] = results["api_load"]["wave_over_critical_path_n50_api_load"]
     results["api_status_p99_ms"] = results["api_load"]["api_status_p99_ms"]
     results["pg_over_asyncpg_ratio"] = store.get("pg_over_asyncpg_ratio")
+    transports = signals.measure(10 if quick else 100, quick=quick)
+    results["signals"] = transports
+    results.update({key: value for key, value in transports.items() if key in KEYS})
     results["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count(),
                           "platform": platform.platform(), "quick": quick}
     results["seconds"] = time.perf_counter() - started
@@ -125,7 +131,8 @@ def table(results: dict[str, Any]) -> str:
     lines.append("")
     for key in KEYS:
         value = results.get(key)
-        shown = "n/a (no PostgreSQL)" if value is None else f"{value:,.3f}"
+        missing = "n/a (no NATS)" if key.endswith("_nats") else "n/a (no PostgreSQL)"
+        shown = missing if value is None else f"{value:,.3f}"
         lines.append(f"{key:<36}{shown:>16}   {_verdict(key, value)}")
     lines.append(f"{'ticks_per_second_manager_rising':<36}{results['ticks_per_second_manager_rising']:>16,.3f}")
     lines.append(f"{'tick_to_order_p50_ms':<36}{results['tick_to_order_p50_ms']:>16,.3f}")
@@ -133,6 +140,9 @@ def table(results: dict[str, Any]) -> str:
     for key in ("wave_over_critical_path_n50_realtime", "api_status_p50_ms", "api_status_requests_per_wave",
                 "events_streamed_per_wave", "stream_lag_after_wave_s"):
         lines.append(f"{key:<36}{load[key] if load[key] is not None else float('nan'):>16,.3f}")
+    for key, value in results["signals"].items():
+        if key not in KEYS:
+            lines.append(f"{key:<36}{value if value is not None else float('nan'):>16,.3f}")
     lines.append("")
     lines.append(storage.table(results["storage"], rounds=1 if results["machine"]["quick"] else 3))
     lines.append(f"\n{results['machine']['cpus']} CPUs, Python {results['machine']['python']}, "

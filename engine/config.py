@@ -2,71 +2,56 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
+from engine.checks import Range, integer, positive_up_to
 from engine.errors import ConfigError
 from engine.retry import RetryPolicy
 
-
-def _positive_int(key: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(key, value, "an integer >= 1", where="engine")
-
-
-def _non_negative_int(key: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(key, value, "an integer >= 0", where="engine")
-
-
-def _positive(key: str, value: Any) -> None:
-    if not _is_number(value) or not value > 0 or not math.isfinite(value):
-        raise ConfigError(key, value, "a finite number > 0", where="engine")
-
-
-def _non_negative(key: str, value: Any) -> None:
-    if not _is_number(value) or not value >= 0 or not math.isfinite(value):
-        raise ConfigError(key, value, "a finite number >= 0", where="engine")
-
-
-def _percent(key: str, value: Any) -> None:
-    if not _is_number(value) or not 0 < value < 100:
-        raise ConfigError(key, value, "a percentage between 0 and 100 (exclusive)", where="engine")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-_CHECKS = {
-    "max_positions_per_wave": _positive_int,
-    "max_concurrent_signals": _positive_int,
-    "signal_timeout": _positive,
-    "wave_timeout": _positive,
-    "call_timeout": _positive,
-    "cleanup_timeout": _positive,
-    "position_size_usdt": _positive,
-    "leverage": _positive_int,
-    "stop_loss_percent": _percent,
-    "exchange_max_backoff": _non_negative,
-    "trailing_activation_percent": _non_negative,
-    "trailing_callback_percent": _percent,
-    "trailing_min_step_percent": _non_negative,
-    "trailing_min_interval": _non_negative,
-    "writer_retry_backoff": _positive,
-    "writer_max_backoff": _positive,
-    "price_stream_retry_backoff": _positive,
-    "price_stream_max_backoff": _positive,
-    "shutdown_timeout": _positive,
-    "order_rate_per_second": _positive,
-    "order_burst": _positive_int,
-    "sweep_interval": _non_negative,
-    "signal_memory_retention": _non_negative,
-    "unknown_outcome_window": _non_negative,
+# Every key's accepted range (the README's configuration table shows the same). Bounds are
+# generous for any real account and tight enough that arithmetic on them stays exact and every
+# deadline, backoff and rate still lets protection happen. Keys whose default is None (derived
+# from another key) are checked only when given.
+_DAY = 86_400.0
+RANGES: dict[str, Range] = {
+    "max_positions_per_wave": integer(1, 10_000),
+    "max_concurrent_signals": integer(1, 10_000),
+    "signal_timeout": positive_up_to(_DAY),
+    "wave_timeout": positive_up_to(_DAY),
+    "call_timeout": positive_up_to(3_600.0),
+    "read_timeout": positive_up_to(3_600.0),
+    "protect_timeout": positive_up_to(3_600.0),
+    "cleanup_timeout": positive_up_to(_DAY),
+    "position_size_usdt": Range(0.01, 1e9),
+    "leverage": integer(1, 125),
+    "stop_loss_percent": Range(0.0, 100.0, low_open=True, high_open=True),
+    "read_attempts": integer(1, 100),
+    "protect_attempts": integer(1, 100),
+    "cancel_attempts": integer(1, 100),
+    "exchange_retry_backoff": Range(0.0, 60.0),
+    "exchange_max_backoff": Range(0.0, 3_600.0),
+    "trailing_activation_percent": Range(0.0, 1_000.0),
+    "trailing_callback_percent": Range(0.0, 100.0, low_open=True, high_open=True),
+    "trailing_min_step_percent": Range(0.0, 100.0, high_open=True),
+    "trailing_min_interval": Range(0.0, _DAY),
+    "writer_retry_backoff": positive_up_to(3_600.0),
+    "writer_max_backoff": positive_up_to(_DAY),
+    "price_stream_retry_backoff": positive_up_to(3_600.0),
+    "price_stream_max_backoff": positive_up_to(_DAY),
+    "shutdown_timeout": positive_up_to(3_600.0),
+    "order_rate_per_second": Range(0.01, 1e9),
+    "order_burst": integer(1, 1_000_000_000),
+    "sweep_interval": Range(0.0, _DAY),
+    "signal_memory_retention": Range(0.0, 3_650 * _DAY),
+    "unknown_outcome_window": Range(0.0, 3_600.0),
+    "stop_loss_retries": integer(1, 100),
+    "retry_backoff": Range(0.0, 60.0),
 }
+# Below this a sweep would run back to back and starve everything else (0 turns it off).
+MIN_SWEEP_INTERVAL = 1.0
 
 
 @attrs.frozen(kw_only=True)
@@ -113,18 +98,28 @@ class EngineConfig:
     retry_backoff: float | None = None
 
     def __attrs_post_init__(self) -> None:
-        for key, check in _CHECKS.items():
-            check(key, getattr(self, key))
-        for key in ("exchange_retry_backoff", "retry_backoff"):
-            if getattr(self, key) is not None:
-                _non_negative(key, getattr(self, key))
+        for key, allowed in RANGES.items():
+            value = getattr(self, key)
+            if value is not None or not _OPTIONAL.get(key, False):
+                allowed.check(key, value, where="engine")
+        if 0 < self.sweep_interval < MIN_SWEEP_INTERVAL:
+            raise ConfigError("sweep_interval", self.sweep_interval,
+                              f"0 (off) or at least {MIN_SWEEP_INTERVAL:g} seconds", where="engine")
+        if self.order_rate_per_second * self.call_timeout < 1:
+            # An order waiting for a token would time out before one arrives: no stop could be placed.
+            raise ConfigError(
+                "order_rate_per_second", self.order_rate_per_second,
+                f"at least 1/call_timeout ({1 / self.call_timeout:g}) so a queued stop gets a token in time",
+                where="engine")
+        backoff_key = "exchange_retry_backoff" if self.exchange_retry_backoff is not None else "retry_backoff"
+        if not self.protect_retry.backoff < self.cleanup_timeout:
+            raise ConfigError(backoff_key, self.protect_retry.backoff,
+                              f"less than cleanup_timeout ({self.cleanup_timeout:g}) so a retry can happen",
+                              where="engine")
         if self.retry_backoff is not None and self.exchange_retry_backoff is not None:
             raise ConfigError("retry_backoff", self.retry_backoff,
                               "absent when exchange_retry_backoff is given (it is that key's old name)",
                               where="engine")
-        for key in ("read_attempts", "protect_attempts", "cancel_attempts", "stop_loss_retries"):
-            if getattr(self, key) is not None:
-                _positive_int(key, getattr(self, key))
         if not self.call_timeout < self.signal_timeout:
             raise ConfigError(
                 "call_timeout", self.call_timeout,
@@ -134,7 +129,6 @@ class EngineConfig:
             value = getattr(self, key)
             if value is None:
                 continue
-            _positive(key, value)
             if not value <= self.call_timeout:
                 raise ConfigError(key, value, f"at most call_timeout ({self.call_timeout:g})", where="engine")
         if not self.signal_timeout <= self.wave_timeout:
@@ -202,8 +196,13 @@ class EngineConfig:
         ints = {a.name for a in attrs.fields(cls) if a.type in ("int", int, "int | None")}
         coerced: dict[str, Any] = {}
         for key, value in values.items():
+            RANGES[key].check(key, value, where="engine")  # the message shows the value as written
             # TOML writes 30 for 30.0; accept whole numbers for float keys.
             if key not in ints and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
             coerced[key] = value
         return cls(**coerced)
+
+
+# Keys whose default is None: derived from another key unless given.
+_OPTIONAL = {a.name: a.default is None for a in attrs.fields(EngineConfig)}

@@ -6,6 +6,8 @@ decides retry-or-give-up from the *kind* of failure, never from a message.
 
 from __future__ import annotations
 
+from engine.text import printable, shown
+
 
 class TrioBotError(Exception):
     """Base of every error the engine raises or understands."""
@@ -44,7 +46,8 @@ class ConfigError(TrioBotError):
     """A user-supplied setting is invalid: names the key, the value and what was expected."""
 
     def __init__(self, key: str, value: object, expected: str, *, where: str = "config") -> None:
-        super().__init__(f"{where}: {key} = {value!r}: expected {expected}")
+        # The value is shown bounded and escaped: it may be 100,000 characters or a terminal escape.
+        super().__init__(f"{printable(where)}: {printable(key)} = {shown(value)}: expected {expected}")
         self.key = key
         self.value = value
         self.expected = expected

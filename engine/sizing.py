@@ -7,17 +7,25 @@ puts a price one tick off (which on an exchange means a rejected order).
 from __future__ import annotations
 
 import math
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal, localcontext
 
+from engine.checks import finite
 from engine.model import Market, Side
+
+# Enough digits for any value/step pair inside the documented ranges (1e9 / 1e-12 has 21
+# integer digits), so a quantize never runs out of precision.
+_CONTEXT = Context(prec=60)
 
 
 def _snap(value: float, step: float, rounding: str) -> float:
-    if step <= 0:
-        raise ValueError(f"grid step must be positive, got {step}")
-    d_step = Decimal(repr(step))
-    units = (Decimal(repr(value)) / d_step).quantize(Decimal(1), rounding=rounding)
-    return float(units * d_step)
+    if not (finite(step) is not None and step > 0):
+        raise ValueError(f"grid step must be a finite number > 0, got {step!r}")
+    if finite(value) is None:
+        raise ValueError(f"cannot put {value!r} on a grid")
+    with localcontext(_CONTEXT):
+        d_step = Decimal(repr(step))
+        units = (Decimal(repr(value)) / d_step).quantize(Decimal(1), rounding=rounding)
+        return float(units * d_step)
 
 
 def floor_to(value: float, step: float) -> float:

@@ -16,7 +16,8 @@ def test_quick_benchmark_prints_every_key(tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert set(report) == set(KEYS)
-    assert all(report[k] is not None for k in KEYS if k != "pg_over_asyncpg_ratio")
+    optional = {"pg_over_asyncpg_ratio", "signal_to_entry_ms_p99_nats"}  # need a database, a broker
+    assert all(report[k] is not None for k in KEYS if k not in optional)
     assert (tmp_path / "results.json").exists() and (tmp_path / "wave_scaling.png").stat().st_size > 0
 
 

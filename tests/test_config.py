@@ -12,14 +12,14 @@ def test_defaults_are_valid_and_nest_deadlines():
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [
-        ("max_positions_per_wave", 0, "an integer >= 1"),
-        ("max_concurrent_signals", 2.5, "an integer >= 1"),
-        ("max_concurrent_signals", True, "an integer >= 1"),
-        ("signal_timeout", -1.0, "a finite number > 0"),
-        ("call_timeout", float("inf"), "a finite number > 0"),
-        ("stop_loss_percent", 100.0, "a percentage between 0 and 100"),
-        ("stop_loss_percent", "2", "a percentage between 0 and 100"),
-        ("trailing_activation_percent", -0.5, "a finite number >= 0"),
+        ("max_positions_per_wave", 0, "an integer in [1, 10000]"),
+        ("max_concurrent_signals", 2.5, "an integer in [1, 10000]"),
+        ("max_concurrent_signals", True, "an integer in [1, 10000]"),
+        ("signal_timeout", -1.0, "a number in (0, 86400]"),
+        ("call_timeout", float("inf"), "a number in (0, 3600]"),
+        ("stop_loss_percent", 100.0, "a number in (0, 100)"),
+        ("stop_loss_percent", "2", "a number in (0, 100)"),
+        ("trailing_activation_percent", -0.5, "a number in [0, 1000]"),
     ],
 )
 def test_bad_value_names_key_value_and_expectation(key, value, expected):

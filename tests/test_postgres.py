@@ -105,7 +105,7 @@ async def test_database_down_at_start_names_the_url_without_the_password():
         with trio.fail_after(10), pytest.raises(StorageError) as info:
             await PostgresStore.open("postgresql://trader:hunter2@127.0.0.1:1/bot", call_timeout=3.0)
     message = str(info.value)
-    assert "postgresql://trader:***@127.0.0.1:1/bot" in message and "hunter2" not in message
+    assert "postgresql://***@127.0.0.1:1/bot" in message and "hunter2" not in message and "trader" not in message
 
 
 async def test_database_lost_mid_run_fails_signals_cleanly_and_reconnects(pg_url):

@@ -73,3 +73,12 @@ def test_backoff_grows_with_jitter_up_to_the_cap_and_resets():
     assert max(delays) > 4.0
     backoff.reset()
     assert backoff.next_delay() <= 0.5
+
+
+def test_hostile_frames_are_malformed_never_an_exception():
+    deep = parse_frame("[" * 100_000 + "]" * 100_000)
+    assert isinstance(deep, Malformed) and "nested too deeply" in deep.reason
+    for key in ['"' + "k" * 1000 + '"', '"\\u001b[2J"', str(10 ** 300), '""']:
+        bad = parse_frame('{"type": "wave", "wave": ' + key + ', "signals": []}')
+        assert isinstance(bad, Malformed) and "wave key" in bad.reason and len(bad.reason) < 300
+        assert "\x1b" not in bad.reason

@@ -133,3 +133,22 @@ async def test_a_flood_is_answered_429_with_retry_after():
     async with feeding(backlog) as arrivals:
         await arrivals.receive()
         assert (await post(backlog, [{"id": "late", "symbol": "BTCUSDT", "side": "long"}])).status == 202
+
+
+async def test_the_same_alert_posted_twice_at_once_is_accepted_once():
+    async def slow_store(ids):
+        await trio.sleep(0.05)  # the store lookup yields: the second post arrives meanwhile
+        return []
+
+    hook = intake(handled=slow_store)
+    body = [{"id": "race", "symbol": "BTCUSDT", "side": "long"}]
+    answers = []
+
+    async def send() -> None:
+        answers.append((await post(hook, body)).body)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(send)
+        nursery.start_soon(send)
+    assert sorted(a["accepted"] for a in answers) == [0, 1]
+    assert sorted(a["duplicates"] for a in answers) == [0, 1]

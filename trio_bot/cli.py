@@ -12,24 +12,68 @@ whole, with its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import signal
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any, NoReturn, TypeVar
 
 import trio
 
+from engine.checks import PORT, ROW_ID, Range, identifier_problem, integer
 from engine.errors import ConfigError, TrioBotError
+from engine.text import cut, printable
+from trio_bot.tables import PrintableFormatter
 
 EXIT_OK, EXIT_BROKEN, EXIT_BAD_INPUT = 0, 1, 2
+E = TypeVar("E", bound=BaseException)
+
+# Accepted ranges of the numeric options (README, "Commands").
+WAVE_INTERVAL = Range(0.0, 604_800.0, low_open=True)
+WAVES = integer(1, 1_000_000_000)
+LAST = integer(0, 1_000_000_000)
+SEED = integer(0, 2**63 - 1)
+
+
+class UsageError(ConfigError):
+    """A command line argparse refused: reported as one line, exit status 2."""
+
+    def __init__(self, message: str) -> None:
+        TrioBotError.__init__(self, message)
+        self.key, self.value, self.expected = "", None, message
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one error line (and exit 2), not usage plus a message."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _number(allowed: Range, option: str, *, integral: bool = False) -> Callable[[str], Any]:
+    """An argparse type: the option's value parsed and checked against its documented range."""
+
+    def parse(text: str) -> Any:
+        try:
+            value: Any = int(text) if integral else float(text)
+        except ValueError:
+            kind = "an integer" if integral else "a number"
+            raise ConfigError(option, text, f"{kind} ({allowed.describe()})", where="argument") from None
+        return allowed.check_int(option, value, where="argument") if integral else \
+            allowed.check(option, value, where="argument")
+
+    parse.__name__ = option  # argparse names the type in its own messages
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
     from trio_bot.storage import DEFAULT_DB
 
-    parser = argparse.ArgumentParser(prog="trio-bot", description="Signal-execution engine for crypto futures.")
+    parser = _Parser(prog="trio-bot", description="Signal-execution engine for crypto futures.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every engine event to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -41,9 +85,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", help="TOML file with [engine] keys and an optional [paper] exchange")
     run.add_argument("--db", default=DEFAULT_DB, help=f"storage URL (default {DEFAULT_DB})")
     run.add_argument("--signals", help="JSON Lines file, one wave per line (default: demo generator)")
-    run.add_argument("--wave-interval", type=float, default=180.0, help="seconds between waves (default 180)")
-    run.add_argument("--waves", type=int, help="exit after this many waves")
-    run.add_argument("--seed", type=int, help="seed for the demo signals and the price walk")
+    run.add_argument("--wave-interval", type=_number(WAVE_INTERVAL, "--wave-interval"), default=180.0,
+                     help="seconds between waves (default 180)")
+    run.add_argument("--waves", type=_number(WAVES, "--waves", integral=True), help="exit after this many waves")
+    run.add_argument("--seed", type=_number(SEED, "--seed", integral=True),
+                     help="seed for the demo signals and the price walk")
     run.add_argument("--standby", action="store_true",
                      help="if another instance trades this account, wait and take over when it stops")
     run.add_argument("--no-api", action="store_true", help="do not start the operator's HTTP server")
@@ -52,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
 
     waves = sub.add_parser("waves", help="show stored waves")
     waves.add_argument("--db", default=DEFAULT_DB)
-    waves.add_argument("--last", type=int, help="only the newest N waves")
+    waves.add_argument("--last", type=_number(LAST, "--last", integral=True), help="only the newest N waves")
     waves.add_argument("--json", action="store_true")
 
     positions = sub.add_parser("positions", help="show stored positions")
@@ -62,21 +108,24 @@ def _parser() -> argparse.ArgumentParser:
 
     events = sub.add_parser("events", help="show the stored timeline: every step of every signal, with its time")
     events.add_argument("--db", default=DEFAULT_DB)
-    events.add_argument("--position", type=int, help="only this position's events")
-    events.add_argument("--signal", help="only this signal's events")
+    events.add_argument("--position", type=_number(ROW_ID, "--position", integral=True),
+                        help="only this position's events")
+    events.add_argument("--signal", type=_signal_id, help="only this signal's events")
     events.add_argument("--json", action="store_true")
 
     fake = sub.add_parser("fake-exchange", help="serve a local Binance USDⓈ-M compatible exchange (for live mode)")
-    fake.add_argument("--port", type=int, default=8765, help="TCP port on 127.0.0.1 (default 8765)")
+    fake.add_argument("--port", type=_number(PORT, "--port", integral=True), default=8765,
+                      help="TCP port on 127.0.0.1 (default 8765; 0 picks a free one)")
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--scenario", help="scenario TOML: its [exchange] markets, [[faults]] and [[ticks]]")
     fake.add_argument("--walk", action="store_true", help="move prices on a seeded random walk every second")
-    fake.add_argument("--seed", type=int, help="random-walk seed (default: the scenario's)")
+    fake.add_argument("--seed", type=_number(SEED, "--seed", integral=True),
+                      help="random-walk seed (default: the scenario's)")
     fake.add_argument("--api-key", help="the key clients must send (default: $TRIO_BOT_API_KEY or test-key)")
     fake.add_argument("--api-secret", help="the secret signatures must use (default: $TRIO_BOT_API_SECRET or "
                       "test-secret). A secret given here is visible to every local user in `ps`: prefer the "
                       "environment variable; the flag is for tests")
-    fake.add_argument("--accounts", type=int, default=1,
+    fake.add_argument("--accounts", type=_number(integer(1, 1_000), "--accounts", integral=True), default=1,
                       help="serve this many accounts, one per API key: the first uses the key and secret, "
                            "account N uses <key>-N and <secret>-N (default 1)")
 
@@ -93,20 +142,23 @@ def _parser() -> argparse.ArgumentParser:
         "--reason", default="", help="shown in every skipped signal's reason")
     api_client("resume", "resume new entries")
     api_client("close", "close an open position now (reduce-only market order, exit reason `operator`)").add_argument(
-        "position", type=int, help="position id")
+        "position", type=_number(ROW_ID, "position", integral=True), help="position id")
 
     sig = sub.add_parser("signal-server", help="serve waves over the websocket signal protocol (docs/SIGNALS.md)")
-    sig.add_argument("--port", type=int, default=8766, help="TCP port (default 8766); the feed is at /ws")
+    sig.add_argument("--port", type=_number(PORT, "--port", integral=True), default=8766,
+                     help="TCP port (default 8766); the feed is at /ws")
     sig.add_argument("--host", default="127.0.0.1")
     what = sig.add_mutually_exclusive_group(required=True)
     what.add_argument("--signals", help="JSON Lines file, one wave per line, published in order")
     what.add_argument("--demo", action="store_true", help="publish random demo waves")
-    sig.add_argument("--interval", type=float, default=30.0, help="seconds between waves (default 30)")
+    sig.add_argument("--interval", type=_number(WAVE_INTERVAL, "--interval"), default=30.0,
+                     help="seconds between waves (default 30)")
     sig.add_argument("--token-env", help="environment variable holding the bearer token clients must send")
-    sig.add_argument("--signal-gap", type=float,
+    sig.add_argument("--signal-gap", type=_number(Range(0.0, 3_600.0), "--signal-gap"),
                      help="send each wave one signal frame at a time, this many seconds apart")
-    sig.add_argument("--resend", type=int, default=10, help="recent waves re-sent to every new subscriber (10)")
-    sig.add_argument("--seed", type=int, help="seed for the demo waves")
+    sig.add_argument("--resend", type=_number(integer(0, 100_000), "--resend", integral=True), default=10,
+                     help="recent waves re-sent to every new subscriber (10)")
+    sig.add_argument("--seed", type=_number(SEED, "--seed", integral=True), help="seed for the demo waves")
 
     export = sub.add_parser("export", help="export stored data")
     export_sub = export.add_subparsers(dest="export_command", required=True)
@@ -117,7 +169,8 @@ def _parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="per day: trades closed, win rate, realised PnL")
     report.add_argument("--db", default=DEFAULT_DB)
-    report.add_argument("--days", type=int, default=7, help="days back from today (UTC), default 7")
+    report.add_argument("--days", type=_number(integer(1, 36_500), "--days", integral=True), default=7,
+                        help="days back from today (UTC), default 7")
     report.add_argument("--json", action="store_true")
 
     db = sub.add_parser("db", help="database maintenance")
@@ -127,11 +180,35 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _signal_id(text: str) -> str:
+    problem = identifier_problem(text)
+    if problem is not None:
+        raise ConfigError("--signal", text, f"a signal id ({problem})", where="argument")
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return _main(argv)
+    except BaseException as exc:
+        if only(exc, BrokenPipeError) is None:
+            raise
+        # The reader went away (`trio-bot positions --json | head`): nothing left to say to it.
+        # Point stdout at /dev/null so the interpreter's final flush does not fail again.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+    except ConfigError as exc:
+        # argparse calls the type with the text; its ArgumentError wraps only ValueError-likes.
+        print(f"trio-bot: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    _setup_logging(args.verbose)
     try:
         if args.command == "simulate":
             return _simulate(args)
@@ -150,27 +227,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         error = _user_error(exc)
         if error is None:
             raise
-        print(f"trio-bot: error: {error}", file=sys.stderr)
+        print(f"trio-bot: error: {one_line(str(error))}", file=sys.stderr)
         return EXIT_BAD_INPUT if isinstance(error, ConfigError) else EXIT_BROKEN
+
+
+def one_line(text: str, limit: int = 2000) -> str:
+    """An error message fit for one terminal line: escaped and bounded."""
+    return cut(printable(text), limit)
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
+
+
+def leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside `exc`, however deeply Trio's nurseries grouped them."""
+    found: list[BaseException] = []
+    stack: list[BaseException] = [exc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, BaseExceptionGroup):
+            stack.extend(reversed(item.exceptions))
+        else:
+            found.append(item)
+    return found
+
+
+def only(exc: BaseException, kind: type[E]) -> E | None:
+    """The first `kind` error in `exc` if that is all it holds (besides cancellations), else None."""
+    found = leaves(exc)
+    ours = [leaf for leaf in found if isinstance(leaf, kind)]
+    if ours and all(isinstance(leaf, kind | trio.Cancelled) for leaf in found):
+        return ours[0]
+    return None
 
 
 def _user_error(exc: BaseException) -> TrioBotError | None:
     """The trio-bot error to report for `exc`, or None if it is something else (a bug)."""
-    if isinstance(exc, TrioBotError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        leaves: list[BaseException] = []
-        stack: list[BaseException] = [exc]
-        while stack:
-            item = stack.pop()
-            if isinstance(item, BaseExceptionGroup):
-                stack.extend(reversed(item.exceptions))
-            else:
-                leaves.append(item)
-        ours = [leaf for leaf in leaves if isinstance(leaf, TrioBotError)]
-        if ours and all(isinstance(leaf, TrioBotError | trio.Cancelled) for leaf in leaves):
-            return ours[0]
-    return None
+    return only(exc, TrioBotError)
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -182,7 +278,7 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(f"scenario {report['scenario']}: {report['virtual_seconds']:g} virtual seconds")
+        print(f"scenario {printable(report['scenario'])}: {report['virtual_seconds']:g} virtual seconds")
         stops = {p["id"]: p["stop_price"] for p in report["positions"]}
         for wave in report["waves"]:
             print(wave_table(wave, stops))
@@ -213,10 +309,6 @@ def _run(args: argparse.Namespace) -> int:
     elif args.api_listen is not None:
         host, port = parse_listen(args.api_listen, "--api-listen")
         settings = attrs.evolve(settings, api=attrs.evolve(settings.api, host=host, port=port, listen_given=True))
-    if args.waves is not None and args.waves < 1:
-        raise ConfigError("--waves", args.waves, "an integer >= 1")
-    if not args.wave_interval > 0:
-        raise ConfigError("--wave-interval", args.wave_interval, "a number of seconds > 0")
     async def main() -> int:
         from trio_bot.aio import asyncio_loop
 
@@ -230,14 +322,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def _fake_exchange(args: argparse.Namespace) -> int:
     import os
-    from functools import partial
 
     from adapters.sim.fake_binance import FakeBinance
     from adapters.sim.scenario import ExchangeSpec, MarketSpec, load_scenario
     from trio_bot.paper_markets import PAPER_PRICES
 
-    if args.accounts < 1:
-        raise ConfigError("--accounts", args.accounts, "an integer >= 1", where="command line")
     source = (load_scenario(args.scenario) if args.scenario
               else ExchangeSpec(markets=tuple(MarketSpec(s, p) for s, p in PAPER_PRICES.items())))
     fake = FakeBinance(source, api_key=args.api_key or os.environ.get("TRIO_BOT_API_KEY", "test-key"),
@@ -247,7 +336,7 @@ def _fake_exchange(args: argparse.Namespace) -> int:
     async def serve() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
-                port = await nursery.start(partial(fake.serve, args.host, args.port))
+                port = await _listen(nursery, fake.serve, args, "fake-exchange")
                 print(f"trio-bot: fake Binance USDⓈ-M exchange on http://{args.host}:{port} "
                       f"({len(fake.markets)} markets, {len(fake.accounts)} account"
                       f"{'s' if len(fake.accounts) > 1 else ''}). Ctrl-C to stop.", flush=True)
@@ -286,7 +375,6 @@ def _api_command(args: argparse.Namespace) -> int:
 def _signal_server(args: argparse.Namespace) -> int:
     import os
     import time
-    from functools import partial
 
     from adapters.signals import DemoSignalSource, JsonlSignalSource
     from adapters.sim.signal_server import SignalServer
@@ -316,7 +404,7 @@ def _signal_server(args: argparse.Namespace) -> int:
     async def serve() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
-                port = await nursery.start(partial(server.serve, args.host, args.port))
+                port = await _listen(nursery, server.serve, args, "signal-server")
                 print(f"trio-bot: signal server on ws://{args.host}:{port}/ws, a wave every {args.interval:g}s"
                       f"{' (token required)' if token else ''}. Ctrl-C to stop.", flush=True)
                 nursery.start_soon(server.publish_all, source.waves(), prefix,
@@ -327,6 +415,20 @@ def _signal_server(args: argparse.Namespace) -> int:
 
     trio.run(serve)
     return EXIT_OK
+
+
+async def _listen(nursery: trio.Nursery, serve: Callable[..., Any], args: argparse.Namespace, what: str) -> int:
+    """Start a local server on --host/--port; a port in use (or a host we cannot bind) is one line."""
+    try:
+        port: int = await nursery.start(partial(serve, args.host, args.port))
+    except BaseException as exc:
+        failed = only(exc, OSError)
+        if failed is None:
+            raise
+        reason = failed.strerror or str(failed) or type(failed).__name__
+        raise ConfigError("--port", args.port, f"a port free to listen on at {printable(args.host)} ({reason})",
+                          where=what) from None
+    return port
 
 
 async def _with_loop(command: Any, args: argparse.Namespace) -> int:
@@ -342,7 +444,7 @@ async def _migrate(args: argparse.Namespace) -> int:
 
     store = await open_storage(args.db, call_timeout=30.0)  # opening migrates
     try:
-        version = await store.schema_version()
+        version = await store.verify_schema()  # what is there, not just what schema_version says
     finally:
         await store.aclose()
     print(f"trio-bot: schema at version {version}")
@@ -351,10 +453,10 @@ async def _migrate(args: argparse.Namespace) -> int:
 
 async def _waves(args: argparse.Namespace) -> int:
     from engine.report import wave_json
-    from trio_bot.storage import open_storage
+    from trio_bot.storage import open_storage_read_only
     from trio_bot.tables import wave_table
 
-    store = await open_storage(args.db, call_timeout=10.0)
+    store = await open_storage_read_only(args.db, call_timeout=10.0)
     try:
         records = await store.waves(last=args.last)
         positions = {p.id: p for p in await store.positions(include_closed=True)}
@@ -373,10 +475,10 @@ async def _events(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from engine.report import event_json
-    from trio_bot.storage import open_storage
+    from trio_bot.storage import open_storage_read_only
     from trio_bot.tables import render_table
 
-    store = await open_storage(args.db, call_timeout=10.0)
+    store = await open_storage_read_only(args.db, call_timeout=10.0)
     try:
         found = await store.events(position_id=args.position, signal_id=args.signal)
     finally:
@@ -393,9 +495,9 @@ async def _events(args: argparse.Namespace) -> int:
 
 
 async def _stored_positions(db: str) -> list[Any]:
-    from trio_bot.storage import open_storage
+    from trio_bot.storage import open_storage_read_only
 
-    store = await open_storage(db, call_timeout=30.0)
+    store = await open_storage_read_only(db, call_timeout=30.0)  # a report never migrates
     try:
         return await store.positions(include_closed=True)
     finally:
@@ -442,9 +544,9 @@ async def _report(args: argparse.Namespace) -> int:
 
 async def _positions(args: argparse.Namespace) -> int:
     from engine.report import position_json, reportable_positions
-    from trio_bot.storage import open_storage
+    from trio_bot.storage import open_storage_read_only
 
-    store = await open_storage(args.db, call_timeout=10.0)
+    store = await open_storage_read_only(args.db, call_timeout=10.0)
     try:
         rows = reportable_positions(await store.positions(include_closed=args.all))
     finally:

@@ -9,16 +9,17 @@ shared, committed and logged without leaking anything.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import attrs
 
+from adapters.textfile import read_text
+from engine.checks import SYMBOL_ALPHABET, Range, identifier_problem
 from engine.errors import ConfigError
 
+POLL_INTERVAL = Range(0.05, 3_600.0)
 EXCHANGES = ("paper", "binanceusdm", "bybit")
 _KEYS = {"name", "live", "api_key_env", "api_secret_env", "api_secret_file", "base_url", "symbols",
          "price_poll_interval", "account", "margin_type", "account_settings", "stop_working_type"}
@@ -74,12 +75,19 @@ def parse_exchange_settings(table: Mapping[str, Any], where: str) -> ExchangeSet
     for key in ("api_key_env", "api_secret_env", "api_secret_file", "base_url", "account"):
         if key in table and (not isinstance(table[key], str) or not table[key]):
             raise ConfigError(f"exchange.{key}", table[key], "a non-empty string", where=where)
+    for key in ("api_key_env", "api_secret_env", "api_secret_file", "base_url", "account"):
+        if len(table.get(key, "")) > 1000:
+            raise ConfigError(f"exchange.{key}", table[key], "at most 1000 characters", where=where)
+    base_url = table.get("base_url")
+    if base_url is not None and (not base_url.startswith(("http://", "https://")) or
+                                 not base_url.isprintable() or " " in base_url):
+        raise ConfigError("exchange.base_url", base_url, "an http:// or https:// URL", where=where)
     symbols = table.get("symbols", [])
-    if not isinstance(symbols, list) or not all(isinstance(s, str) and s for s in symbols):
-        raise ConfigError("exchange.symbols", symbols, 'a list of exchange symbols like ["BTCUSDT"]', where=where)
-    poll = table.get("price_poll_interval", 1.0)
-    if isinstance(poll, bool) or not isinstance(poll, int | float) or not (poll > 0 and math.isfinite(poll)):
-        raise ConfigError("exchange.price_poll_interval", poll, "a number of seconds > 0", where=where)
+    if not isinstance(symbols, list) or len(symbols) > 1000 or not all(
+            isinstance(s, str) and identifier_problem(s, what="symbol") is None for s in symbols):
+        raise ConfigError("exchange.symbols", symbols, f'a list of exchange symbols like ["BTCUSDT"] '
+                          f"({SYMBOL_ALPHABET}, at most 1000)", where=where)
+    poll = POLL_INTERVAL.check("exchange.price_poll_interval", table.get("price_poll_interval", 1.0), where=where)
     choices = {"margin_type": MARGIN_TYPES, "account_settings": ACCOUNT_SETTINGS,
                "stop_working_type": WORKING_TYPES}
     defaults = {"margin_type": "cross", "account_settings": "set", "stop_working_type": "MARK_PRICE"}
@@ -92,7 +100,7 @@ def parse_exchange_settings(table: Mapping[str, Any], where: str) -> ExchangeSet
         name=name, live=live, api_key_env=table.get("api_key_env", "TRIO_BOT_API_KEY"),
         api_secret_env=table.get("api_secret_env", "TRIO_BOT_API_SECRET"),
         api_secret_file=table.get("api_secret_file"), base_url=table.get("base_url"),
-        symbols=tuple(symbols), price_poll_interval=float(poll), account=table.get("account"))
+        symbols=tuple(symbols), price_poll_interval=poll, account=table.get("account"))
 
 
 def load_credentials(settings: ExchangeSettings, environ: Mapping[str, str] = os.environ) -> Credentials:
@@ -102,11 +110,11 @@ def load_credentials(settings: ExchangeSettings, environ: Mapping[str, str] = os
         raise ConfigError("exchange.api_key_env", settings.api_key_env,
                           "the name of a set, non-empty environment variable holding the API key")
     if settings.api_secret_file is not None:
-        try:
-            secret = Path(settings.api_secret_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
+        secret = read_text(settings.api_secret_file, key="exchange.api_secret_file", where="config",
+                           what="file holding the API secret", limit=64 * 1024).strip()
+        if not secret:
             raise ConfigError("exchange.api_secret_file", settings.api_secret_file,
-                              f"a readable file holding the API secret ({exc.strerror})") from None
+                              "a file holding the API secret (it is empty)")
     else:
         secret = environ.get(settings.api_secret_env, "")
         if not secret:

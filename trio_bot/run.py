@@ -8,6 +8,7 @@ flushed for at most `shutdown_timeout`, and the process exits 0.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import random
 import signal
@@ -27,10 +28,13 @@ from starlette.routing import BaseRoute
 
 from adapters.binance_account import AccountSettings
 from adapters.ccxt_exchange import CcxtExchange
-from adapters.postgres_store import redact
+from adapters.db_url import parse_db_url, redact
 from adapters.signals import Arrival, WaveFeed
+from adapters.signals.webhook import WebhookIntake
 from adapters.sim.exchange import SimExchange
 from adapters.sim.scenario import ExchangeSpec, MarketSpec, parse_exchange
+from adapters.textfile import read_text
+from engine.checks import PRICE, finite
 from engine.config import EngineConfig
 from engine.errors import ConfigError
 from engine.model import SignalOutcome, WaveRecord
@@ -38,6 +42,7 @@ from engine.nursery.engine import Engine
 from engine.ports import Exchange
 from engine.rate_windows import bucket_for
 from engine.report import wave_json
+from engine.text import cut, printable, shown
 from trio_bot.api.settings import ApiSettings, Token, parse_api_settings, resolve_token
 from trio_bot.api.wiring import RunningApi, start_api
 from trio_bot.exchange_config import (
@@ -51,7 +56,10 @@ from trio_bot.paper_markets import PAPER_PRICES
 from trio_bot.signal_feeds import open_feed
 from trio_bot.signals_config import SignalSettings, parse_signal_settings
 from trio_bot.storage import account_lease, open_storage
-from trio_bot.tables import positions_table, wave_table
+from trio_bot.tables import LAST_CELL_MAX, cell, positions_table, wave_table
+from trio_bot.webhook_route import webhook_route
+
+log = logging.getLogger("trio_bot.run")
 
 
 @attrs.frozen
@@ -71,10 +79,9 @@ def load_run_config(path: str | None) -> RunSettings:
     default_paper = ExchangeSpec(markets=tuple(MarketSpec(s, p) for s, p in PAPER_PRICES.items()))
     if path is None:
         return RunSettings(EngineConfig(), default_paper)
+    text = read_text(path, key="--config", where="config", what="TOML file")
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError("--config", path, f"a readable TOML file ({exc.strerror})") from None
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("--config", path, f"valid TOML ({exc})") from None
     for key, value in data.items():
@@ -123,7 +130,7 @@ async def open_account(settings: RunSettings, db_url: str, credentials: Credenti
         paper = SimExchange.from_spec(settings.paper)
         paper_file = paper_state_path(db_url)
         if paper_file is not None and paper_file.exists():
-            paper.import_state(json.loads(paper_file.read_text(encoding="utf-8")))
+            load_paper_state(paper, paper_file)
         symbols = [m.symbol for m in settings.paper.markets]
         try:
             yield TradingAccount(paper, "paper exchange", symbols,
@@ -190,6 +197,11 @@ async def run(
                        if signals_file is not None else settings.signals)
     source = open_feed(signal_settings, account=account, symbols=symbols, wave_interval=wave_interval,
                        seed=seed, first_id=_id_base())
+    if isinstance(source, WebhookIntake):
+        if token is None:
+            raise ConfigError("signals.source", "webhook", "the operator's HTTP server, which serves the webhook "
+                              "at POST /api/v1/signals (remove --no-api or [api] enabled = false)")
+        extra_routes = (*extra_routes, webhook_route(source, timeout=settings.api.request_timeout))
     wiring = _Wiring(account, token, tuple(extra_routes))
     async with account_lease(db_url, account, standby=standby), \
             open_account(settings, db_url, credentials, seed) as trading:
@@ -209,13 +221,15 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: WaveFeed, t
     """Everything that needs to be the account's only instance: the account's state and the store."""
     storage = await open_storage(db_url, call_timeout=settings.engine.call_timeout)
     api: RunningApi | None = None
+    if isinstance(source, WebhookIntake):
+        source.handled = storage.handled_signals  # a re-posted alert is answered as a duplicate
     try:
         def progress(wave_id: str, outcome: SignalOutcome) -> None:
             if api is not None:
                 api.metrics.on_outcome(outcome)
             where = f" position {outcome.position_id}" if outcome.position_id is not None else ""
-            why = f" — {outcome.reason}" if outcome.reason else ""
-            print(f"  [{wave_id}] {outcome.signal_id:>10} {outcome.symbol:<10} {outcome.side:<5} "
+            why = f" — {cell(outcome.reason, LAST_CELL_MAX)}" if outcome.reason else ""
+            print(f"  [{wave_id}] {cell(outcome.signal_id):>10} {cell(outcome.symbol):<10} {cell(outcome.side):<5} "
                   f"{outcome.outcome}{where}{why}", file=out, flush=True)
 
         config = await engine_config_for(settings, trading)
@@ -291,17 +305,52 @@ async def _trade(engine: Engine, arrival: Arrival, trading: TradingAccount, out:
 def paper_state_path(db_url: str) -> Path | None:
     """Where the paper account is kept: next to a SQLite file (`trio-bot.db.paper.json`), or for
     PostgreSQL in the working directory, named after the database (`DBNAME.paper.json`)."""
-    if db_url.startswith("sqlite:///"):
-        return None if db_url.endswith(":memory:") else Path(db_url.removeprefix("sqlite:///") + ".paper.json")
+    parsed = parse_db_url(db_url)
+    if parsed.path is not None:
+        return None if parsed.path == ":memory:" else Path(parsed.path + ".paper.json")
     name = urlsplit(db_url).path.strip("/") or "trio-bot"
-    return Path(f"{name}.paper.json")
+    return Path(f"{cut(name.replace('/', '_'), 100)}.paper.json")
+
+
+_PAPER_SHAPE: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "balance": ((int, float), "a number"), "prices": (dict, "an object"), "leverage": (dict, "an object"),
+    "holdings": (dict, "an object"), "orders": (list, "an array"), "next_order_id": (int, "an integer")}
+
+
+def load_paper_state(exchange: SimExchange, path: Path) -> None:
+    """Restore the paper account saved next to the database; a file that is not what trio-bot
+    wrote (hand-edited, truncated, another program's) stops `run` with one line naming it."""
+    text = read_text(path, key="paper account", where="run", what="paper account file")
+    try:
+        state = json.loads(text)
+        if not isinstance(state, dict):
+            raise ValueError("not a JSON object")
+        for key, (kind, name) in _PAPER_SHAPE.items():
+            if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
+                raise ValueError(f"{key!r} is missing or not {name}")
+        if finite(state["balance"]) is None or state["balance"] < 0:
+            raise ValueError(f"balance {shown(state['balance'])} is not a finite number >= 0")
+        for symbol, price in state["prices"].items():
+            if not PRICE.contains(price):
+                raise ValueError(f"price of {shown(symbol, 40)} is not {PRICE.describe()}")
+        exchange.import_state(state)
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        raise ConfigError("paper account", str(path),
+                          f"a paper account file written by trio-bot ({cut(printable(str(exc)), 120)}); move it "
+                          "away to start a fresh paper account", where="run") from None
 
 
 def save_paper_state(exchange: SimExchange, path: Path | None) -> None:
-    if path is not None:
-        tmp = path.with_suffix(".tmp")
+    """Keep the paper account next to the database. A failure (disk full, read-only directory) is
+    logged, never fatal: the trades themselves are in the store."""
+    if path is None:
+        return
+    tmp = path.with_suffix(".tmp")
+    try:
         tmp.write_text(json.dumps(exchange.export_state()), encoding="utf-8")
         tmp.replace(path)  # atomic: a crash never leaves half a file
+    except OSError as exc:
+        log.error("could not save the paper account to %s: %s", path, exc.strerror or exc)
 
 
 def _id_base() -> int:

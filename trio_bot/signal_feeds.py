@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from adapters.signals import DemoSignalSource, JsonlSignalSource, WaveFeed
 from adapters.signals.jetstream import NatsSource
+from adapters.signals.webhook import WebhookIntake
 from adapters.signals.websocket import WebsocketSource
 from trio_bot.signals_config import SignalSettings, durable_for, read_secret
 
@@ -25,6 +26,11 @@ def open_feed(settings: SignalSettings, *, account: str, symbols: Sequence[str],
                                heartbeat=settings.heartbeat, idle_timeout=settings.idle_timeout,
                                connect_timeout=settings.connect_timeout, wave_window=settings.wave_window,
                                reconnect_min=settings.reconnect_min, reconnect_max=settings.reconnect_max)
+    if settings.source == "webhook":
+        secret = read_secret(settings, "secret_env")
+        assert secret is not None
+        return WebhookIntake(secret, max_lag=settings.max_lag, rate_limit=settings.rate_limit,
+                             burst=settings.burst, wave_window=settings.wave_window)
     if settings.source == "nats":
         assert settings.url is not None
         return NatsSource(settings.url, stream=settings.stream, subject=settings.subject,

@@ -11,7 +11,6 @@ environment variable and never appear in the config, a log or an error.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -20,16 +19,17 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from engine.checks import Range, integer
 from engine.errors import ConfigError
 
-SOURCES = ("demo", "file", "websocket", "nats")
+SOURCES = ("demo", "file", "websocket", "webhook", "nats")
 _COMMON = {"source"}
 _KEYS: dict[str, set[str]] = {
     "demo": set(),
     "file": {"path"},
     "websocket": {"url", "token_env", "heartbeat", "idle_timeout", "connect_timeout", "reconnect_min",
                   "reconnect_max", "wave_window"},
-    "webhook": {"secret_env", "max_lag", "listen", "rate_limit", "burst", "wave_window"},
+    "webhook": {"secret_env", "max_lag", "rate_limit", "burst", "wave_window"},
     "nats": {"url", "stream", "subject", "durable", "ack_wait", "max_lag", "create_stream", "connect_timeout",
              "reconnect_min", "reconnect_max"},
 }
@@ -49,7 +49,6 @@ class SignalSettings:
     wave_window: float = 2.0
     secret_env: str = "TRIO_BOT_WEBHOOK_SECRET"
     max_lag: float = 60.0
-    listen: str = "127.0.0.1:8081"
     rate_limit: float = 100.0
     burst: int = 200
     stream: str = "SIGNALS"
@@ -59,12 +58,11 @@ class SignalSettings:
     create_stream: bool = False
 
 
+_DAY = 86_400.0  # the longest any of these waits or windows may be
+
+
 def _seconds(table: Mapping[str, Any], key: str, default: float, where: str, *, minimum: float = 0.0) -> float:
-    value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
-            or value <= minimum:
-        raise ConfigError(f"signals.{key}", value, f"a number of seconds > {minimum:g}", where=where)
-    return float(value)
+    return Range(minimum, _DAY, low_open=True).check(f"signals.{key}", table.get(key, default), where=where)
 
 
 def _text(table: Mapping[str, Any], key: str, where: str) -> str | None:
@@ -82,13 +80,6 @@ def _url(table: Mapping[str, Any], schemes: tuple[str, ...], default: str | None
     if parts.password:
         raise ConfigError("signals.url", "***", "a URL without a password (use token_env)", where=where)
     return str(value)
-
-
-def parse_listen(value: Any, where: str = "config") -> tuple[str, int]:
-    match = re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):(\d{1,5})", value) if isinstance(value, str) else None
-    if match is None or not 0 <= int(match.group(2)) <= 65535:
-        raise ConfigError("signals.listen", value, 'HOST:PORT such as "127.0.0.1:8081"', where=where)
-    return match.group(1).strip("[]"), int(match.group(2))
 
 
 def parse_signal_settings(table: Mapping[str, Any], where: str) -> SignalSettings:
@@ -124,13 +115,9 @@ def parse_signal_settings(table: Mapping[str, Any], where: str) -> SignalSetting
                               heartbeat=heartbeat, idle_timeout=idle,
                               wave_window=_seconds(table, "wave_window", d.wave_window, where), **common)
     if source == "webhook":
-        burst = table.get("burst", d.burst)
-        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
-            raise ConfigError("signals.burst", burst, "an integer >= 1", where=where)
-        listen = table.get("listen", d.listen)
-        parse_listen(listen, where)
+        burst = integer(1, 1_000_000).check_int("signals.burst", table.get("burst", d.burst), where=where)
         return SignalSettings(secret_env=_text(table, "secret_env", where) or d.secret_env,
-                              max_lag=_seconds(table, "max_lag", d.max_lag, where), listen=listen,
+                              max_lag=_seconds(table, "max_lag", d.max_lag, where),
                               rate_limit=_seconds(table, "rate_limit", d.rate_limit, where), burst=burst,
                               wave_window=_seconds(table, "wave_window", d.wave_window, where), **common)
     if source == "nats":

@@ -2,25 +2,51 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from engine.model import Position
+from engine.text import cut, printable
+
+# Widest a cell may be; the last column (a reason, a detail) may run longer, since nothing
+# follows it on the line.
+CELL_MAX = 40
+LAST_CELL_MAX = 200
+
+
+class PrintableFormatter(logging.Formatter):
+    """Log lines with control characters escaped and each message bounded: a symbol or a reason
+    from outside cannot drive the terminal or flood it. Tracebacks keep their newlines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        original = record.message
+        record.message = cut(printable(original), 4000)
+        try:
+            return super().formatMessage(record)
+        finally:
+            record.message = original
+
+
+def cell(value: Any, limit: int = CELL_MAX) -> str:
+    """One table cell: `-` for nothing, floats in short form, text escaped and cut to `limit`."""
+    text = "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+    return cut(printable(text), limit)
 
 
 def render_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    text = [[("-" if v is None else f"{v:g}" if isinstance(v, float) else str(v)) for v in row]
-            for row in rows]
+    last = len(headers) - 1
+    text = [[cell(v, LAST_CELL_MAX if i == last else CELL_MAX) for i, v in enumerate(row)] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in text]) for i, h in enumerate(headers)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
-    body = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in text]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()
+    body = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in text]
     return "\n".join([line, "  ".join("-" * w for w in widths), *body])
 
 
 def wave_table(wave: Mapping[str, Any], stops: Mapping[int, float | None]) -> str:
     """`stops`: current stop price per position id (from the engine, the store or a report)."""
     c = wave["counts"]
-    head = (f"wave {wave['id']}: {c['opened']} opened, {c['failed']} failed, {c['timed_out']} timed out, "
+    head = (f"wave {cell(wave['id'])}: {c['opened']} opened, {c['failed']} failed, {c['timed_out']} timed out, "
             f"{c['skipped']} skipped, {c['rejected']} rejected of {c['candidates']}"
             + (f" in {wave['duration']:.2f}s" if wave.get("duration") is not None else "")
             + (" [INTERRUPTED: the engine stopped during this wave]" if wave.get("interrupted") else ""))

@@ -16,7 +16,11 @@ from typing import Any
 import trio
 
 from adapters.signals.arrival import Arrival, RawWave
+from adapters.textfile import read_text
 from engine.errors import ConfigError
+
+MAX_LINE = 4 * 1024 * 1024  # characters in one wave's line
+MAX_WAVE = 10_000  # signals in one wave
 
 
 class DemoSignalSource:
@@ -60,25 +64,32 @@ class JsonlSignalSource:
 
     @staticmethod
     def parse(path: str | Path) -> list[RawWave]:
-        try:
-            lines = Path(path).read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise ConfigError("--signals", str(path), f"a readable JSON Lines file ({exc.strerror})",
-                              where="signals") from None
+        text = read_text(path, key="--signals", where="signals", what="JSON Lines file")
         waves: list[RawWave] = []
-        for number, line in enumerate(lines, start=1):
+        # Lines end at "\n" only: str.splitlines() would also split at U+2028 and other separators
+        # that JSON allows raw inside a string.
+        for number, line in enumerate(text.split("\n"), start=1):
+            line = line.removesuffix("\r")
             if not line.strip():
                 continue
             where = f"{path}:{number}"
+            if len(line) > MAX_LINE:
+                raise ConfigError(where, line, f"a line of at most {MAX_LINE:,} characters", where="signals")
             try:
                 data = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ConfigError(where, line[:60], f"a JSON array of signals ({exc.msg})",
+                raise ConfigError(where, line, f"a JSON array of signals ({exc.msg} at column {exc.colno})",
+                                  where="signals") from None
+            except RecursionError:
+                raise ConfigError(where, line, "a JSON array of signals (it is nested too deeply)",
                                   where="signals") from None
             if isinstance(data, dict):
                 data = data.get("signals")
             if not isinstance(data, list):
-                raise ConfigError(where, line[:60], 'a JSON array of signals or {"signals": [...]}',
+                raise ConfigError(where, line, 'a JSON array of signals or {"signals": [...]}',
+                                  where="signals")
+            if len(data) > MAX_WAVE:
+                raise ConfigError(where, f"{len(data)} signals", f"at most {MAX_WAVE:,} signals in one wave",
                                   where="signals")
             waves.append(data)
         return waves

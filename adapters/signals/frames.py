@@ -16,6 +16,8 @@ from typing import Any
 import attrs
 
 from adapters.signals.arrival import RawWave
+from engine.checks import identifier_problem
+from engine.text import shown
 
 
 @attrs.frozen
@@ -55,9 +57,12 @@ def _excerpt(text: str | bytes) -> str:
 def _key(value: Any) -> str | None:
     if value is None:
         return None
-    if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
-        return str(value)
-    raise ValueError(f"wave key {value!r} is not a non-empty string or integer")
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() <= 200:
+        value = str(value)
+    if isinstance(value, str) and identifier_problem(value) is None:
+        return value
+    raise ValueError(f"wave key {shown(value, 80)} is not a string or integer of 1-64 letters, digits "
+                     "and . _ : / @ # + = -")
 
 
 def parse_frame(text: str | bytes) -> Frame:
@@ -66,6 +71,8 @@ def parse_frame(text: str | bytes) -> Frame:
         data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         return Malformed(f"not JSON ({exc})", _excerpt(text))
+    except RecursionError:
+        return Malformed("nested too deeply", _excerpt(text))
     return frame_from_json(data, _excerpt(text))
 
 

@@ -157,19 +157,17 @@ class WebhookIntake:
 
     async def _new_signals(self, signals: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
         """Drop repeats: ids posted before (this run) or handled before (the store), and repeats within
-        the body itself. Remembers the rest as delivered."""
-        ids = [s["id"] for s in signals]
-        known: set[str] = {i for i in ids if i in self.delivered}
-        if self.handled is not None and ids:
-            known |= set(await self.handled([i for i in ids if i not in known]))
-        fresh: list[dict[str, Any]] = []
-        seen: set[str] = set()
+        the body itself. The new ids are claimed before the store is asked, so two posts of the same
+        alert racing each other (a sender re-sending on its timeout) cannot both be accepted."""
+        claimed: dict[str, dict[str, Any]] = {}
         for signal in signals:
-            if signal["id"] in known or signal["id"] in seen:
-                continue
-            seen.add(signal["id"])
-            fresh.append(signal)
-        self.delivered.remember(seen)
+            if signal["id"] not in self.delivered and signal["id"] not in claimed:
+                claimed[signal["id"]] = signal
+        self.delivered.remember(claimed)
+        if self.handled is not None and claimed:
+            for signal_id in set(await self.handled(list(claimed))):
+                claimed.pop(signal_id, None)  # stays remembered: it is handled
+        fresh = list(claimed.values())
         return fresh, len(signals) - len(fresh)
 
 

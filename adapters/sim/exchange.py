@@ -18,7 +18,6 @@ faults, so the report checks what the exchange *holds*, not what a call says.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -28,6 +27,7 @@ import trio
 from adapters.sim.faults import FaultPlan
 from adapters.sim.scenario import ExchangeSpec, MarketSpec
 from engine.call_points import CallPoint
+from engine.checks import finite
 from engine.errors import DuplicateOrderError, PermanentError
 from engine.ids import position_of
 from engine.model import (
@@ -349,7 +349,7 @@ class SimExchange:
 
     @staticmethod
     def _check_price(symbol: str, price: float) -> None:
-        if not (math.isfinite(price) and price > 0):
+        if not (finite(price) is not None and price > 0):
             raise ValueError(f"{symbol}: price must be a finite number > 0, got {price!r}")
 
     def _side_of(self, client_order_id: str) -> str | None:

@@ -14,13 +14,13 @@ klines costs no more memory than a line.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
 
 from adapters.sim.scenario import ScenarioError
+from engine.checks import finite
 
 _REQUIRED = ("open_time", "open", "high", "low", "close", "close_time")
 # Columns of the headerless dumps, by position.
@@ -60,7 +60,7 @@ def _price(text: str, column: str) -> float:
         value = float(text)
     except ValueError:
         raise ValueError(f"{column} {text!r} is not a number") from None
-    if not (math.isfinite(value) and value > 0):
+    if not (finite(value) is not None and value > 0):
         raise ValueError(f"{column} {text!r} is not a price > 0")
     return value
 

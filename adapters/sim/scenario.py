@@ -6,7 +6,6 @@ signal is the engine's to reject, exactly as if a signal service had sent it.
 
 from __future__ import annotations
 
-import math
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,7 +13,9 @@ from typing import Any
 
 import attrs
 
+from adapters.textfile import read_text
 from engine.call_points import FAULT_POINTS, CallPoint
+from engine.checks import GRID_STEP, PRICE, SECONDS, SYMBOL_ALPHABET, Range, identifier_problem, integer
 from engine.config import EngineConfig
 from engine.errors import ConfigError
 
@@ -32,6 +33,21 @@ _PLAIN_EFFECTS = ("error", "reject", "hang", "delay", "lost_response")
 def effects_at(point: str) -> tuple[str, ...]:
     """The effects a fault at `point` may have."""
     return _EFFECTS_AT.get(point, _PLAIN_EFFECTS)
+
+# Accepted ranges (README, "Scenarios"). Virtual time is bounded so a replay always answers:
+# a day of virtual time (2,880 sweeps at the default interval) runs in about a second; 1e12
+# seconds would run for years.
+SIM_TIME = Range(0.0, 86_400.0)
+BALANCE = Range(0.0, 1e12)
+LATENCY = Range(0.0, 60.0)
+MIN_NOTIONAL = Range(0.0, 1e9)
+LEVERAGE = integer(1, 125)
+FAULT_TIMES = integer(1, 1_000_000)
+SEED = integer(0, 2**63 - 1)
+# A walk ticks every market it moves once per `every`: at least a second keeps a day's replay
+# to 86,400 ticks per market.
+WALK_EVERY = Range(1.0, 86_400.0)
+WALK_STEP = Range(0.0, 100.0, low_open=True, high_open=True)
 
 
 class ScenarioError(ConfigError):
@@ -122,10 +138,7 @@ class Scenario:
 
 def load_scenario(path: str | Path) -> Scenario:
     """Read and check a scenario file; `[[prices]]` files are resolved next to it and checked too."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ScenarioError("file", str(path), f"a readable file ({exc.strerror})") from None
+    text = read_text(path, key="file", where="scenario")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -139,12 +152,24 @@ def _only(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
             raise ScenarioError(f"{where}{key}", value, f"one of: {', '.join(sorted(allowed))}")
 
 
-def _number(value: Any, key: str, *, minimum: float = 0.0, strict: bool = False) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < minimum or (strict and value == minimum):
-        bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
-        raise ScenarioError(key, value, f"a number {bound}")
+def _number(value: Any, key: str, allowed: Range) -> float:
+    if not allowed.contains(value):
+        raise ScenarioError(key, value, allowed.describe())
     return float(value)
+
+
+def _int(value: Any, key: str, allowed: Range) -> int:
+    if not (isinstance(value, int) and not isinstance(value, bool)) or not allowed.contains(value):
+        raise ScenarioError(key, value, allowed.describe())
+    return value
+
+
+def _symbol(value: Any, key: str) -> str:
+    symbol = _string(value, key)
+    problem = identifier_problem(symbol, what="symbol")
+    if problem is not None:
+        raise ScenarioError(key, symbol, f"a market symbol of {SYMBOL_ALPHABET} (this one {problem})")
+    return symbol
 
 
 def _table(value: Any, key: str) -> Mapping[str, Any]:
@@ -159,9 +184,9 @@ def _array(value: Any, key: str) -> list[Any]:
     return value
 
 
-def _string(value: Any, key: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ScenarioError(key, value, "a non-empty string")
+def _string(value: Any, key: str, limit: int = 200) -> str:
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise ScenarioError(key, value, f"a non-empty string of at most {limit} characters")
     return value
 
 
@@ -169,9 +194,7 @@ def parse_scenario(data: Mapping[str, Any], base: Path | None = None) -> Scenari
     """Check a parsed scenario; `base` is the directory `[[prices]]` files are relative to."""
     _only(data, {"name", "seed", "engine", "exchange", "faults", "waves", "ticks", "walks", "prices", "run"}, "")
     name = _string(data.get("name", "scenario"), "name")
-    seed = data.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ScenarioError("seed", seed, "an integer")
+    seed = _int(data.get("seed", 0), "seed", SEED)
     try:
         engine = EngineConfig.from_mapping(_table(data.get("engine", {}), "engine"))
     except ScenarioError:
@@ -195,7 +218,7 @@ def parse_scenario(data: Mapping[str, Any], base: Path | None = None) -> Scenari
     run = _table(data.get("run", {}), "run")
     _only(run, {"until"}, "run.")
     last = max([w.at for w in waves] + [t.at for t in ticks] + [0.0])
-    until = _number(run.get("until", last + 300.0), "run.until")
+    until = _number(run.get("until", min(last + 300.0, SIM_TIME.high)), "run.until", SIM_TIME)
     markets = tuple(m.symbol for m in exchange.markets)
     walks = tuple(
         _parse_walk(_table(w, f"walks[{i}]"), i, markets, seed, until)
@@ -215,26 +238,27 @@ def parse_exchange(table: Mapping[str, Any], where: str = "exchange") -> Exchang
     top = where
     for symbol, spec in _table(table.get("markets", {}), f"{top}.markets").items():
         where = f"{top}.markets.{symbol}"
+        _symbol(symbol, where)
         spec = _table(spec, where)
         _only(spec, {"price", "tick_size", "step_size", "min_notional", "max_leverage"}, f"{where}.")
         if "price" not in spec:
             raise ScenarioError(f"{where}.price", None, "a price > 0")
         lev = spec.get("max_leverage")
-        if lev is not None and (isinstance(lev, bool) or not isinstance(lev, int) or lev < 1):
-            raise ScenarioError(f"{where}.max_leverage", lev, "an integer >= 1")
+        if lev is not None:
+            _int(lev, f"{where}.max_leverage", LEVERAGE)
         optional = {
-            k: _number(spec[k], f"{where}.{k}", strict=True)
+            k: _number(spec[k], f"{where}.{k}", GRID_STEP if k != "min_notional" else MIN_NOTIONAL)
             for k in ("tick_size", "step_size", "min_notional") if k in spec
         }
         markets.append(MarketSpec(
             symbol=symbol,
-            price=_number(spec["price"], f"{where}.price", strict=True),
+            price=_number(spec["price"], f"{where}.price", PRICE),
             max_leverage=lev,
             **optional,
         ))
     return ExchangeSpec(
-        balance_usdt=_number(table.get("balance_usdt", 10_000.0), f"{top}.balance_usdt"),
-        latency=_number(table.get("latency", 0.05), f"{top}.latency"),
+        balance_usdt=_number(table.get("balance_usdt", 10_000.0), f"{top}.balance_usdt", BALANCE),
+        latency=_number(table.get("latency", 0.05), f"{top}.latency", LATENCY),
         markets=tuple(markets),
     )
 
@@ -252,14 +276,14 @@ def _parse_fault(table: Mapping[str, Any], i: int) -> FaultSpec:
     match = _table(table.get("match", {}), f"{where}match")
     _only(match, {"symbol", "side"}, f"{where}match.")
     for key, value in match.items():
-        _string(value, f"{where}match.{key}")
+        _string(value, f"{where}match.{key}", 32)
     times = table.get("times")
-    if times is not None and (isinstance(times, bool) or not isinstance(times, int) or times < 1):
-        raise ScenarioError(f"{where}times", times, "an integer >= 1 (or absent for every call)")
+    if times is not None:
+        _int(times, f"{where}times", FAULT_TIMES)
     message = table.get("message", "")
-    if not isinstance(message, str):
-        raise ScenarioError(f"{where}message", message, "a string")
-    seconds = _number(table.get("seconds", 0.0), f"{where}seconds")
+    if not isinstance(message, str) or len(message) > 1000:
+        raise ScenarioError(f"{where}message", message, "a string of at most 1000 characters")
+    seconds = _number(table.get("seconds", 0.0), f"{where}seconds", SECONDS)
     if effect == "delay" and "seconds" not in table:
         raise ScenarioError(f"{where}seconds", None, "a number of seconds for effect 'delay'")
     return FaultSpec(point, effect, dict(match), message, times, seconds)
@@ -268,7 +292,7 @@ def _parse_fault(table: Mapping[str, Any], i: int) -> FaultSpec:
 def _parse_wave(table: Mapping[str, Any], i: int) -> WaveSpec:
     where = f"waves[{i}]."
     _only(table, {"at", "signals"}, where)
-    at = _number(table.get("at", 0.0), f"{where}at")
+    at = _number(table.get("at", 0.0), f"{where}at", SIM_TIME)
     signals = _array(table.get("signals", []), f"{where}signals")
     for j, signal in enumerate(signals):
         _table(signal, f"{where}signals[{j}]")
@@ -278,14 +302,14 @@ def _parse_wave(table: Mapping[str, Any], i: int) -> WaveSpec:
 def _parse_tick(table: Mapping[str, Any], i: int, known: set[str]) -> TickSpec:
     where = f"ticks[{i}]."
     _only(table, {"at", "symbol", "price", "mark"}, where)
-    symbol = _string(table.get("symbol"), f"{where}symbol")
+    symbol = _string(table.get("symbol"), f"{where}symbol", 32)
     if symbol not in known:
         raise ScenarioError(f"{where}symbol", symbol, "a market listed under [exchange.markets]")
     return TickSpec(
-        at=_number(table.get("at", 0.0), f"{where}at"),
+        at=_number(table.get("at", 0.0), f"{where}at", SIM_TIME),
         symbol=symbol,
-        price=_number(table.get("price"), f"{where}price", strict=True),
-        mark=_number(table["mark"], f"{where}mark", strict=True) if "mark" in table else None,
+        price=_number(table.get("price"), f"{where}price", PRICE),
+        mark=_number(table["mark"], f"{where}mark", PRICE) if "mark" in table else None,
     )
 
 
@@ -308,20 +332,16 @@ def _parse_walk(table: Mapping[str, Any], i: int, markets: tuple[str, ...], seed
     else:
         symbols = markets
     if "every" not in table:
-        raise ScenarioError(f"{where}every", None, "a number of seconds > 0 between ticks")
-    every = _number(table["every"], f"{where}every", strict=True)
+        raise ScenarioError(f"{where}every", None, f"seconds between ticks, {WALK_EVERY.describe()}")
+    every = _number(table["every"], f"{where}every", WALK_EVERY)
     if "step_percent" not in table:
-        raise ScenarioError(f"{where}step_percent", None, "a percentage > 0 and < 100")
-    step = _number(table["step_percent"], f"{where}step_percent", strict=True)
-    if step >= 100:
-        raise ScenarioError(f"{where}step_percent", table["step_percent"], "a percentage > 0 and < 100")
-    start = _number(table.get("from", 0.0), f"{where}from")
-    end = _number(table.get("until", until), f"{where}until")
+        raise ScenarioError(f"{where}step_percent", None, f"a percentage, {WALK_STEP.describe()}")
+    step = _number(table["step_percent"], f"{where}step_percent", WALK_STEP)
+    start = _number(table.get("from", 0.0), f"{where}from", SIM_TIME)
+    end = _number(table.get("until", until), f"{where}until", SIM_TIME)
     if end < start:
         raise ScenarioError(f"{where}until", table.get("until"), f"a time >= from ({start:g})")
-    walk_seed = table.get("seed", seed + i)
-    if isinstance(walk_seed, bool) or not isinstance(walk_seed, int):
-        raise ScenarioError(f"{where}seed", walk_seed, "an integer")
+    walk_seed = _int(table.get("seed", min(seed + i, SEED.high)), f"{where}seed", SEED)
     return WalkSpec(symbols, every, step, start, end, walk_seed)
 
 
@@ -335,4 +355,4 @@ def _parse_prices(table: Mapping[str, Any], i: int, known: set[str], base: Path 
     symbol = _known_symbol(table.get("symbol"), f"{where}symbol", known)
     path = Path(name) if base is None or Path(name).is_absolute() else base / name
     check_klines(path, f"{where}file")
-    return PricesSpec(path, symbol, _number(table.get("from", 0.0), f"{where}from"))
+    return PricesSpec(path, symbol, _number(table.get("from", 0.0), f"{where}from", SIM_TIME))

@@ -35,7 +35,7 @@ from engine.nursery.opener import Opener
 from engine.nursery.position_book import PositionBook
 from engine.nursery.trailing_manager import TrailingManager
 from engine.opening import Ending, OpenRun, Step
-from engine.validation import Screened, claims_of, screen_size, screen_wave
+from engine.validation import Screened, claims_of, screen_size, screen_wave, wave_size
 from engine.wave_book import WaveBook
 from engine.wave_recovery import NOT_ATTEMPTED
 
@@ -72,7 +72,7 @@ class WaveRunner:
         ctx, cfg = self.ctx, self.ctx.config
         t0 = trio.current_time()
         started_at = ctx.clock.now()
-        ctx.event(EventKind.WAVE_STARTED, f"{len(raw_signals)} signals", wave_id=wave_id)
+        ctx.event(EventKind.WAVE_STARTED, f"{wave_size(raw_signals)} signals", wave_id=wave_id)
         handled = await self._claim(WaveRecord(wave_id, t0, started_at), claims_of(raw_signals))
         if isinstance(handled, str):
             screened = screen_wave(raw_signals, ctx.markets, self.book.busy_symbols)
@@ -187,7 +187,12 @@ class WaveRunner:
                     why: str | None = f"the exchange gave no price for {signal.symbol}"
                     quantity = 0.0
                     if price is not None:
-                        quantity, why = screen_size(cfg.position_size_usdt, cfg.leverage, price, market, free)
+                        try:
+                            quantity, why = screen_size(cfg.position_size_usdt, cfg.leverage, price, market,
+                                                        free)
+                        except Exception as exc:  # a sizing bug costs this signal, never the wave
+                            log.exception("sizing signal %s failed", signal.id)
+                            why = f"internal error while sizing the order: {exc!r}"[:300]
                     if why is not None or price is None:
                         outcome = SignalOutcome(signal.id, signal.rank, signal.symbol, signal.side.value,
                                                 Outcome.REJECTED, why, score=signal.score)
@@ -240,4 +245,7 @@ class WaveRunner:
         self.ctx.event(EventKind.SIGNAL_OUTCOME, detail,
                        wave_id=wave_id, signal_id=outcome.signal_id, position_id=outcome.position_id)
         if self._listener is not None:
-            self._listener(wave_id, outcome)
+            try:
+                self._listener(wave_id, outcome)
+            except Exception:  # whoever listens (a console, an embedder) must not break the wave
+                log.exception("the outcome listener failed for signal %s", outcome.signal_id)

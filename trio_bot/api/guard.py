@@ -19,7 +19,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-PUBLIC = frozenset({"/", "/api/v1/ping", "/api/v1/openapi.json", "/favicon.ico"})
+# The signal webhook is public to the token guard: its senders (TradingView) cannot set headers, so it
+# checks the signal secret itself (trio_bot.webhook_route).
+PUBLIC = frozenset({"/", "/api/v1/ping", "/api/v1/openapi.json", "/favicon.ico", "/api/v1/signals"})
 WS_FIRST_MESSAGE_AUTH = frozenset({"/api/v1/ws"})
 
 
