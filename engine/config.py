@@ -46,6 +46,7 @@ RANGES: dict[str, Range] = {
     "order_burst": integer(1, 1_000_000_000),
     "sweep_interval": Range(0.0, _DAY),
     "signal_memory_retention": Range(0.0, 3_650 * _DAY),
+    "unknown_outcome_window": Range(0.0, 3_600.0),
     "stop_loss_retries": integer(1, 100),
     "retry_backoff": Range(0.0, 60.0),
 }
@@ -88,6 +89,9 @@ class EngineConfig:
     sweep_interval: float = 30.0
     # How long a handled signal id is remembered (a repeat within it is rejected); 0 = forever.
     signal_memory_retention: float = 30 * 24 * 3600.0
+    # How long an entry whose answer was lost keeps being looked up before "not found" is
+    # believed (capped at half of cleanup_timeout).
+    unknown_outcome_window: float = 10.0
     # Deprecated aliases (README: Configuration), still honoured: `stop_loss_retries` sets
     # every attempt count not given explicitly, `retry_backoff` is `exchange_retry_backoff`.
     stop_loss_retries: int | None = None

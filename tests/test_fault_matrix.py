@@ -138,8 +138,9 @@ def test_signal_deadline_after_the_entry_landed_protects_it():
 
 
 def test_wave_deadline_skips_the_unstarted_and_times_out_the_running():
+    # The hung entry is looked up for 1 s after its call deadline (unknown_outcome_window).
     data = scenario(engine={"max_concurrent_signals": 1, "wave_timeout": 12.0, "signal_timeout": 12.0,
-                            "call_timeout": 10.0},
+                            "call_timeout": 10.0, "unknown_outcome_window": 1.0},
                     faults=[{"point": "exchange.entry_order", "effect": "hang"}])
     report = run(data)
     wave = report["waves"][0]

@@ -8,7 +8,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import trio
+import trio_asyncio
+import triopg
 
+from adapters.postgres_store import SCHEMA_VERSION as SCHEMA_VERSION_PG
 from adapters.sqlite_store import SCHEMA_VERSION
 from trio_bot.cli import main
 
@@ -85,3 +89,25 @@ def test_db_migrate_notices_a_dropped_table(db, capsys):
 def test_db_migrate_reports_the_verified_version(db, capsys):
     code, out, _ = cli(capsys, "db", "migrate", "--db", f"sqlite:///{db}")
     assert code == 0 and out.strip() == f"trio-bot: schema at version {SCHEMA_VERSION}"
+
+
+def test_postgres_reads_are_read_only_and_name_an_old_schema(pg_url, capsys):
+    """An empty database is not migrated by `waves`; after `db migrate` it reads, and a dropped
+    table is named by both commands."""
+    code, _, err = cli(capsys, "waves", "--db", pg_url)
+    assert code == 1 and f"schema version 0, older than this trio-bot's ({SCHEMA_VERSION_PG})" in err
+    code, _, err = cli(capsys, "positions", "--db", pg_url)
+    assert code == 1 and "older" in err  # still nothing created by the first read
+    code, out, _ = cli(capsys, "db", "migrate", "--db", pg_url)
+    assert code == 0 and f"version {SCHEMA_VERSION_PG}" in out
+    code, out, _ = cli(capsys, "waves", "--db", pg_url)
+    assert code == 0 and out.strip() == "no waves"
+
+    async def drop_a_table() -> None:
+        async with trio_asyncio.open_loop(), triopg.connect(pg_url) as conn:
+            await conn.execute("DROP TABLE events")
+
+    trio.run(drop_a_table)
+    for command in (["events"], ["db", "migrate"]):
+        code, _, err = cli(capsys, *command, "--db", pg_url)
+        assert code == 1 and "table 'events' is missing" in err

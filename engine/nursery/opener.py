@@ -28,6 +28,9 @@ from engine.sizing import initial_stop_price
 
 log = logging.getLogger("trio_bot.open")
 
+# How often an entry of unknown outcome is looked up again within its window.
+_LOOKUP_EVERY = 0.5
+
 
 class Opener:
     def __init__(self, ctx: EngineContext, book: PositionBook) -> None:
@@ -89,16 +92,36 @@ class Opener:
             run.advance(Step.ENTRY_FAILED, entry_error=f"entry order {state.status}")
 
     async def _resolve_entry(self, run: OpenRun) -> None:
+        """Look the entry up by client id until the exchange answers, or the window passes.
+
+        A request whose answer was lost (a timeout, a cancelled call, 503/-1007) may still
+        execute: Binance documents that its status is then unknown. "Not found" right after
+        is no proof, so the look-up is repeated for `unknown_outcome_window` seconds; this
+        runs shielded, so a shutdown waits for it too (bounded) before it leaves.
+        """
+        ctx = self.ctx
         cid = ids.entry_id(run.position_id)
-        found, known = await orders.lookup(self.ctx, run.signal.symbol, cid, self._emitter(run))
+        window = min(ctx.config.unknown_outcome_window, ctx.config.cleanup_timeout / 2)
+        give_up_at = trio.current_time() + window
+        while True:
+            found, known = await orders.lookup(ctx, run.signal.symbol, cid, self._emitter(run))
+            if known and found is not None:
+                self._entry_answer(run, found)
+                if run.step is not Step.ENTRY_SENT or found.status is not OrderStatus.NEW:
+                    return
+            left = give_up_at - trio.current_time()
+            if left <= 0:
+                break
+            await trio.sleep(min(_LOOKUP_EVERY, left))
         if not known:
             self._event(run, EventKind.ENTRY_UNRESOLVED, "could not look up the entry order")
             return
         if found is None:
             run.advance(Step.ENTRY_NOT_FOUND)
-            self._event(run, EventKind.ENTRY_NOT_FOUND, f"{cid}: the exchange never saw it")
+            self._event(run, EventKind.ENTRY_NOT_FOUND, f"{cid}: the exchange never saw it "
+                                                        f"(looked up for {window:g}s)")
             return
-        self._entry_answer(run, found)
+        self._event(run, EventKind.ENTRY_UNRESOLVED, f"{cid} is still {found.status} after {window:g}s")
 
     # --- protection ---
 
