@@ -12,6 +12,7 @@ value (shown bounded) and what was expected.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import sys
@@ -119,3 +120,26 @@ def identifier_problem(text: str, *, what: str = "id") -> str | None:
     if not pattern.fullmatch(text):
         return f"has characters outside {alphabet}"
     return None
+
+
+# Python refuses to turn a string of more than 4,300 digits into an int (sys.int_info), and
+# json.loads passes that refusal on as a bare ValueError that no JSON error handler expects.
+# Numbers that long are never a valid score, price or id, so they become floats (inf), which
+# every range check already rejects with a clear reason naming the key.
+_LONGEST_EXACT_INTEGER = 1000
+
+
+def _parse_int(digits: str) -> int | float:
+    if len(digits) > _LONGEST_EXACT_INTEGER:
+        return float(digits)
+    return int(digits)
+
+
+def loads_untrusted(text: str | bytes) -> Any:
+    """`json.loads` for text from outside (signal files, frames, webhook bodies).
+
+    It raises only what `json.loads` documents for malformed text (`json.JSONDecodeError`,
+    `UnicodeDecodeError`, `RecursionError`); an integer too long to convert comes back as a float
+    for validation to reject, so one hostile number costs one signal, never the wave or the engine.
+    """
+    return json.loads(text, parse_int=_parse_int)

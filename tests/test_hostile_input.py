@@ -268,3 +268,36 @@ def test_a_closed_pipe_is_not_a_traceback(tmp_path):
     _, err = proc.communicate(timeout=30)
     assert b"Traceback" not in err and b"BrokenPipe" not in err, err
     assert proc.returncode == 0
+
+
+# An integer longer than Python's int-from-string limit (4,300 digits) makes json.loads raise a plain
+# ValueError, which none of the JSON error handlers expected: one such score stopped `run` with a
+# traceback, and in a websocket frame or a webhook body it escaped the parser.
+HUGE = "9" * 5000
+HUGE_SIGNAL = '{"id": "h1", "symbol": "BTCUSDT", "side": "long", "score": ' + HUGE + '}'
+
+
+def test_a_score_beyond_the_int_digit_limit_is_rejected_and_the_signal_beside_it_opens(tmp_path, capsys,
+                                                                                       monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    line = "[" + HUGE_SIGNAL + ', {"id": "ok", "symbol": "ETHUSDT", "side": "long", "score": 1}]\n'
+    path = signals_file(tmp_path, raw=line)
+    code, out, err = cli(capsys, "run", "--signals", path, "--waves", "1", "--no-api", "--db",
+                         f"sqlite:///{tmp_path / 'bot.db'}")
+    assert code == 0 and "Traceback" not in err
+    assert "h1" in out and "not a finite number" in out and "opened position" in out
+    assert HUGE not in out + err
+
+
+def test_a_websocket_frame_with_a_huge_integer_is_parsed_not_raised():
+    from adapters.signals.frames import WaveFrame, parse_frame
+
+    frame = parse_frame("[" + HUGE_SIGNAL + "]")
+    assert isinstance(frame, WaveFrame) and frame.signals[0]["score"] == float("inf")
+
+
+def test_a_webhook_body_with_a_huge_integer_is_parsed_not_raised():
+    from adapters.signals.webhook_body import parse_body
+
+    posted = parse_body(("[" + HUGE_SIGNAL + "]").encode())
+    assert posted.signals[0]["score"] == float("inf")

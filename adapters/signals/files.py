@@ -17,6 +17,7 @@ import trio
 
 from adapters.signals.arrival import Arrival, RawWave
 from adapters.textfile import read_text
+from engine.checks import loads_untrusted
 from engine.errors import ConfigError
 
 MAX_LINE = 4 * 1024 * 1024  # characters in one wave's line
@@ -76,7 +77,7 @@ class JsonlSignalSource:
             if len(line) > MAX_LINE:
                 raise ConfigError(where, line, f"a line of at most {MAX_LINE:,} characters", where="signals")
             try:
-                data = json.loads(line)
+                data = loads_untrusted(line)
             except json.JSONDecodeError as exc:
                 raise ConfigError(where, line, f"a JSON array of signals ({exc.msg} at column {exc.colno})",
                                   where="signals") from None

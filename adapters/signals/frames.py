@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 
 from adapters.signals.arrival import RawWave
-from engine.checks import identifier_problem
+from engine.checks import identifier_problem, loads_untrusted
 from engine.text import shown
 
 
@@ -68,7 +68,7 @@ def _key(value: Any) -> str | None:
 def parse_frame(text: str | bytes) -> Frame:
     """One websocket text frame or one NATS message body."""
     try:
-        data = json.loads(text)
+        data = loads_untrusted(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         return Malformed(f"not JSON ({exc})", _excerpt(text))
     except RecursionError:

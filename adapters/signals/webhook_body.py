@@ -28,6 +28,8 @@ from typing import Any
 
 import attrs
 
+from engine.checks import loads_untrusted
+
 DEFAULT_SCORE = 1.0
 _SIDES = {"buy": "long", "long": "long", "sell": "short", "short": "short"}
 _ID_FIELDS = ("id", "alert_id")
@@ -56,7 +58,7 @@ class Mapped:
 
 def parse_body(raw: bytes) -> Posted:
     try:
-        data = json.loads(raw)
+        data = loads_untrusted(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BodyError(f"the body is not JSON ({exc})") from None
     if isinstance(data, list):
