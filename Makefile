@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run test test-e2e lint typecheck clean fuzz
+.PHONY: run test test-e2e test-slow lint typecheck clean fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: lint typecheck
 
 test-e2e: $(STAMP)
 	$(BIN)/pytest -m e2e
+
+# Long runs left out of `make test` (marked slow): a simulated day under several schedulings.
+test-slow: $(STAMP)
+	$(BIN)/pytest -m slow
 
 # The fuzz suite with thousands of examples per property instead of the suite's few hundred.
 fuzz: $(STAMP)

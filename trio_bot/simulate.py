@@ -102,7 +102,7 @@ async def play_prices(scenario: Scenario, exchange: SimExchange, start: float, c
     the price from before it, whichever order Trio happens to run tasks in. Nothing after
     `[run] until` is applied; `count[0]` counts the ticks applied so far.
     """
-    set_price, price = exchange.set_price, exchange.price
+    set_prices = exchange.set_prices
     until = scenario.until
     for at, instant in timeline(scenario):
         if at > until:
@@ -110,12 +110,7 @@ async def play_prices(scenario: Scenario, exchange: SimExchange, start: float, c
         await trio.sleep_until(start + at)
         await trio.testing.wait_all_tasks_blocked()
         for source in instant:
-            if source.relative:
-                for symbol, factor in source.moves:
-                    set_price(symbol, price(symbol) * factor)
-            else:
-                for symbol, value in source.moves:
-                    set_price(symbol, value)
+            set_prices(source.moves, relative=source.relative)
             count[0] += len(source.moves)
 
 

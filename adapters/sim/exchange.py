@@ -18,6 +18,8 @@ faults, so the report checks what the exchange *holds*, not what a call says.
 
 from __future__ import annotations
 
+import math
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -52,6 +54,9 @@ DEFAULT_MIN_NOTIONAL = 5.0
 DEFAULT_MAX_LEVERAGE = 125
 # Margin comparisons tolerate float noise well below a cent.
 _EPSILON = 1e-9
+# Per-call latency spread (see `SimExchange._delay`): steps of 0.1 ns, below 10 µs in all.
+_SPREAD_STEPS = 100_000
+_SPREAD_UNIT = 1e-10
 
 
 def market_from_spec(spec: MarketSpec) -> Market:
@@ -150,6 +155,9 @@ class SimExchange:
         # at its own symbol's live stops, never at the ever-growing history of filled and
         # cancelled orders (which stays in `_orders` for look-ups).
         self._resting: dict[str, dict[str, OrderState]] = {}
+        # Per symbol with resting stops: (highest sell stop, lowest buy stop). A tick between
+        # the two crosses nothing, which two comparisons tell without looking at any order.
+        self._triggers: dict[str, tuple[float, float]] = {}
         self._next_order_id = 1
         self._subscribers: list[trio.MemorySendChannel[tuple[str, float]]] = []
         self._listeners: list[Callable[[str, float], None]] = []
@@ -166,28 +174,29 @@ class SimExchange:
     # --- the Exchange port ---
 
     async def load_markets(self) -> dict[str, Market]:
-        return await self._query(lambda: dict(self._markets))
+        return await self._query(lambda: dict(self._markets), what="markets")
 
     async def fetch_prices(self, symbols: Sequence[str]) -> dict[str, float]:
         # A one-symbol read can be matched by a `symbol` fault; a batch belongs to no symbol.
         only = symbols[0] if len(symbols) == 1 else None
         return await self._query(
-            lambda: {s: self._prices[s] for s in symbols if s in self._prices}, symbol=only)
+            lambda: {s: self._prices[s] for s in symbols if s in self._prices}, symbol=only,
+            what="prices " + ",".join(symbols))
 
     async def fetch_balance(self) -> Balance:
-        return await self._query(self._balance_now)
+        return await self._query(self._balance_now, what="balance")
 
     async def fetch_positions(self) -> list[ExchangePosition]:
-        return await self._query(self.positions_snapshot)
+        return await self._query(self.positions_snapshot, what="positions")
 
     async def fetch_order(self, symbol: str, client_order_id: str) -> OrderState | None:
         return await self._query(lambda: self._find(symbol, client_order_id), symbol=symbol,
-                                 side=self._side_of(client_order_id))
+                                 side=self._side_of(client_order_id), what=f"order {client_order_id}")
 
     async def fetch_open_orders(self, symbol: str | None = None) -> list[OrderState]:
         return await self._query(
             lambda: [o for o in self.open_orders_snapshot() if symbol is None or o.symbol == symbol],
-            symbol=symbol)
+            symbol=symbol, what=f"open orders {symbol}")
 
     async def place_order(self, request: OrderRequest) -> OrderState:
         async def action() -> OrderState:
@@ -195,14 +204,15 @@ class SimExchange:
 
         side = position_side(request.side, request.kind)
         return await self._faults.run(CallPoint.placing(request.kind), action, symbol=request.symbol,
-                                      side=side.value, latency=self._latency)
+                                      side=side.value, latency=self._delay(f"place {request.client_order_id}"))
 
     async def cancel_order(self, symbol: str, client_order_id: str) -> OrderState:
         async def action() -> OrderState:
             return self._cancel(symbol, client_order_id)
 
         return await self._faults.run(CallPoint.CANCEL_ORDER, action, symbol=symbol,
-                                      side=self._side_of(client_order_id), latency=self._latency)
+                                      side=self._side_of(client_order_id),
+                                      latency=self._delay(f"cancel {client_order_id}"))
 
     # --- account settings ---
 
@@ -229,16 +239,33 @@ class SimExchange:
         The price is kept as given (not snapped to the tick) so a random walk of small
         moves does not stick to the grid.
         """
-        if symbol not in self._markets:
-            raise KeyError(f"unknown market {symbol!r}")
-        self._check_price(symbol, price)
-        self._prices[symbol] = float(price)
-        resting = self._resting.get(symbol)
-        if resting:
-            for order in [o for o in resting.values() if self._crossed(o, price)]:
-                if self.trigger_gate is None or self.trigger_gate(order, price):
-                    self._trigger(order, price)
-        self._publish(symbol, float(price))
+        self.set_prices(((symbol, price),))
+
+    def set_prices(self, moves: Iterable[tuple[str, float]], *, relative: bool = False) -> None:
+        """`set_price` for each (symbol, price) in order: the ticks of one instant in one call.
+
+        With `relative`, each value is a factor applied to the symbol's current price (a
+        random walk's step). A simulated day is millions of ticks; this is their hot path.
+        """
+        markets, prices, by_symbol, triggers = self._markets, self._prices, self._resting, self._triggers
+        listeners = tuple(self._listeners)
+        for symbol, value in moves:
+            if symbol not in markets:
+                raise KeyError(f"unknown market {symbol!r}")
+            price = prices[symbol] * value if relative else float(value)
+            if not 0.0 < price < math.inf:
+                self._check_price(symbol, price)
+            prices[symbol] = price
+            bounds = triggers.get(symbol)
+            if bounds is not None and (price <= bounds[0] or price >= bounds[1]):
+                gate = self.trigger_gate
+                for order in [o for o in by_symbol[symbol].values() if self._crossed(o, price)]:
+                    if gate is None or gate(order, price):
+                        self._trigger(order, price)
+            for listener in listeners:
+                listener(symbol, price)
+            if self._subscribers:
+                self._send(symbol, price)
 
     def price(self, symbol: str) -> float:
         return self._prices[symbol]
@@ -291,6 +318,7 @@ class SimExchange:
         self._holdings = {s: _Holding(float(q), float(e)) for s, (q, e) in state["holdings"].items() if s in known}
         self._orders = {}
         self._resting = {}
+        self._triggers = {}
         for raw in state["orders"]:
             if raw["symbol"] in known:
                 self._store(OrderState(**{**raw, "side": OrderSide(raw["side"]), "kind": OrderKind(raw["kind"]),
@@ -333,13 +361,26 @@ class SimExchange:
 
     # --- internals ---
 
-    async def _query(self, read: Callable[[], T], *, symbol: str | None = None,
+    async def _query(self, read: Callable[[], T], *, what: str, symbol: str | None = None,
                      side: str | None = None) -> T:
         async def action() -> T:
             return read()
 
         return await self._faults.run(CallPoint.QUERY, action, symbol=symbol, side=side,
-                                      latency=self._latency)
+                                      latency=self._delay(what))
+
+    def _delay(self, what: str) -> float:
+        """The latency of one call: `latency` plus a spread of at most 10 µs fixed by *what* the
+        call is (its kind and client order id or symbols), never by when or by whom it was sent.
+
+        Requests that leave at the same virtual instant therefore reach the exchange, and
+        their answers reach the engine, in an order set by their content instead of by Trio's
+        randomised scheduling, as on a real network where no two arrive at the same instant.
+        Same scenario, same report.
+        """
+        if not self._latency:
+            return 0.0
+        return self._latency + (zlib.crc32(what.encode()) % _SPREAD_STEPS) * _SPREAD_UNIT
 
     def _market(self, symbol: str) -> Market:
         try:
@@ -368,12 +409,21 @@ class SimExchange:
     def _store(self, order: OrderState) -> OrderState:
         """Record the order's latest state and keep the resting index in step with it."""
         self._orders[order.client_order_id] = order
+        symbol = order.symbol
+        resting = self._resting.get(symbol)
         if order.status is OrderStatus.NEW:
-            self._resting.setdefault(order.symbol, {})[order.client_order_id] = order
+            if resting is None:
+                resting = self._resting[symbol] = {}
+            resting[order.client_order_id] = order
+        elif resting is None or resting.pop(order.client_order_id, None) is None:
+            return order
+        if not resting:
+            del self._resting[symbol]
+            self._triggers.pop(symbol, None)
         else:
-            resting = self._resting.get(order.symbol)
-            if resting is not None and resting.pop(order.client_order_id, None) is not None and not resting:
-                del self._resting[order.symbol]
+            sells = [o.stop_price or 0.0 for o in resting.values() if o.side is OrderSide.SELL]
+            buys = [o.stop_price or math.inf for o in resting.values() if o.side is OrderSide.BUY]
+            self._triggers[symbol] = (max(sells, default=-math.inf), min(buys, default=math.inf))
         return order
 
     def _place(self, request: OrderRequest) -> OrderState:
@@ -472,9 +522,7 @@ class SimExchange:
             raise _reject(-2011, f"Unknown order sent ({client_order_id}).")
         return self._store(attrs.evolve(order, status=OrderStatus.CANCELED))
 
-    def _publish(self, symbol: str, price: float) -> None:
-        for listener in list(self._listeners):
-            listener(symbol, price)
+    def _send(self, symbol: str, price: float) -> None:
         for send in list(self._subscribers):
             try:
                 send.send_nowait((symbol, price))
