@@ -19,15 +19,18 @@ Why it is built the way it is:
 * Errors become the engine's kinds and secrets are scrubbed from every message and
   from ccxt's own debug logging (`adapters.ccxt_errors`); ccxt's dicts become the
   engine's values in `adapters.ccxt_orders`. `repr()` shows neither key nor secret.
-* Prices are polled (`price_poll_interval`): ccxt.pro's websockets cannot be pointed
-  at a local test server with the REST `base_url`, and the engine keeps only the
-  newest price per symbol anyway.
+* Prices come from Binance's bookTicker websocket stream (`adapters.binance_stream`,
+  trio-websocket), polled over REST (`price_poll_interval`) while it is down and for
+  other exchanges; the engine keeps only the newest price per symbol anyway.
+* 429/418 answers close a gate every call of the account waits at until `Retry-After`
+  has passed; protective orders leave first (`adapters.ccxt_ratelimit`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
@@ -36,6 +39,8 @@ import trio_asyncio
 from ccxt.base import errors as ccxt_errors
 
 from adapters.binance_account import AccountSettings, prepare_binance_account
+from adapters.binance_stream import BINANCE_WS, PriceStream
+from adapters.binance_user_stream import UserStream
 from adapters.ccxt_errors import ExchangeAuthError, is_not_found, map_error, scrub
 from adapters.ccxt_lookup import OrderLookup, books_for, raw_call
 from adapters.ccxt_orders import (
@@ -51,6 +56,7 @@ from adapters.ccxt_orders import (
     tier_leverage,
     tradable_markets,
 )
+from adapters.ccxt_ratelimit import RateGate, retry_after_of
 from adapters.ccxt_routing import check_ccxt_routing
 from adapters.ccxt_setup import new_client
 from engine.errors import ExchangeError, PermanentError, TransientError
@@ -91,6 +97,7 @@ class CcxtExchange:
         price_poll_interval: float = 1.0,
         options: dict[str, Any] | None = None,
         stop_working_type: str = "MARK_PRICE",
+        ws_url: str | None = None,
     ) -> None:
         """`base_url` (binanceusdm only) moves every Binance URL onto a local Binance-compatible
         server such as `adapters.sim.fake_binance`; `options` are merged into ccxt's `options`
@@ -101,6 +108,11 @@ class CcxtExchange:
         if stop_working_type not in ("MARK_PRICE", "CONTRACT_PRICE"):
             raise ValueError(f"stop_working_type must be MARK_PRICE or CONTRACT_PRICE, got {stop_working_type!r}")
         self.stop_working_type = stop_working_type
+        # Binance's market streams; a local server names its own, else prices are polled.
+        self.ws_url = ws_url if ws_url is not None else (BINANCE_WS if exchange_id == "binanceusdm"
+                                                          and base_url is None else None)
+        self.price_stream: PriceStream | None = None
+        self.user_stream: UserStream | None = None
         if not price_poll_interval > 0:
             raise ValueError(f"price_poll_interval must be > 0, got {price_poll_interval!r}")
         if exchange_id == "binanceusdm":
@@ -117,6 +129,7 @@ class CcxtExchange:
 
         self._client = new_client(exchange_id, api_key=api_key, api_secret=api_secret, base_url=base_url,
                                   options=options, secrets=self._secrets)
+        self._gate = RateGate()
         self._lookup = OrderLookup(self._client, binance=self._binance, secrets=self._secrets)
 
     def __repr__(self) -> str:
@@ -143,6 +156,18 @@ class CcxtExchange:
                             scrub(str(exc), self._secrets))
 
     # --- bridge ---
+
+    async def _gated(self, protective: bool, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """One port call behind the account's 429/418 gate; a 429/418 answer closes the gate."""
+        await self._gate.wait(protective=protective)
+        try:
+            return await fn(*args)
+        except TransientError as exc:
+            after = retry_after_of(str(exc))
+            if after is not None:
+                self._gate.block(after)
+                log.warning("%s: %s; every call waits %gs, protective orders first", self.exchange_id, exc, after)
+            raise
 
     async def _aio(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """Run one ccxt coroutine on the shared asyncio loop; ccxt errors become engine kinds."""
@@ -218,6 +243,9 @@ class CcxtExchange:
     # --- reads ---
 
     async def fetch_prices(self, symbols: Sequence[str]) -> dict[str, float]:
+        return await self._gated(False, self._fetch_prices, symbols)
+
+    async def _fetch_prices(self, symbols: Sequence[str]) -> dict[str, float]:
         await self._ensure_markets()
         wanted = [self._unified[s] for s in symbols if s in self._unified]
         if not wanted:
@@ -239,6 +267,9 @@ class CcxtExchange:
         return prices
 
     async def fetch_balance(self) -> Balance:
+        return await self._gated(False, self._fetch_balance)
+
+    async def _fetch_balance(self) -> Balance:
         raw = await self._aio(self._client.fetch_balance)
         account = raw.get(SETTLE) or {}
         total = number(account.get("total")) or 0.0
@@ -246,6 +277,9 @@ class CcxtExchange:
         return Balance(total=total, free=total if free is None else free)
 
     async def fetch_positions(self) -> list[ExchangePosition]:
+        return await self._gated(False, self._fetch_positions)
+
+    async def _fetch_positions(self) -> list[ExchangePosition]:
         await self._ensure_markets()
         raw = await self._aio(self._client.fetch_positions)
         held = [h for p in raw or []
@@ -253,6 +287,9 @@ class CcxtExchange:
         return sorted(held, key=lambda h: h.symbol)
 
     async def fetch_order(self, symbol: str, client_order_id: str) -> OrderState | None:
+        return await self._gated(False, self._fetch_order, symbol, client_order_id)
+
+    async def _fetch_order(self, symbol: str, client_order_id: str) -> OrderState | None:
         await self._ensure_markets()
         unified = self._symbol(symbol)
         kind = kind_of(client_order_id)
@@ -264,6 +301,9 @@ class CcxtExchange:
         return None
 
     async def fetch_open_orders(self, symbol: str | None = None) -> list[OrderState]:
+        return await self._gated(False, self._fetch_open_orders, symbol)
+
+    async def _fetch_open_orders(self, symbol: str | None = None) -> list[OrderState]:
         await self._ensure_markets()
         unified = self._symbol(symbol) if symbol is not None else None
         # Binance: GET /fapi/v1/openOrders, then GET /fapi/v1/openAlgoOrders (the stops).
@@ -295,6 +335,9 @@ class CcxtExchange:
     # --- orders ---
 
     async def place_order(self, request: OrderRequest) -> OrderState:
+        return await self._gated(request.reduce_only, self._place_order, request)
+
+    async def _place_order(self, request: OrderRequest) -> OrderState:
         await self._ensure_markets()
         unified = self._symbol(request.symbol)
         params: dict[str, Any] = {"clientOrderId": request.client_order_id}
@@ -322,6 +365,9 @@ class CcxtExchange:
         return await self._state(order, request=request)
 
     async def cancel_order(self, symbol: str, client_order_id: str) -> OrderState:
+        return await self._gated(True, self._cancel_order, symbol, client_order_id)
+
+    async def _cancel_order(self, symbol: str, client_order_id: str) -> OrderState:
         await self._ensure_markets()
         unified = self._symbol(symbol)
         kind = kind_of(client_order_id)
@@ -370,25 +416,45 @@ class CcxtExchange:
     # --- prices ---
 
     async def stream_prices(self, on_price: Callable[[str, float], None]) -> None:
-        """Poll every `price_poll_interval` seconds until cancelled.
+        """Prices until cancelled: Binance's bookTicker stream when a websocket URL is known
+        (`adapters.binance_stream`: polling while it is down, a REST poll after each connect),
+        else a REST poll every `price_poll_interval` seconds.
 
         A transient failure skips one round (logged) instead of ending the stream; a refusal
         (bad key, bad symbol) ends it, since polling again would only repeat it.
         """
         await self._ensure_markets()
         symbols = self._symbols if self._symbols is not None else sorted(self._unified)
+        poll_once = partial(self._poll_once, symbols, on_price)
+        if self.ws_url is not None:
+            self.price_stream = PriceStream(self.ws_url, symbols, poll_once, self._interval)
+            self.user_stream = UserStream(self.ws_url, self._new_listen_key, self._keep_listen_key, on_price,
+                                          poll_once)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.user_stream.run)
+                await self.price_stream.run(on_price)
+            return
         next_at = trio.current_time()
         while True:
-            try:
-                prices = await self.fetch_prices(symbols)
-            except TransientError as exc:
-                log.warning("%s price poll failed: %s", self.exchange_id, exc)
-            else:
-                for symbol, price in prices.items():
-                    on_price(symbol, price)
+            await poll_once()
             next_at = max(next_at + self._interval, trio.current_time())
             await trio.sleep_until(next_at)
 
+    async def _new_listen_key(self) -> str:
+        answer = await self._gated(False, self._aio, self._client.fapiPrivatePostListenKey)
+        return str(answer["listenKey"])
+
+    async def _keep_listen_key(self, key: str) -> None:
+        await self._gated(False, self._aio, self._client.fapiPrivatePutListenKey, {"listenKey": key})
+
+    async def _poll_once(self, symbols: Sequence[str], on_price: Callable[[str, float], None]) -> None:
+        try:
+            prices = await self.fetch_prices(symbols)
+        except TransientError as exc:
+            log.warning("%s price poll failed: %s", self.exchange_id, exc)
+        else:
+            for symbol, price in prices.items():
+                on_price(symbol, price)
 
 if TYPE_CHECKING:
     def _conforms(exchange: CcxtExchange) -> Exchange:

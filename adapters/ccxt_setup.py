@@ -25,6 +25,7 @@ from typing import Any
 import ccxt.async_support as ccxt_async
 
 from adapters.ccxt_errors import ScrubbingLogger
+from adapters.ccxt_ratelimit import install_retry_after
 
 # Every API section ccxt's binanceusdm knows, with the path its live URL has.
 _PATHS = {
@@ -97,6 +98,7 @@ def new_client(exchange_id: str, *, api_key: str, api_secret: str, base_url: str
         if base_url.startswith("http://"):
             config["timeout_on_exit"] = 0  # the wait is for TLS shutdown; plain HTTP has none
     client = getattr(ccxt_async, exchange_id)(config)
+    install_retry_after(client)
     if base_url is not None:
         # Moves every URL section (not only fapi, so nothing can reach the real exchange),
         # sets the options that keep ccxt off sapi, and merges Binance's USDⓈ-M error table,

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import api_load, overhead, signals, storage, virtual_day, waves
+from bench import api_load, live, overhead, signals, storage, virtual_day, waves
 
 HERE = Path(__file__).resolve().parent
 KEYS = ("wave_over_critical_path_n50", "speedup_vs_sequential_n50", "speedup_vs_sequential_n50_hangs",
@@ -30,14 +30,16 @@ KEYS = ("wave_over_critical_path_n50", "speedup_vs_sequential_n50", "speedup_vs_
         "tick_to_order_p99_ms", "pg_over_asyncpg_ratio", "wave_over_critical_path_n50_api_load",
         "api_status_p99_ms", "webhook_signals_per_second", "signal_to_entry_ms_p99_websocket",
         "signal_to_entry_ms_p99_webhook", "signal_to_entry_ms_p99_nats", "virtual_day_seconds",
-        "virtual_day_peak_mb", "simulated_ticks_per_second")
+        "virtual_day_peak_mb", "simulated_ticks_per_second", "live_tick_to_stop_ms_p99",
+        "live_fill_to_record_ms_p99", "live_cpu_ms_per_signal")
 GOALS = {"wave_over_critical_path_n50": ("<=", 1.2), "speedup_vs_sequential_n50": (">=", 25),
          "speedup_vs_sequential_n50_hangs": (">=", 25), "cpu_ms_per_signal": ("<=", 1.0),
          "ticks_per_second_manager": (">=", 100_000), "tick_to_order_p99_ms": ("<=", 1.0),
          "pg_over_asyncpg_ratio": ("<=", 1.5), "wave_over_critical_path_n50_api_load": ("<=", 1.2),
          "webhook_signals_per_second": (">=", 2000), "signal_to_entry_ms_p99_websocket": ("<=", 10),
          "signal_to_entry_ms_p99_webhook": ("<=", 10), "signal_to_entry_ms_p99_nats": ("<=", 10),
-         "virtual_day_seconds": ("<=", 30), "virtual_day_peak_mb": ("<=", 300)}
+         "virtual_day_seconds": ("<=", 30), "virtual_day_peak_mb": ("<=", 300),
+         "live_tick_to_stop_ms_p99": ("<=", 5.0), "live_fill_to_record_ms_p99": ("<=", 50.0)}
 
 
 def _pg_url() -> str | None:
@@ -76,6 +78,7 @@ def run(quick: bool) -> dict[str, Any]:
         "ticks_per_second_machine": overhead.machine_throughput(200_000 if quick else 1_000_000),
     }
     results.update(overhead.tick_to_order_latency(100 if quick else 200))
+    results.update(live.measure(5 if quick else 20, 2 if quick else 5))
     pg = _pg_url()
     store = storage.measure(pg, 50 if quick else 300, rounds=1 if quick else 3)
     results["storage"] = store

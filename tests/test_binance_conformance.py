@@ -7,6 +7,7 @@ the Binance behaviour that broke.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -263,3 +264,175 @@ async def test_minus_4046_and_minus_4048_margin_type_with_a_position_cannot_chan
             await exchange.prepare_account(["BTCUSDT"], AccountSettings(20, "isolated"))
         assert await exchange.prepare_account(["BTCUSDT"], AccountSettings(20, "cross")) == [
             "position mode: one-way", "BTCUSDT: cross, 20x"]
+
+
+# --- rate limits: X-MBX-USED-WEIGHT-1M, 429 Retry-After, 418 ---
+
+async def test_X_MBX_USED_WEIGHT_1M_and_X_MBX_ORDER_COUNT_headers() -> None:
+    async with connected() as (_fake, exchange):
+        await exchange.place_order(entry())
+        headers = {k.lower(): v for k, v in exchange.client.last_response_headers.items()}
+        assert int(headers["x-mbx-used-weight-1m"]) > 0
+        await exchange.place_order(stop())
+        headers = {k.lower(): v for k, v in exchange.client.last_response_headers.items()}
+        assert headers["x-mbx-order-count-10s"] == "2" and headers["x-mbx-order-count-1m"] == "2"
+
+
+async def test_http_429_retry_after_holds_every_call_and_protective_orders_go_first() -> None:
+    from adapters.sim.fake_binance.limits import RateLimits
+
+    async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+        fake = FakeBinance(SPEC, api_key=KEY, api_secret=SECRET,
+                           rate_limits=RateLimits(orders_10s=2, orders_window_10s=1.0))
+        port = await nursery.start(fake.serve)
+        exchange = CcxtExchange("binanceusdm", api_key=KEY, api_secret=SECRET, base_url=f"http://127.0.0.1:{port}")
+        try:
+            await exchange.place_order(entry())
+            await exchange.place_order(stop())
+            with pytest.raises(TransientError, match="429 rate limited, retry-after=1"):
+                await exchange.place_order(stop(48_000.0, seq=2))
+            order: list[str] = []
+            start = trio.current_time()
+
+            async def call(name: str, fn: Any) -> None:
+                await fn()
+                order.append(name)
+
+            async with trio.open_nursery() as calls:
+                calls.start_soon(call, "balance", exchange.fetch_balance)
+                await trio.sleep(0.01)
+                calls.start_soon(call, "stop", lambda: exchange.place_order(stop(48_000.0, seq=3)))
+            assert trio.current_time() - start >= 0.5  # nobody called before Retry-After passed
+            assert order == ["stop", "balance"]  # the protective order first
+            statuses = [s for m, p, s in fake.hits if p == "/fapi/v1/algoOrder" and m == "POST"]
+            assert statuses == [200, 429, 200]
+        finally:
+            await exchange.aclose()
+            nursery.cancel_scope.cancel()
+
+
+async def test_http_418_a_client_that_keeps_sending_after_a_429_is_banned() -> None:
+    from adapters.sim.fake_binance.limits import RateLimits
+
+    async with trio.open_nursery() as nursery:
+        fake = FakeBinance(SPEC, rate_limits=RateLimits(weight=3, weight_window=60.0, ban_seconds=120.0))
+        port = await nursery.start(fake.serve)
+        statuses = []
+        for _ in range(5):
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            await stream.send_all(b"GET /fapi/v1/ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            raw = b""
+            while chunk := await stream.receive_some(65536):
+                raw += chunk
+            await stream.aclose()
+            statuses.append((int(raw.split(b" ")[1]), b"Retry-After" in raw))
+        assert statuses == [(200, False), (200, False), (200, False), (429, True), (418, True)]
+        nursery.cancel_scope.cancel()
+
+
+# --- market streams: bookTicker over a websocket, polling while it is down ---
+
+async def until(condition: Any, seconds: float = 5.0) -> None:
+    """Wait (bounded) for a state another task brings about."""
+    with trio.fail_after(seconds):
+        while True:
+            if condition():
+                return
+            await trio.sleep(0.01)
+
+
+async def test_bookTicker_stream_pushes_each_price_change_and_survives_a_drop() -> None:
+    async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+        fake = FakeBinance(SPEC, api_key=KEY, api_secret=SECRET)
+        port = await nursery.start(fake.serve)
+        exchange = CcxtExchange("binanceusdm", api_key=KEY, api_secret=SECRET, base_url=f"http://127.0.0.1:{port}",
+                                ws_url=fake.ws_url, price_poll_interval=0.05)
+        seen: list[float] = []
+        arrived = trio.Event()
+        want = [0.0]
+
+        def on_price(symbol: str, price: float) -> None:
+            seen.append(price)
+            if price == want[0]:
+                arrived.set()
+
+        async def expect(price: float) -> None:
+            nonlocal arrived
+            arrived, want[0] = trio.Event(), price
+            with trio.fail_after(5):
+                await arrived.wait()
+
+        try:
+            nursery.start_soon(exchange.stream_prices, on_price)
+            await expect(50_000.0)  # the REST poll made on connecting
+            await until(lambda: fake.streams.connected > 0)
+            await until(lambda: exchange.user_stream is not None and exchange.user_stream.connects > 0)
+            await trio.sleep(0.1)  # the REST poll each stream makes on connecting
+            polls = sum(1 for _, path, _ in fake.hits if "ticker/price" in path)
+            fake.exchange.set_price("BTCUSDT", 50_100.0)
+            await expect(50_100.0)  # pushed, not polled:
+            assert sum(1 for _, path, _ in fake.hits if "ticker/price" in path) == polls
+            assert exchange.price_stream is not None and exchange.price_stream.connects == 1
+
+            await fake.streams.drop_all()  # the stream goes away: polling carries on, then a reconnect
+            fake.exchange.set_price("BTCUSDT", 50_200.0)
+            await expect(50_200.0)
+            stream = exchange.price_stream
+            await until(lambda: stream.connects >= 2 and fake.streams.connected > 0)
+            fake.exchange.set_price("BTCUSDT", 50_300.0)
+            await expect(50_300.0)
+        finally:
+            nursery.cancel_scope.cancel()
+            with trio.CancelScope(shield=True):
+                await exchange.aclose()
+
+
+# --- user data stream: listenKey, ALGO_UPDATE, ORDER_TRADE_UPDATE, ACCOUNT_UPDATE ---
+
+async def test_listenKey_user_stream_pushes_ALGO_UPDATE_ORDER_TRADE_UPDATE_ACCOUNT_UPDATE() -> None:
+    import trio_websocket
+
+    async with connected() as (fake, exchange):
+        create = trio_asyncio.aio_as_trio(exchange.client.fapiPrivatePostListenKey)
+        key = (await create())["listenKey"]
+        assert (await create())["listenKey"] == key  # the active key again, extended
+        await trio_asyncio.aio_as_trio(exchange.client.fapiPrivatePutListenKey)({"listenKey": key})
+        async with trio_websocket.open_websocket_url(f"{fake.ws_url}/ws/{key}") as ws:
+            await until(lambda: fake.user_streams._clients.get(KEY))
+            await exchange.place_order(entry())
+            await exchange.place_order(stop())
+            fake.exchange.set_price("BTCUSDT", 48_000.0)
+            events = []
+            with trio.fail_after(5):
+                while len(events) < 6:
+                    events.append(json.loads(await ws.get_message()))
+        kinds = [(e["e"], e["o"].get("X") if "o" in e else None) for e in events]
+        assert kinds == [("ORDER_TRADE_UPDATE", "FILLED"), ("ACCOUNT_UPDATE", None), ("ALGO_UPDATE", "NEW"),
+                         ("ALGO_UPDATE", "FINISHED"), ("ORDER_TRADE_UPDATE", "FILLED"), ("ACCOUNT_UPDATE", None)]
+        assert events[-1]["a"]["P"][0]["pa"] == "0"  # flat after the stop
+        finished = next(e["o"] for e in events if e["e"] == "ALGO_UPDATE" and e["o"]["X"] == "FINISHED")
+        assert (finished["caid"], finished["ap"], finished["aq"]) == (ids.stop_id(1, 1), "48000", "0.01")
+        assert finished["ai"]
+
+
+async def test_user_stream_tells_the_engine_of_a_stop_the_mark_price_triggered() -> None:
+    async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+        fake = FakeBinance(SPEC, api_key=KEY, api_secret=SECRET)
+        port = await nursery.start(fake.serve)
+        exchange = CcxtExchange("binanceusdm", api_key=KEY, api_secret=SECRET, base_url=f"http://127.0.0.1:{port}",
+                                ws_url=fake.ws_url, price_poll_interval=60.0)
+        seen: list[float] = []
+        try:
+            await exchange.place_order(entry())
+            await exchange.place_order(stop(49_000.0))
+            nursery.start_soon(exchange.stream_prices, lambda symbol, price: seen.append(price))
+            await until(lambda: fake.user_streams._clients.get(KEY) and fake.streams.connected)
+            fake.set_mark("BTCUSDT", 48_900.0)  # the mark crosses; the last price (the book) stays at 50 000
+            await until(lambda: 49_000.0 in seen)  # the stop's trigger price, pushed by ALGO_UPDATE
+            fired = await exchange.fetch_order("BTCUSDT", ids.stop_id(1, 1))
+            assert fired is not None and (fired.status, fired.average_price) == (OrderStatus.FILLED, 50_000.0)
+            assert all(price != 48_900.0 for price in seen)
+        finally:
+            nursery.cancel_scope.cancel()
+            with trio.CancelScope(shield=True):
+                await exchange.aclose()

@@ -117,6 +117,8 @@ def _parser() -> argparse.ArgumentParser:
     fake.add_argument("--port", type=_number(PORT, "--port", integral=True), default=8765,
                       help="TCP port on 127.0.0.1 (default 8765; 0 picks a free one)")
     fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--ws-port", type=_number(PORT, "--ws-port", integral=True),
+                      help="TCP port of the market streams (default: --port + 1)")
     fake.add_argument("--scenario", help="scenario TOML: its [exchange] markets, [[faults]] and [[ticks]]")
     fake.add_argument("--walk", action="store_true", help="move prices on a seeded random walk every second")
     fake.add_argument("--seed", type=_number(SEED, "--seed", integral=True),
@@ -336,8 +338,10 @@ def _fake_exchange(args: argparse.Namespace) -> int:
     async def serve() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
-                port = await _listen(nursery, fake.serve, args, "fake-exchange")
-                print(f"trio-bot: fake Binance USDⓈ-M exchange on http://{args.host}:{port} "
+                ws_port = args.ws_port if args.ws_port is not None else (args.port + 1 if args.port else 0)
+                port = await _listen(nursery, partial(fake.serve, ws_port=ws_port), args, "fake-exchange")
+                print(f"trio-bot: fake Binance USDⓈ-M exchange on http://{args.host}:{port}, streams on "
+                      f"{fake.ws_url} "
                       f"({len(fake.markets)} markets, {len(fake.accounts)} account"
                       f"{'s' if len(fake.accounts) > 1 else ''}). Ctrl-C to stop.", flush=True)
                 async for _ in signals:

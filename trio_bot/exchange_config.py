@@ -22,7 +22,7 @@ from engine.errors import ConfigError
 POLL_INTERVAL = Range(0.05, 3_600.0)
 EXCHANGES = ("paper", "binanceusdm", "bybit")
 _KEYS = {"name", "live", "api_key_env", "api_secret_env", "api_secret_file", "base_url", "symbols",
-         "price_poll_interval", "account", "margin_type", "account_settings", "stop_working_type"}
+         "price_poll_interval", "account", "margin_type", "ws_url", "account_settings", "stop_working_type"}
 MARGIN_TYPES = ("cross", "isolated")
 ACCOUNT_SETTINGS = ("set", "check")
 WORKING_TYPES = ("MARK_PRICE", "CONTRACT_PRICE")
@@ -36,6 +36,7 @@ class ExchangeSettings:
     api_secret_env: str = "TRIO_BOT_API_SECRET"
     api_secret_file: str | None = None
     base_url: str | None = None  # e.g. a local fake-exchange server
+    ws_url: str | None = None  # its market streams; default: Binance's own without base_url, else polling
     symbols: tuple[str, ...] = ()
     price_poll_interval: float = 1.0
     account: str | None = None
@@ -72,7 +73,7 @@ def parse_exchange_settings(table: Mapping[str, Any], where: str) -> ExchangeSet
     if name != "paper" and live is not True:
         raise ConfigError("exchange.live", live, f"true to trade on {name} with real orders "
                           "(without it, remove `name` to paper-trade)", where=where)
-    for key in ("api_key_env", "api_secret_env", "api_secret_file", "base_url", "account"):
+    for key in ("api_key_env", "api_secret_env", "api_secret_file", "base_url", "account", "ws_url"):
         if key in table and (not isinstance(table[key], str) or not table[key]):
             raise ConfigError(f"exchange.{key}", table[key], "a non-empty string", where=where)
     for key in ("api_key_env", "api_secret_env", "api_secret_file", "base_url", "account"):
@@ -82,6 +83,10 @@ def parse_exchange_settings(table: Mapping[str, Any], where: str) -> ExchangeSet
     if base_url is not None and (not base_url.startswith(("http://", "https://")) or
                                  not base_url.isprintable() or " " in base_url):
         raise ConfigError("exchange.base_url", base_url, "an http:// or https:// URL", where=where)
+    ws_url = table.get("ws_url")
+    if ws_url is not None and (not ws_url.startswith(("ws://", "wss://")) or not ws_url.isprintable()
+                               or " " in ws_url or len(ws_url) > 1000):
+        raise ConfigError("exchange.ws_url", ws_url, "a ws:// or wss:// URL", where=where)
     symbols = table.get("symbols", [])
     if not isinstance(symbols, list) or len(symbols) > 1000 or not all(
             isinstance(s, str) and identifier_problem(s, what="symbol") is None for s in symbols):
@@ -99,7 +104,7 @@ def parse_exchange_settings(table: Mapping[str, Any], where: str) -> ExchangeSet
         stop_working_type=table.get("stop_working_type", "MARK_PRICE"),
         name=name, live=live, api_key_env=table.get("api_key_env", "TRIO_BOT_API_KEY"),
         api_secret_env=table.get("api_secret_env", "TRIO_BOT_API_SECRET"),
-        api_secret_file=table.get("api_secret_file"), base_url=table.get("base_url"),
+        api_secret_file=table.get("api_secret_file"), base_url=table.get("base_url"), ws_url=table.get("ws_url"),
         symbols=tuple(symbols), price_poll_interval=poll, account=table.get("account"))
 
 

@@ -142,7 +142,8 @@ async def open_account(settings: RunSettings, db_url: str, credentials: Credenti
     assert credentials is not None
     live = CcxtExchange(ex.name, api_key=credentials.api_key, api_secret=credentials.api_secret,
                         base_url=ex.base_url, symbols=list(ex.symbols) or None,
-                        price_poll_interval=ex.price_poll_interval, stop_working_type=ex.stop_working_type)
+                        price_poll_interval=ex.price_poll_interval, stop_working_type=ex.stop_working_type,
+                        ws_url=ex.ws_url)
     try:
         where = f" at {ex.base_url}" if ex.base_url else ""
         symbols = list(ex.symbols) or list(DEMO_LIVE_SYMBOLS)

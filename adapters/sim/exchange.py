@@ -270,6 +270,14 @@ class SimExchange:
     def price(self, symbol: str) -> float:
         return self._prices[symbol]
 
+    @property
+    def wallet_balance(self) -> float:
+        return self._balance
+
+    def order(self, client_order_id: str) -> OrderState | None:
+        """The newest order with this client id, as the simulator holds it (no latency, no faults)."""
+        return self._orders.get(client_order_id)
+
     def release_stop(self, client_order_id: str, *, execute: bool) -> OrderState:
         """End a stop the trigger gate held: execute it at the current price, or drop it unfilled."""
         order = self._orders[client_order_id]

@@ -23,8 +23,9 @@ import trio
 
 from adapters.sim.exchange import SimExchange, position_side
 from adapters.sim.fake_binance import params as p
+from adapters.sim.fake_binance import shapes, user_stream
 from adapters.sim.fake_binance.params import Intent, Limits, Rejection
-from adapters.sim.fake_binance.shapes import OrderMeta
+from adapters.sim.fake_binance.shapes import JSON, OrderMeta
 from adapters.sim.faults import FaultPlan
 from adapters.sim.scenario import FaultSpec, MarketSpec
 from engine.call_points import CallPoint
@@ -63,6 +64,7 @@ class Account:
         self.late: dict[str, tuple[dict[str, str], bool]] = {}  # accepted while answering 503
         self.spawn: Spawn | None = None  # the server's nursery, for delayed outcomes
         self.mark: Callable[[str], float] = self.exchange.price  # the server's mark price
+        self.emit: Callable[[JSON], None] = lambda event: None  # the account's user data stream
         self._next_actual_id = 1_000_000_001  # ids of the orders triggered algo orders become
         self._next_auto_id = 1
 
@@ -137,7 +139,30 @@ class Account:
                          algo, intent.type, now, closed_ms=None if order.status is OrderStatus.NEW else now,
                          working_type=intent.working_type)
         self.orders[client_id] = meta
+        if algo:
+            self.emit(user_stream.algo_update(order, meta, "NEW"))
+        else:
+            self.emit(user_stream.order_trade_update(order, meta))
+            self.emit_position(order.symbol)
         return order, meta
+
+    def emit_position(self, symbol: str) -> None:
+        held = {h.symbol: h for h in self.exchange.positions_snapshot()}.get(symbol)
+        amount = 0.0 if held is None else held.side.sign * held.quantity
+        entry = 0.0 if held is None else held.entry_price
+        self.emit(user_stream.account_update(symbol, amount, entry, (self.mark(symbol) - entry) * amount,
+                                             self.exchange.wallet_balance))
+
+    def settled(self, client_id: str) -> None:
+        """An algo order left the book on its own (filled or expired by the simulator): tell the stream."""
+        meta, order = self.orders.get(client_id), self.exchange.order(client_id)
+        if meta is None or order is None or not meta.algo:
+            return
+        self.emit(user_stream.algo_update(order, meta, shapes.algo_status(order, meta)))
+        if meta.actual_order_id is not None:
+            self.emit(user_stream.order_trade_update(order, meta, actual=True))
+        if order.status is OrderStatus.FILLED:
+            self.emit_position(order.symbol)
 
     def _is_open(self, meta: OrderMeta) -> bool:
         order = self.exchange.open_orders_snapshot()
@@ -181,6 +206,8 @@ class Account:
             if order.symbol == symbol and meta is not None and meta.algo and not meta.held \
                     and meta.working_type == "MARK_PRICE" and crossed(order, mark) and self._trigger(meta, order):
                 self.exchange.release_stop(order.client_order_id, execute=True)
+                meta.closed_ms = now_ms()
+                self.settled(order.client_order_id)
 
     def _trigger(self, meta: OrderMeta, order: OrderState) -> bool:
         """Binance's algo service takes a triggered stop: True places its market order now."""
@@ -194,11 +221,13 @@ class Account:
         effect = fault.effect
         if effect in ("hang", "delay"):
             meta.algo_status = "TRIGGERING"
+            self.emit(user_stream.algo_update(order, meta, "TRIGGERING"))
             if effect == "delay":
                 self._release_later(meta, fault.seconds, execute=True)
             return False
         if effect == "stall":
             meta.algo_status, meta.actual_order_id = "TRIGGERED", self._actual_id()
+            self.emit(user_stream.algo_update(order, meta, "TRIGGERED"))
             if fault.seconds > 0:
                 self._release_later(meta, fault.seconds, execute=True)
             return False
@@ -207,7 +236,10 @@ class Account:
         if effect == "unfilled":
             meta.actual_order_id = self._actual_id()
         meta.closed_ms = now_ms()
-        self.exchange.release_stop(order.client_order_id, execute=False)
+        gone = self.exchange.release_stop(order.client_order_id, execute=False)
+        self.emit(user_stream.algo_update(gone, meta, meta.algo_status))
+        if meta.actual_order_id is not None:
+            self.emit(user_stream.order_trade_update(gone, meta, actual=True))
         return False
 
     def _actual_id(self) -> int:
@@ -225,6 +257,7 @@ class Account:
             meta.algo_status, meta.held = None, False
             self.exchange.release_stop(meta.client_id, execute=execute)
             meta.closed_ms = now_ms()
+            self.settled(meta.client_id)
 
         self.spawn(release)
 
@@ -303,6 +336,10 @@ class Account:
             raise Rejection(-2011, "Unknown order sent.") from None
         meta.canceled = True
         meta.closed_ms = now_ms()
+        if algo:
+            self.emit(user_stream.algo_update(order, meta, "CANCELED"))
+        else:
+            self.emit(user_stream.order_trade_update(order, meta))
         return order, meta
 
     def resting(self, symbols: set[str], *, algo: bool) -> list[tuple[OrderState, OrderMeta]]:

@@ -31,6 +31,7 @@ class Rejection(Exception):
     def __init__(self, code: int, msg: str, status: int = 400) -> None:
         super().__init__(f"{code} {msg}")
         self.code, self.msg, self.status = code, msg, status
+        self.headers: list[tuple[str, str]] = []
 
     @classmethod
     def from_message(cls, message: str, default_code: int) -> Rejection:
@@ -41,7 +42,7 @@ class Rejection(Exception):
         return cls(default_code, message)
 
     def reply(self) -> Reply:
-        return Reply.json(self.status, {"code": self.code, "msg": self.msg})
+        return Reply.json(self.status, {"code": self.code, "msg": self.msg}, headers=tuple(self.headers))
 
 
 def missing(name: str) -> Rejection:

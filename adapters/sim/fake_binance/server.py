@@ -28,9 +28,12 @@ from adapters.sim.exchange import SimExchange, market_from_spec, position_side
 from adapters.sim.fake_binance import params as p
 from adapters.sim.fake_binance import shapes
 from adapters.sim.fake_binance.account import Account, now_ms
+from adapters.sim.fake_binance.limits import Limited, Limiter, RateLimits
 from adapters.sim.fake_binance.params import Rejection
 from adapters.sim.fake_binance.shapes import JSON, PositionFigures
-from adapters.sim.fake_binance.wire import Gate, Outcome, Reply, Request, Silence, WireLimits
+from adapters.sim.fake_binance.streams import MarketStreams
+from adapters.sim.fake_binance.user_stream import UserStreams
+from adapters.sim.fake_binance.wire import Gate, Outcome, Reply, Request, Silence, WebSocket, WireLimits
 from adapters.sim.faults import FaultPlan
 from adapters.sim.scenario import ExchangeSpec, FaultSpec, Scenario, TickSpec
 from engine.call_points import CallPoint
@@ -59,7 +62,7 @@ class FakeBinance:
     def __init__(self, source: ExchangeSpec | Scenario, *, api_key: str = "test-key",
                  api_secret: str = "test-secret", accounts: int = 1, walk: bool = False,
                  walk_volatility: float = 0.001, seed: int | None = None,
-                 wire_limits: WireLimits | None = None) -> None:
+                 wire_limits: WireLimits | None = None, rate_limits: RateLimits | None = None) -> None:
         """`accounts` > 1 serves more accounts with keys/secrets `<api_key>-2`, `<api_secret>-2`, ..."""
         scenario = source if isinstance(source, Scenario) else None
         spec = scenario.exchange if scenario is not None else source
@@ -86,6 +89,19 @@ class FakeBinance:
         self._nursery: trio.Nursery | None = None
         self._pinned_marks: dict[str, float] = {}
         self._gate = Gate(wire_limits or WireLimits())
+        self._ws_gate = Gate(wire_limits or WireLimits())
+        self.streams = MarketStreams(set(self.markets), self.mark_price, self.exchange.price)
+        self.user_streams = UserStreams()
+        for key, account in self.accounts.items():
+            account.emit = partial(self.user_streams.push, key)
+        # USER_STREAM endpoints: the API key, no signature.
+        self._keyed: dict[tuple[str, str], Signed] = {
+            ("POST", "/fapi/v1/listenKey"): self._new_listen_key,
+            ("PUT", "/fapi/v1/listenKey"): self._keep_listen_key,
+            ("DELETE", "/fapi/v1/listenKey"): self._delete_listen_key,
+        }
+        self.ws_port: int | None = None
+        self.limiter = Limiter(rate_limits or RateLimits())
         self._public: dict[tuple[str, str], Public] = {
             ("GET", "/fapi/v1/ping"): self._ping,
             ("GET", "/fapi/v1/time"): self._time,
@@ -130,6 +146,8 @@ class FakeBinance:
             for symbol in self.markets:
                 account.exchange.set_price(symbol, self.exchange.price(symbol))
         account.spawn = self._spawn
+        if hasattr(self, "user_streams"):
+            account.emit = partial(self.user_streams.push, api_key)
         account.mark = self.mark_price
         self.accounts[api_key] = account
         return account
@@ -158,14 +176,24 @@ class FakeBinance:
             raise RuntimeError("FakeBinance is not serving: delayed outcomes need its task group")
         self._nursery.start_soon(fn)
 
-    async def serve(self, host: str = "127.0.0.1", port: int = 0, *,
+    @property
+    def ws_url(self) -> str:
+        """Where the market streams are served (Binance's `fstream` host, apart from the REST one)."""
+        if self.ws_port is None:
+            raise RuntimeError("FakeBinance is not serving yet")
+        return f"ws://{self.host}:{self.ws_port}"
+
+    async def serve(self, host: str = "127.0.0.1", port: int = 0, *, ws_port: int = 0,
                     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve until cancelled; `nursery.start(fake.serve)` returns the bound port."""
+        """Serve until cancelled; `nursery.start(fake.serve)` returns the bound REST port
+        (the market streams' port is `ws_port`, any free one by default)."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self.exchange.stream_prices, self._on_price)
             listeners = await nursery.start(partial(trio.serve_tcp, self._connection, port, host=host))
             self.host, self.port = host, listeners[0].socket.getsockname()[1]
+            ws_listeners = await nursery.start(partial(trio.serve_tcp, self._ws_connection, ws_port, host=host))
+            self.ws_port = ws_listeners[0].socket.getsockname()[1]
             if self.ticks:
                 nursery.start_soon(self._play_ticks)
             if self.walk:
@@ -186,6 +214,7 @@ class FakeBinance:
             self._pinned_marks[symbol] = float(mark)
         for account in self.accounts.values():
             account.on_mark(symbol)
+        self.streams.publish(symbol)
 
     def set_tick(self, symbol: str, price: float, mark: float | None = None) -> None:
         """One market move: the mark first (so a wick's stops see it), then the last price."""
@@ -209,20 +238,47 @@ class FakeBinance:
                 self.exchange.set_price(symbol, self.exchange.price(symbol) * step)
 
     def _on_price(self, symbol: str, price: float) -> None:
-        """The market moved: every other account follows; stops this price fired are stamped."""
+        """The market moved: every other account follows; stops this price fired are stamped;
+        the market streams tell their clients."""
+        self.streams.publish(symbol)
         for account in self.accounts.values():
             if account is not self.primary:
                 account.exchange.set_price(symbol, price)
             resting = {o.client_order_id for o in account.exchange.open_orders_snapshot()}
             now = now_ms()
-            for meta in account.orders.values():
+            for meta in list(account.orders.values()):
                 if meta.symbol == symbol and meta.closed_ms is None and meta.client_id not in resting:
                     meta.closed_ms = now
+                    account.settled(meta.client_id)
 
     # --- HTTP ---
 
     async def _connection(self, stream: trio.SocketStream) -> None:
         await self._gate.serve(stream, self._handle)
+
+    async def _ws_connection(self, stream: trio.SocketStream) -> None:
+        async def not_here(request: Request) -> Outcome:
+            return Reply.json(404, {"code": -5000, "msg": f"Path {request.path} is not a stream"})
+
+        await self._ws_gate.serve(stream, not_here, self._stream)
+
+    async def _stream(self, request: Request, socket: WebSocket) -> None:
+        """`/ws/<listenKey>` is the account's user data stream; anything else a market stream."""
+        name = request.path[len("/ws/"):] if request.path.startswith("/ws/") else ""
+        if name and self.user_streams.owner(name) is not None:
+            await self.user_streams.serve(name, socket)
+        else:
+            await self.streams.serve(request, socket)
+
+    async def _new_listen_key(self, account: Account, params: dict[str, str]) -> JSON:
+        return {"listenKey": self.user_streams.create(account.api_key)}
+
+    async def _keep_listen_key(self, account: Account, params: dict[str, str]) -> JSON:
+        return {"listenKey": self.user_streams.keepalive(account.api_key, params.get("listenKey"))}
+
+    async def _delete_listen_key(self, account: Account, params: dict[str, str]) -> JSON:
+        self.user_streams.delete(account.api_key, params.get("listenKey"))
+        return {}
 
     async def _handle(self, request: Request) -> Outcome:
         outcome = await self._outcome(request)
@@ -233,24 +289,40 @@ class FakeBinance:
     async def _outcome(self, request: Request) -> Outcome:
         key = (request.method, request.path)
         public, signed = self._public.get(key), self._signed.get(key)
+        keyed = self._keyed.get(key)
+        if keyed is not None:
+            try:
+                found = self.accounts.get(request.headers.get("x-mbx-apikey", ""))
+                if found is None:
+                    raise Rejection(-2015, "Invalid API-key, IP, or permissions for action.", status=401)
+                params = dict(parse_qsl(request.body, keep_blank_values=True))
+                params.update(parse_qsl(request.query, keep_blank_values=True))
+                return Reply.json(200, await keyed(found, params))
+            except Rejection as rejection:
+                return rejection.reply()
         if public is None and signed is None:
             return Reply.json(404, {"code": -5000, "msg": f"Path {request.path}, Method {request.method} is invalid"})
+        usage: list[tuple[str, str]] = []
         try:
             params = dict(parse_qsl(request.body, keep_blank_values=True))
             params.update(parse_qsl(request.query, keep_blank_values=True))  # the query string wins
+            api_key = request.headers.get("x-mbx-apikey") if signed is not None else None
+            usage = self.limiter.admit(request.method, request.path, params.get("symbol"), api_key)
             if public is not None:
                 fault = self.plan.pick(CallPoint.QUERY, symbol=params.get("symbol")) \
                     if request.method == "GET" else None
                 if fault is not None:
                     return await self._inject(fault, partial(public, params))
-                return Reply.json(200, await public(params))
+                return Reply.json(200, await public(params), headers=tuple(usage))
             assert signed is not None
             account = self._authenticate(request, params)
             fault = self._pick_fault(account, request, params)
             if fault is not None:
                 return await self._inject(fault, partial(signed, account, params), account, request, params)
-            return Reply.json(200, await signed(account, params))
+            return Reply.json(200, await signed(account, params), headers=tuple(usage))
         except Rejection as rejection:
+            if not isinstance(rejection, Limited):
+                rejection.headers = usage
             return rejection.reply()
         except Exception:  # a bug here must not take the test's nursery down, nor show its text
             log.exception("fake binance: %s %s failed", request.method, request.path)
@@ -343,7 +415,8 @@ class FakeBinance:
         return {"serverTime": now_ms()}
 
     async def _exchange_info(self, params: dict[str, str]) -> JSON:
-        return shapes.exchange_info([self.markets[s] for s in sorted(self.markets)], self.limits, now_ms())
+        return shapes.exchange_info([self.markets[s] for s in sorted(self.markets)], self.limits, now_ms(),
+                                    self.limiter.limits)
 
     async def _ticker_price(self, params: dict[str, str]) -> JSON | list[JSON]:
         return self._per_symbol(params, lambda s: shapes.price_ticker(s, self.exchange.price(s), now_ms()))

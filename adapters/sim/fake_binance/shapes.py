@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from adapters.sim.exchange import position_side
+from adapters.sim.fake_binance.limits import RateLimits
 from adapters.sim.fake_binance.params import Limits
 from engine.model import ExchangePosition, Market, OrderKind, OrderSide, OrderState, OrderStatus, Side
 from engine.sizing import floor_to
@@ -197,15 +198,23 @@ def symbol_json(market: Market, limits: Limits) -> JSON:
     }
 
 
-def exchange_info(markets: list[Market], limits: dict[str, Limits], now_ms: int) -> JSON:
+def _interval(seconds: float) -> tuple[str, int]:
+    for name, length in (("DAY", 86400), ("HOUR", 3600), ("MINUTE", 60)):
+        if seconds >= length and seconds % length == 0:
+            return name, int(seconds // length)
+    return "SECOND", max(1, round(seconds))
+
+
+def exchange_info(markets: list[Market], limits: dict[str, Limits], now_ms: int, rates: RateLimits) -> JSON:
     quotes = sorted({split_symbol(m.symbol)[1] for m in markets})
     return {
         "timezone": "UTC", "serverTime": now_ms, "futuresType": "U_MARGINED",
         "rateLimits": [
-            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 2400},
-            {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
-            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 300},
-        ],
+            {"rateLimitType": kind, "interval": _interval(window)[0], "intervalNum": _interval(window)[1],
+             "limit": limit}
+            for kind, window, limit in (("REQUEST_WEIGHT", rates.weight_window, rates.weight),
+                                        ("ORDERS", rates.orders_window_1m, rates.orders_1m),
+                                        ("ORDERS", rates.orders_window_10s, rates.orders_10s))],
         "exchangeFilters": [],
         "assets": [{"asset": q, "marginAvailable": True, "autoAssetExchange": "-10000"} for q in quotes],
         "symbols": [symbol_json(m, limits[m.symbol]) for m in markets],

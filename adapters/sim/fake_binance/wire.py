@@ -25,6 +25,9 @@ from typing import Any
 import attrs
 import h11
 import trio
+import wsproto
+import wsproto.utilities
+from wsproto import events as ws_events
 
 _CHUNK = 65536
 
@@ -52,6 +55,10 @@ class Request:
     body: str
     headers: Mapping[str, str]  # names lower-cased
 
+    @property
+    def upgrade_to_websocket(self) -> bool:
+        return self.method == "GET" and self.headers.get("upgrade", "").lower() == "websocket"
+
 
 @attrs.frozen
 class Reply:
@@ -74,6 +81,61 @@ Outcome = Reply | Silence
 Handler = Callable[[Request], Awaitable[Outcome]]
 
 
+class WebSocket:
+    """The server side of one websocket upgraded from an HTTP request (wsproto on the Trio stream):
+    enough to push JSON events and answer the client's pings and close."""
+
+    def __init__(self, stream: trio.abc.Stream, request: Request, early: bytes) -> None:
+        self._stream = stream
+        self._ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+        target = request.path + (f"?{request.query}" if request.query else "")
+        self._ws.initiate_upgrade_connection([(k.encode(), v.encode()) for k, v in request.headers.items()], target)
+        self._early = early
+        self._send_lock = trio.Lock()
+        self.closed = False
+
+    async def accept(self) -> None:
+        await self._stream.send_all(self._ws.send(ws_events.AcceptConnection()))
+        if self._early:
+            self._ws.receive_data(self._early)
+
+    async def send_json(self, data: Any) -> None:
+        await self._send(ws_events.TextMessage(json.dumps(data, separators=(",", ":"))))
+
+    async def _send(self, event: ws_events.Event) -> None:
+        async with self._send_lock:
+            await self._stream.send_all(self._ws.send(event))
+
+    async def receive(self) -> str | None:
+        """The next text message; None once the client closed (its close is answered)."""
+        while True:
+            for event in self._ws.events():
+                if isinstance(event, ws_events.Ping):
+                    await self._send(event.response())
+                elif isinstance(event, ws_events.CloseConnection):
+                    self.closed = True
+                    with contextlib.suppress(wsproto.utilities.LocalProtocolError):
+                        await self._send(event.response())
+                    return None
+                elif isinstance(event, ws_events.TextMessage):
+                    return event.data
+            data = await self._stream.receive_some(_CHUNK)
+            if not data:
+                self.closed = True
+                return None
+            self._ws.receive_data(bytes(data))
+
+    async def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            with contextlib.suppress(wsproto.utilities.LocalProtocolError, trio.BrokenResourceError,
+                                     trio.ClosedResourceError):
+                await self._send(ws_events.CloseConnection(code=1001, reason="going away"))
+
+
+WebSocketHandler = Callable[[Request, WebSocket], Awaitable[None]]
+
+
 class Gate:
     """Counts a server's open connections; past the limit a new one gets 503 and is closed."""
 
@@ -81,22 +143,25 @@ class Gate:
         self.limits = limits
         self.open = 0
 
-    async def serve(self, stream: trio.abc.Stream, handler: Handler) -> None:
+    async def serve(self, stream: trio.abc.Stream, handler: Handler,
+                    websocket: WebSocketHandler | None = None) -> None:
         if self.open >= self.limits.max_connections:
-            with trio.move_on_after(1.0):
-                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                    await stream.send_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
-                                          b"Connection: close\r\n\r\n")
+            with trio.move_on_after(1.0), contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await stream.send_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                                      b"Connection: close\r\n\r\n")
+                with trio.move_on_after(0.2):  # take what the client sent: closing on unread data resets
+                    await stream.receive_some(_CHUNK)
             await trio.aclose_forcefully(stream)
             return
         self.open += 1
         try:
-            await serve_connection(stream, handler, self.limits)
+            await serve_connection(stream, handler, self.limits, websocket)
         finally:
             self.open -= 1
 
 
-async def serve_connection(stream: trio.abc.Stream, handler: Handler, limits: WireLimits | None = None) -> None:
+async def serve_connection(stream: trio.abc.Stream, handler: Handler, limits: WireLimits | None = None,
+                           websocket: WebSocketHandler | None = None) -> None:
     """Answer requests in order on one keep-alive connection until either side closes it."""
     limits = limits or WireLimits()
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head)
@@ -111,6 +176,11 @@ async def serve_connection(stream: trio.abc.Stream, handler: Handler, limits: Wi
                 await _refuse(conn, stream, exc.error_status_hint)
                 return
             if request is None:
+                return
+            if request.upgrade_to_websocket and websocket is not None:
+                socket = WebSocket(stream, request, conn.trailing_data[0])
+                await socket.accept()
+                await websocket(request, socket)
                 return
             outcome = await handler(request)
             if outcome is Silence.DROP:
