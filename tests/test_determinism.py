@@ -89,7 +89,9 @@ def test_same_report_whatever_the_scheduling():
 @st.composite
 def scenarios(draw: st.DrawFn) -> dict[str, Any]:
     symbols = list(PRICES)
-    latency = draw(st.sampled_from([0.0, 0.05, 0.25, 0.5]))
+    # With latency 0 a call has no arrival order: two that leave together and race for a
+    # fault with limited `times` are served in Trio's order (SCENARIOS.md, Reproducibility).
+    latency = draw(st.sampled_from([0.05, 0.25, 0.5]))
     every = draw(st.sampled_from([1.0, 2.0]))
     waves = []
     for w in range(draw(st.integers(1, 3))):

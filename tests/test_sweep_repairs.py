@@ -89,3 +89,17 @@ async def test_a_closed_position_clears_only_its_own_orders(autojump_clock):
         (position,) = engine.positions(include_closed=True)
         assert position.status is PositionStatus.CLOSED
         assert [o.client_order_id for o in exchange.open_orders_snapshot()] == ["tb-99-stop1"]
+
+
+async def test_a_stop_that_triggers_and_expires_is_replaced_at_once(autojump_clock):
+    async with trading() as (engine, exchange, _):
+        held: list[str] = []
+        exchange.trigger_gate = lambda order, price: bool(held) or held.append(order.client_order_id) is not None
+        exchange.set_price("FORMUSDT", 0.7960)  # through the stop (0.7969): the exchange holds it ...
+        exchange.release_stop(held[0], execute=False)  # ... and ends it without a fill (EXPIRED)
+        await trio.sleep(2)
+        (position,) = engine.positions(include_closed=True)
+        assert position.status is PositionStatus.OPEN  # still held: not recorded as an exit
+        assert [p.symbol for p in exchange.positions_snapshot()] == ["FORMUSDT"]
+        assert exchange.unprotected_positions() == []  # a new stop, placed without waiting for a sweep
+        assert position.stop_client_id == "tb-1-stop2" and live_stops(exchange) == [0.7801]  # 2% under 0.7960

@@ -59,16 +59,17 @@ class FaultPlan:
         side: str | None = None,
         latency: float = 0.0,
     ) -> T:
+        # The fault is chosen when the call *arrives*, after its latency: calls that leave
+        # together then meet a fault with limited `times` in their arrival order (which the
+        # simulated exchange fixes by content), not in whatever order Trio ran their tasks.
+        if latency:
+            await trio.sleep(latency)
         fault = self.pick(point, symbol=symbol, side=side)
         if fault is None:
-            if latency:
-                await trio.sleep(latency)
             return await action()
         effect = fault.effect
         if effect == "hang":
             await trio.sleep_forever()
-        if latency:
-            await trio.sleep(latency)
         if effect == "delay":
             await trio.sleep(fault.seconds)
             return await action()
