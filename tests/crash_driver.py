@@ -51,6 +51,8 @@ effect = "delay"
 seconds = {STOP_DELAY}
 """
 
+# Prices walk ~0.1 % a second: trailing activates within seconds and stops move, while a stop that
+# triggers in the second between the bot's exit and the checks (a change the store cannot know) is rare.
 CONFIG = """\
 [exchange]
 name = "binanceusdm"
@@ -66,9 +68,9 @@ price_poll_interval = 0.5
 max_positions_per_wave = 3
 max_concurrent_signals = 3
 position_size_usdt = 100.0
-stop_loss_percent = 0.3
-trailing_activation_percent = 0.05
-trailing_callback_percent = 0.05
+stop_loss_percent = 1.0
+trailing_activation_percent = 0.1
+trailing_callback_percent = 0.6
 """
 
 

@@ -9,7 +9,8 @@ from tests.crash_driver import problems, run_trial
 
 def _trial(tmp_path, seed: int, kills: int, lines: tuple[int, int] = (15, 60)) -> None:
     found = run_trial(tmp_path, seed, kills=kills, lines=lines)
-    assert problems(found) == [], found
+    broken = problems(found)
+    assert not broken, "\n".join(broken) + f"\n\nexchange and store: {found}"
     assert found["waves"]["waves"], "no wave ran at all: the trial proved nothing"
 
 
