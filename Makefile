@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run test test-e2e test-slow lint typecheck clean fuzz
+.PHONY: run test test-e2e test-slow lint typecheck clean fuzz chaos
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ test-slow: $(STAMP)
 # The fuzz suite with thousands of examples per property instead of the suite's few hundred.
 fuzz: $(STAMP)
 	TRIO_BOT_FUZZ=1 $(BIN)/pytest -m fuzz
+
+# 50 crash trials: kill -9 / restart / SIGINT of a live run against the local exchange, then the
+# exchange and the store must agree (tests/test_crash.py).
+chaos: $(STAMP)
+	$(BIN)/pytest -m chaos -p no:cacheprovider tests/test_crash.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -225,37 +225,39 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: WaveFeed, t
     if isinstance(source, WebhookIntake):
         source.handled = storage.handled_signals  # a re-posted alert is answered as a duplicate
     try:
-        def progress(wave_id: str, outcome: SignalOutcome) -> None:
-            if api is not None:
-                api.metrics.on_outcome(outcome)
-            where = f" position {outcome.position_id}" if outcome.position_id is not None else ""
-            why = f" — {cell(outcome.reason, LAST_CELL_MAX)}" if outcome.reason else ""
-            print(f"  [{wave_id}] {cell(outcome.signal_id):>10} {cell(outcome.symbol):<10} {cell(outcome.side):<5} "
-                  f"{outcome.outcome}{where}{why}", file=out, flush=True)
+        # SIGINT/SIGTERM are received from here on, also during start-up: a signal there must not abort
+        # the reconciliation half-way (it protects positions); it stops the run once start-up is done.
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            def progress(wave_id: str, outcome: SignalOutcome) -> None:
+                if api is not None:
+                    api.metrics.on_outcome(outcome)
+                where = f" position {outcome.position_id}" if outcome.position_id is not None else ""
+                why = f" — {cell(outcome.reason, LAST_CELL_MAX)}" if outcome.reason else ""
+                print(f"  [{wave_id}] {cell(outcome.signal_id):>10} {cell(outcome.symbol):<10} {cell(outcome.side):<5} "
+                      f"{outcome.outcome}{where}{why}", file=out, flush=True)
 
-        config = await engine_config_for(settings, trading)
-        async with Engine.open(config, trading.exchange, storage, listener=progress) as engine:
-            print(f"trio-bot: {trading.label}, {len(engine.markets)} markets, store {redact(db_url)}; "
-                  f"{len(engine.positions())} open positions loaded. Ctrl-C to stop.", file=out, flush=True)
-            for line in engine.summary.lines():
-                print(f"trio-bot: restart: {line}", file=out, flush=True)
-            for note in trading.notes:
-                print(f"trio-bot: account: {note}", file=out, flush=True)
-            done = 0
-            async with trio.open_nursery() as nursery:
-                if trading.background is not None:
-                    nursery.start_soon(trading.background)
-                if wiring.token is not None:
-                    api = await start_api(nursery, engine, settings.api, wiring.token, account=wiring.account,
-                                          exchange=trading.label, extra_routes=wiring.extra_routes)
-                    print(f"trio-bot: dashboard {api.dashboard}", file=out, flush=True)
-                if engine.pause_state is not None:
-                    print(f"trio-bot: {engine.pause_state.skip_reason} (resume: trio-bot resume)", file=out,
-                          flush=True)
-                stopping = trio.CancelScope()
+            config = await engine_config_for(settings, trading)
+            async with Engine.open(config, trading.exchange, storage, listener=progress) as engine:
+                print(f"trio-bot: {trading.label}, {len(engine.markets)} markets, store {redact(db_url)}; "
+                      f"{len(engine.positions())} open positions loaded. Ctrl-C to stop.", file=out, flush=True)
+                for line in engine.summary.lines():
+                    print(f"trio-bot: restart: {line}", file=out, flush=True)
+                for note in trading.notes:
+                    print(f"trio-bot: account: {note}", file=out, flush=True)
+                done = 0
+                async with trio.open_nursery() as nursery:
+                    if trading.background is not None:
+                        nursery.start_soon(trading.background)
+                    if wiring.token is not None:
+                        api = await start_api(nursery, engine, settings.api, wiring.token, account=wiring.account,
+                                              exchange=trading.label, extra_routes=wiring.extra_routes)
+                        print(f"trio-bot: dashboard {api.dashboard}", file=out, flush=True)
+                    if engine.pause_state is not None:
+                        print(f"trio-bot: {engine.pause_state.skip_reason} (resume: trio-bot resume)", file=out,
+                              flush=True)
+                    stopping = trio.CancelScope()
 
-                async def watch_signals() -> None:
-                    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async def watch_signals() -> None:
                         if ready is not None:
                             ready()
                         async for signum in signals:
@@ -265,17 +267,17 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: WaveFeed, t
                             stopping.cancel()
                             return
 
-                nursery.start_soon(watch_signals)
-                send, arrivals = trio.open_memory_channel[Arrival](16)
-                nursery.start_soon(source.feed, send)
-                with stopping:
-                    async for arrival in arrivals:
-                        await _trade(engine, arrival, trading, out, api)
-                        done += 1
-                        if waves is not None and done >= waves:
-                            break
-                nursery.cancel_scope.cancel()
-        return 0
+                    nursery.start_soon(watch_signals)
+                    send, arrivals = trio.open_memory_channel[Arrival](16)
+                    nursery.start_soon(source.feed, send)
+                    with stopping:
+                        async for arrival in arrivals:
+                            await _trade(engine, arrival, trading, out, api)
+                            done += 1
+                            if waves is not None and done >= waves:
+                                break
+                    nursery.cancel_scope.cancel()
+            return 0
     finally:
         with trio.CancelScope(shield=True):
             await storage.aclose()
