@@ -78,12 +78,17 @@ class TrailingManager:
     # --- the service ---
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(self._stream)
-            for follower in list(self._followers.values()):
-                nursery.start_soon(self._follow, follower)
-            task_status.started()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._stream)
+                for follower in list(self._followers.values()):
+                    nursery.start_soon(self._follow, follower)
+                task_status.started()
+        finally:
+            # Stopped (shutdown): a wave child's shielded cleanup may still protect a fill after
+            # this point. Its position keeps its exchange stop and is followed again at restart.
+            self._nursery = None
 
     async def _stream(self) -> None:
         policy = self.ctx.config.price_stream_retry
@@ -180,6 +185,9 @@ class TrailingManager:
         self._by_symbol[position.symbol] = position.id
         if self._nursery is not None:
             self._nursery.start_soon(self._follow, follower)
+        else:
+            log.info("position %d on %s is protected by its stop; not followed, the trailing service has "
+                     "stopped (a restart resumes following it)", position.id, position.symbol)
         return follower
 
     async def close(self, position_id: int) -> CloseRequest:
