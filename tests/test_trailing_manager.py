@@ -216,3 +216,19 @@ async def test_protective_orders_go_ahead_of_entries_in_the_rate_limiter(autojum
     # One token a second: each filled entry's stop-loss jumps the queue of waiting entries.
     assert placed == ["entry", "stop1", "entry", "stop1", "entry", "stop1"]
     await store.aclose()
+
+
+async def test_shutdown_at_any_moment_of_a_wave_leaves_every_exposure_stopped_and_raises_nothing(autojump_clock):
+    """Cancelled mid-wave (SIGINT, a test's teardown), a child's shielded cleanup may protect its
+    fill after the trailing service has already stopped: the position keeps its stop and is left
+    for the restart to follow; handing it to the stopped service must not crash the wave."""
+    for step in range(40):
+        exchange = SimExchange.from_spec(SPEC)
+        store = await SQLiteStore.open(":memory:")
+        with trio.move_on_after(0.02 + step * 0.01):
+            async with Engine.open(CONFIG, exchange, store) as engine:
+                await engine.process_wave([{"id": "1", "symbol": "FORMUSDT", "side": "long", "score": 1}])
+                await trio.sleep_forever()
+        held = {p.symbol for p in await exchange.fetch_positions() if p.quantity}
+        assert held <= {o.symbol for o in exchange.open_orders_snapshot() if o.reduce_only}, step
+        await store.aclose()

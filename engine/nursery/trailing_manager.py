@@ -13,6 +13,8 @@ stop, and tries again on the next price).
 Moving a stop: the new reduce-only stop is placed first, then the old one is
 cancelled, so there is never a moment without a stop. The move is shielded
 and bounded (`cleanup_timeout`): shutdown cannot interrupt it between the two.
+
+The per-position state the followers work on lives in `engine.nursery.follower`.
 """
 
 from __future__ import annotations
@@ -37,72 +39,13 @@ from engine.model import (
 )
 from engine.nursery import orders
 from engine.nursery.context import EngineContext
+from engine.nursery.follower import CloseRequest, Follower, FollowerView
 from engine.nursery.position_book import PositionBook
 from engine.nursery.retrying import Attempts
 from engine.sizing import initial_stop_price, realized_pnl
-from engine.trailing import TrailingParams, TrailingStop, TrailState, from_record, to_record
+from engine.trailing import TrailingParams, TrailingStop, TrailState, from_record
 
 log = logging.getLogger("trio_bot.trailing")
-
-
-@attrs.frozen
-class FollowerView:
-    """A read-only snapshot of one followed position, for the sweep, the CLI and reports."""
-
-    position_id: int
-    symbol: str
-    stop_client_id: str
-    state: TrailState
-    best_price: float
-    live_stop: float
-    moves: int
-    stale: frozenset[str]  # older stops not yet cancelled
-    busy: bool  # its follower is changing the position's orders right now
-    changes: int  # counts the follower's changes: a sweep judges only what stayed still
-
-
-@attrs.define(eq=False)
-class Follower:
-    """The manager's own record of one position; nothing outside the manager touches it."""
-
-    manager: TrailingManager
-    position: Position
-    ts: TrailingStop
-    stop_cid: str
-    stop_seq: int
-    wake: trio.Event = attrs.field(factory=trio.Event)
-    crossed: bool = False  # a price reached the live stop: confirm the exit with the exchange
-    repair: bool = False
-    stale: set[str] = attrs.field(factory=set)
-    closed: bool = False
-    moves: int = 0
-    retry_at: float = 0.0  # after a failed move, none before this (Trio time)
-    busy: bool = False
-    changes: int = 0
-    close_requests: list[CloseRequest] = attrs.field(factory=list)  # the operator asked to close
-
-    # The writer's trailing lane (`TrailingSource`): the state is built when it is written.
-    def trailing_record(self) -> TrailingRecord:
-        return to_record(self.ts, position_id=self.position.id, symbol=self.position.symbol,
-                         stop_client_id=self.stop_cid, now=self.manager.ctx.clock.now())
-
-    def trailing_saved(self, record: TrailingRecord) -> None:
-        self.manager.book.trailing_saved(record)
-
-    def view(self) -> FollowerView:
-        return FollowerView(self.position.id, self.position.symbol, self.stop_cid, self.ts.state,
-                            self.ts.best_price, self.ts.live_stop, self.moves, frozenset(self.stale),
-                            self.busy, self.changes)
-
-
-@attrs.define(eq=False)
-class CloseRequest:
-    """An operator's close, answered by the position's follower once it is settled."""
-
-    done: trio.Event = attrs.field(factory=trio.Event)
-    closed: bool = False
-    exit_price: float | None = None
-    error: str | None = None
 
 
 class TrailingManager:
@@ -135,12 +78,17 @@ class TrailingManager:
     # --- the service ---
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(self._stream)
-            for follower in list(self._followers.values()):
-                nursery.start_soon(self._follow, follower)
-            task_status.started()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._stream)
+                for follower in list(self._followers.values()):
+                    nursery.start_soon(self._follow, follower)
+                task_status.started()
+        finally:
+            # Stopped (shutdown): a wave child's shielded cleanup may still protect a fill after
+            # this point. Its position keeps its exchange stop and is followed again at restart.
+            self._nursery = None
 
     async def _stream(self) -> None:
         policy = self.ctx.config.price_stream_retry
@@ -237,6 +185,9 @@ class TrailingManager:
         self._by_symbol[position.symbol] = position.id
         if self._nursery is not None:
             self._nursery.start_soon(self._follow, follower)
+        else:
+            log.info("position %d on %s is protected by its stop; not followed, the trailing service has "
+                     "stopped (a restart resumes following it)", position.id, position.symbol)
         return follower
 
     async def close(self, position_id: int) -> CloseRequest:
