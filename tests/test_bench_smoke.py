@@ -5,11 +5,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench.__main__ import KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.e2e  # the whole quick benchmark in real time: run by `make test-e2e` (and CI)
 def test_quick_benchmark_prints_every_key(tmp_path):
     result = subprocess.run([sys.executable, "-m", "bench", "--quick", "--json", "--out", str(tmp_path)],
                             capture_output=True, text=True, timeout=300, cwd=ROOT)

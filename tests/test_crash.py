@@ -14,6 +14,7 @@ def _trial(tmp_path, seed: int, kills: int, lines: tuple[int, int] = (15, 60)) -
     assert found["waves"]["waves"], "no wave ran at all: the trial proved nothing"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("seed", [1, 2])
 def test_kill_9_restart_and_sigint_leave_exchange_and_store_in_agreement(tmp_path, seed):
     _trial(tmp_path, seed, kills=1, lines=(20, 40))
