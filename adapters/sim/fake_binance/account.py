@@ -15,6 +15,7 @@ the id of a finished order may be used again and makes a new order.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -34,6 +35,7 @@ from engine.model import Market, OrderKind, OrderRequest, OrderSide, OrderState,
 
 DEFAULT_LEVERAGE = 20  # what Binance gives a symbol the account never set
 MARGIN_TYPES = ("CROSSED", "ISOLATED")
+log = logging.getLogger("trio_bot.fake_binance")
 Spawn = Callable[[Callable[[], Any]], None]
 
 
@@ -212,6 +214,7 @@ class Account:
     def _trigger(self, meta: OrderMeta, order: OrderState) -> bool:
         """Binance's algo service takes a triggered stop: True places its market order now."""
         meta.triggered_ms = now_ms()
+        log.info("triggered %s %s", order.symbol, order.client_order_id)
         side = position_side(order.side, order.kind).value
         fault = self.plan.pick(CallPoint.STOP_TRIGGER, symbol=order.symbol, side=side)
         if fault is None:

@@ -23,7 +23,7 @@ WEIGHTS = {
     "/fapi/v1/exchangeInfo": 1, "/fapi/v2/account": 5, "/fapi/v3/account": 5, "/fapi/v2/balance": 5,
     "/fapi/v3/balance": 5, "/fapi/v2/positionRisk": 5, "/fapi/v3/positionRisk": 5, "/fapi/v1/leverageBracket": 1,
     "/fapi/v1/ticker/24hr": 1, "/fapi/v1/premiumIndex": 1, "/fapi/v1/symbolConfig": 5,
-    "/fapi/v1/positionSide/dual": 30,
+    "/fapi/v1/positionSide/dual": 30, "/fapi/v1/allOrders": 5, "/fapi/v1/allAlgoOrders": 5,
 }
 ORDER_PATHS = frozenset({"/fapi/v1/order", "/fapi/v1/algoOrder"})
 

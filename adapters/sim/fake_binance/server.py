@@ -25,8 +25,8 @@ from urllib.parse import parse_qsl
 import trio
 
 from adapters.sim.exchange import SimExchange, market_from_spec, position_side
+from adapters.sim.fake_binance import history, request_log, shapes
 from adapters.sim.fake_binance import params as p
-from adapters.sim.fake_binance import shapes
 from adapters.sim.fake_binance.account import Account, now_ms
 from adapters.sim.fake_binance.limits import Limited, Limiter, RateLimits
 from adapters.sim.fake_binance.params import Rejection
@@ -134,6 +134,7 @@ class FakeBinance:
             ("GET", ALGO_ORDER): self._query_algo_order,
             ("DELETE", ALGO_ORDER): self._cancel_algo_order,
             ("GET", "/fapi/v1/openAlgoOrders"): self._open_algo_orders,
+            **history.ROUTES,
         }
 
     def add_account(self, api_key: str, api_secret: str) -> Account:
@@ -281,6 +282,7 @@ class FakeBinance:
         return {}
 
     async def _handle(self, request: Request) -> Outcome:
+        request_log.received(request)
         outcome = await self._outcome(request)
         status: int | str = outcome.status if isinstance(outcome, Reply) else outcome.value
         self.hits.append((request.method, request.path, status))
