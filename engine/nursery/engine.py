@@ -28,6 +28,7 @@ from engine.nursery.clocks import SystemClock
 from engine.nursery.context import EngineContext
 from engine.nursery.opener import Opener
 from engine.nursery.position_book import PositionBook
+from engine.nursery.resume import adopt_in_flight_stop
 from engine.nursery.sweep import ProtectionSweep
 from engine.nursery.trailing_manager import TrailingManager
 from engine.nursery.wave import OutcomeListener, WaveRunner
@@ -174,7 +175,14 @@ class Engine:
             except Exception as exc:
                 ctx.event(EventKind.TRAILING_LOAD_FAILED, str(exc), position_id=position.id)
                 record = None
+            position, record, superseded = await adopt_in_flight_stop(ctx, self.book, position, record)
             self.trailing.follow(position, record)
+            # The exchange went on without us: a stop may have filled, a move may have landed. The
+            # follower re-reads its position and stop now rather than at the next sweep.
+            if superseded is not None:
+                self.trailing.cancel_stale(position.id, [superseded])  # also asks for the repair
+            else:
+                self.trailing.request_repair(position.id)
             self.summary.resumed += 1
             ctx.event(EventKind.TRAILING_RESUMED, f"best {record.best_price:g}, stop {record.stop_price:g}"
                       if record else "no stored trailing state: starting afresh", position_id=position.id)
