@@ -6,7 +6,7 @@ import trio
 from adapters.sim.faults import FaultPlan
 from adapters.sim.scenario import FaultSpec
 from engine import EngineConfig
-from engine.model import OrderKind, OrderSide, PositionStatus
+from engine.model import ExitReason, OrderKind, OrderSide, PositionStatus
 from tests.conftest import assert_invariants, run, scenario, wave_signals
 from tests.test_sweep import manual
 from tests.test_trailing_manager import CONFIG, live_stops, tick, trading
@@ -50,19 +50,64 @@ def test_an_outage_of_stops_and_closes_that_recovers_is_repaired_by_later_sweeps
     assert_invariants(report)
 
 
-async def test_a_size_different_from_the_store_is_protected_in_full(autojump_clock):
+def stops_by_owner(exchange, symbol="FORMUSDT"):
+    return sorted((o.client_order_id, o.quantity, o.stop_price) for o in exchange.open_orders_snapshot()
+                  if o.symbol == symbol)
+
+
+async def test_more_on_the_exchange_than_stored_is_adopted_as_its_own_position_with_its_own_stop(autojump_clock):
     async with trading() as (engine, exchange, store):
         await exchange.place_order(manual("FORMUSDT", OrderSide.BUY, OrderKind.ENTRY, 100.0, "by-hand-9"))
         assert exchange.unprotected_positions() == ["FORMUSDT"]
+        assert await engine.sweep.sweep_once() == {"size_mismatch": 1, "adopted": 1}
+        assert exchange.unprotected_positions() == []
+        first, excess = engine.positions()
+        assert (first.id, first.quantity, first.signal_id) == (1, 245.0, "1")  # the stored position is untouched
+        assert (excess.id, excess.quantity, excess.signal_id, excess.wave_id) == (2, 100.0, "adopted-FORMUSDT", "sweep")
+        assert excess.entry_price == 0.8132  # the exchange's average entry minus what position 1 paid
+        assert stops_by_owner(exchange) == [("tb-1-stop1", 245.0, 0.7969), ("tb-2-stop1", 100.0, 0.7969)]
+        assert await engine.sweep.sweep_once() == {}
+        # Both are followed: the price rises, each stop trails for its own size.
+        await tick(exchange, 0.8260)
+        assert stops_by_owner(exchange) == [("tb-1-stop2", 245.0, 0.8218), ("tb-2-stop2", 100.0, 0.8218)]
+        await tick(exchange, 0.8210)  # through both: each reduce-only stop closes its own part
+        assert exchange.positions_snapshot() == [] and exchange.open_orders_snapshot() == []
+        assert [(p.status, p.exit_reason) for p in engine.positions(include_closed=True)] == \
+            [(PositionStatus.CLOSED, ExitReason.TRAILING_STOP)] * 2
+        await engine.flush()
+        (mismatch,) = [e for e in await store.events(position_id=1) if e.kind == "sweep_size_mismatch"]
+        assert "the exchange holds long 345, the store 245: the excess 100 is adopted as position 2" in mismatch.detail
+        assert [e.kind for e in await store.events(position_id=2)][:1] == ["sweep_adopted"]
+
+
+async def test_less_on_the_exchange_than_stored_shrinks_the_position_and_its_stop(autojump_clock):
+    async with trading() as (engine, exchange, store):
+        await exchange.place_order(manual("FORMUSDT", OrderSide.SELL, OrderKind.CLOSE, 100.0, "by-hand-10"))
         assert await engine.sweep.sweep_once() == {"size_mismatch": 1}
         await trio.sleep(2)
-        assert exchange.unprotected_positions() == []
         (position,) = engine.positions()
-        assert position.quantity == 345.0
-        assert [(o.quantity, o.stop_price) for o in exchange.open_orders_snapshot()] == [(345.0, 0.7969)]
+        assert (position.status, position.quantity) == (PositionStatus.OPEN, 145.0)
+        assert stops_by_owner(exchange) == [("tb-1-stop2", 145.0, 0.7969)]  # new stop first, the old one gone
         assert await engine.sweep.sweep_once() == {}
         await engine.flush()
-        assert "sweep_size_mismatch" in [e.kind for e in await store.events(position_id=1)]
+        kinds = [e.kind for e in await store.events(position_id=1)]
+        assert "sweep_size_mismatch" in kinds and "size_changed" in kinds
+        assert (await store.positions())[0].quantity == 145.0
+
+
+async def test_a_position_reversed_outside_trio_bot_is_closed_and_the_other_side_adopted(autojump_clock):
+    async with trading() as (engine, exchange, _):
+        await exchange.place_order(manual("FORMUSDT", OrderSide.SELL, OrderKind.ENTRY, 295.0, "by-hand-11"))
+        assert [(p.side.value, p.quantity) for p in exchange.positions_snapshot()] == [("short", 50.0)]
+        assert await engine.sweep.sweep_once() == {"position_gone": 1}  # the adoption waits for the follower
+        await trio.sleep(2)
+        assert await engine.sweep.sweep_once() == {"adopted": 1}
+        first, adopted = engine.positions(include_closed=True)
+        assert (first.status, first.exit_reason) == (PositionStatus.CLOSED, ExitReason.MANUAL)
+        assert (adopted.status, adopted.side.value, adopted.quantity) == (PositionStatus.OPEN, "short", 50.0)
+        assert exchange.unprotected_positions() == []
+        assert stops_by_owner(exchange) == [("tb-2-stop1", 50.0, 0.8295)]
+        assert await engine.sweep.sweep_once() == {}
 
 
 async def test_the_sweep_leaves_a_stop_move_in_flight_alone(autojump_clock):
