@@ -148,3 +148,50 @@ async def test_a_stop_that_triggers_and_expires_is_replaced_at_once(autojump_clo
         assert [p.symbol for p in exchange.positions_snapshot()] == ["FORMUSDT"]
         assert exchange.unprotected_positions() == []  # a new stop, placed without waiting for a sweep
         assert position.stop_client_id == "tb-1-stop2" and live_stops(exchange) == [0.7801]  # 2% under 0.7960
+
+
+async def test_sweeps_interleaved_with_stop_moves_never_cancel_the_newest_stop(autojump_clock):
+    """The race of a sweep against a follower's place-then-cancel, at every phase of the move.
+
+    Placing a stop and cancelling one each take 0.3 s; after each price step a sweep starts
+    at every 0.1 s offset, so sweeps read the exchange before the new stop exists, while both
+    are live before the follower knows the new one's answer, during the old one's cancel,
+    and after. Every cancel is checked at the moment it is sent: it must never name the stop
+    the follower holds as current.
+    """
+    faults = FaultPlan([FaultSpec("exchange.stop_order", "delay", seconds=0.3),
+                        FaultSpec("exchange.cancel_order", "delay", seconds=0.3)])
+    config = EngineConfig(max_positions_per_wave=1, sweep_interval=0, trailing_min_interval=0.0)
+    async with trading(config=config, faults=faults) as (engine, exchange, store):
+        cancels = []
+        send_cancel = exchange.cancel_order
+
+        async def watched_cancel(symbol, client_order_id):
+            view = engine.trailing.view(1)
+            cancels.append((client_order_id, view.stop_client_id if view else None))
+            return await send_cancel(symbol, client_order_id)
+
+        exchange.cancel_order = watched_cancel
+        price, unprotected_seen = 0.8132, []
+        for _ in range(12):
+            price = round(price * 1.004, 4)
+            exchange.set_price("FORMUSDT", price)
+            async with trio.open_nursery() as nursery:
+                for offset in range(11):
+                    async def sweep_at(delay=offset / 10):
+                        await trio.sleep(delay)
+                        await engine.sweep.sweep_once()
+                        unprotected_seen.extend(exchange.unprotected_positions())
+                    nursery.start_soon(sweep_at)
+        await trio.sleep(2)
+        (position,) = engine.positions()
+        moves = engine.trailing.view(1).moves
+        assert moves >= 8  # the stop really moved, over and over, while sweeps ran
+        assert all(cid != current for cid, current in cancels)  # never the newest stop
+        assert len(cancels) == moves  # each older stop cancelled once, by its follower (no second cancel, no -2011)
+        assert engine.sweep.deferred > 0  # sweeps saw moves in flight and left them alone
+        assert sum(engine.sweep.repairs.values()) == 0 and unprotected_seen == []
+        assert stops_by_owner(exchange) == [(position.stop_client_id, 245.0, position.stop_price)]
+        await engine.flush()
+        kinds = [e.kind for e in await store.events(position_id=1)]
+        assert "cancel_attempt_failed" not in kinds and "stale_stop" not in kinds
