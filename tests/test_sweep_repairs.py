@@ -3,8 +3,9 @@ the store has it in, and never acts on a position whose orders its follower is c
 
 import trio
 
+from adapters.sim.exchange import SimExchange
 from adapters.sim.faults import FaultPlan
-from adapters.sim.scenario import FaultSpec
+from adapters.sim.scenario import ExchangeSpec, FaultSpec, MarketSpec
 from engine import EngineConfig
 from engine.model import ExitReason, OrderKind, OrderSide, PositionStatus
 from tests.conftest import assert_invariants, run, scenario, wave_signals
@@ -195,3 +196,46 @@ async def test_sweeps_interleaved_with_stop_moves_never_cancel_the_newest_stop(a
         await engine.flush()
         kinds = [e.kind for e in await store.events(position_id=1)]
         assert "cancel_attempt_failed" not in kinds and "stale_stop" not in kinds
+
+
+async def test_a_symbol_whose_repair_fails_never_stops_the_others_and_is_repaired_next_round(autojump_clock):
+    faults = FaultPlan()
+    spec = ExchangeSpec(latency=0.05, markets=(MarketSpec("ADAUSDT", 0.5), MarketSpec("FORMUSDT", 0.8132)))
+    exchange = SimExchange.from_spec(spec, faults=faults)
+    async with trading(faults=faults, exchange=exchange) as (engine, exchange, store):
+        (form,) = engine.positions()
+        await exchange.cancel_order("FORMUSDT", form.stop_client_id)
+        await exchange.place_order(manual("ADAUSDT", OrderSide.BUY, OrderKind.ENTRY, 40.0, "by-hand-12"))
+        # ADAUSDT comes first and its adoption fails (its orders can't be read): FORMUSDT is still repaired.
+        faults.add(FaultSpec("exchange.query", "error", {"symbol": "ADAUSDT"}, times=3))  # every attempt
+        assert await engine.sweep.sweep_once() == {"missing_stop": 1}
+        await trio.sleep(1)
+        assert exchange.unprotected_positions() == ["ADAUSDT"]
+        assert await engine.sweep.sweep_once() == {"adopted": 1}  # the next round does it
+        assert exchange.unprotected_positions() == []
+        await engine.flush()
+        failed = [e.detail for e in await store.events() if e.kind == "sweep_failed"]
+        assert len(failed) == 1 and failed[0].startswith("ADAUSDT")
+
+
+async def test_an_outage_of_stops_and_closes_for_minutes_is_repaired_within_a_round_of_recovery(autojump_clock):
+    faults = FaultPlan([FaultSpec("exchange.stop_order", "error"), FaultSpec("exchange.close_order", "error")])
+    config = EngineConfig(max_positions_per_wave=1, sweep_interval=30.0, protect_attempts=2)
+    start = trio.current_time()  # rounds at start + 30, + 60, ...
+    async with trading(config=config, faults=faults, open_signal=False) as (engine, exchange, _):
+        record = await engine.process_wave(wave_signals(1))
+        assert record.outcomes[0].reason.startswith("UNPROTECTED")
+        # Over three minutes of outage every round tries again and none can succeed. The
+        # exchange recovers between two rounds (not in the middle of a repair, which would
+        # close the position at once: its stop attempt failed, its close would not).
+        await trio.sleep_until(start + 195)
+        assert exchange.unprotected_positions() == ["FORMUSDT"]
+        assert engine.sweep.repairs["missing_stop"] >= 5
+        faults.armed = False  # the exchange answers again
+        recovered = trio.current_time()
+        while exchange.unprotected_positions():
+            await trio.sleep(1)
+        assert trio.current_time() - recovered <= 31  # by the next round at the latest
+        (position,) = engine.positions()
+        assert position.status is PositionStatus.OPEN and position.stop_client_id in {
+            o.client_order_id for o in exchange.open_orders_snapshot()}
