@@ -1,27 +1,29 @@
-"""The protection sweep: every `sweep_interval` seconds, make the exchange and the store agree.
+"""The protection sweep: at start-up and every `sweep_interval` seconds, make the exchange and the store agree.
 
-Lifetime: a service started by `Engine.open` (unless `sweep_interval` is 0);
-a failed sweep is logged and the next one runs on schedule. What it repairs,
-each an event and a count in `repairs`:
+Lifetime: a service started by `Engine.open` (unless `sweep_interval` is 0), whose
+first round runs before the first wave; a failed round is logged and the next one
+runs on schedule. What it repairs, each an event and a count in `repairs`:
 
 * `missing_stop` — a stored open position without a live stop: its follower
-  (the only task that touches that position's orders) places one or closes it;
-* `position_gone` — stored open, not on the exchange: the follower records the
-  exit (a filled stop, or a `manual` close);
-* `adopted` — on the exchange but unknown to the store: stored, protected,
-  tracked and reported;
-* `orphan_stop` — a reduce-only order on a symbol with no position: cancelled;
+  places one or closes it (also a position stored without any stop, round after
+  round while the exchange keeps failing);
+* `position_gone` — stored open, none of the exchange's position is its share:
+  the follower records the exit (a filled stop, or a `manual` close);
+* `size_mismatch` — the exchange holds less than stored (the follower shrinks the
+  position and its stop to what is held), a stop covers another size than held,
+  or the exchange holds more than stored (the excess is adopted, below);
+* `adopted` — on the exchange but unknown to the store, all of it or the excess
+  over the stored positions (`engine.allocation`): stored as a position of its
+  own, protected by its own stop, followed and reported;
+* `orphan_stop` — a reduce-only order on a symbol nobody holds: cancelled;
 * `stale_stop` — an older stop of a position whose stop has moved on: its
-  follower cancels it;
-* `size_mismatch` — the exchange holds another size than the store, or the stop
-  covers less than is held: the follower takes the exchange's size and places a
-  stop for all of it.
+  follower cancels it.
 
-A position stored open without any stop (its stop and emergency close both
-failed) is followed like any other: its follower places the stop, round after
-round while the exchange keeps failing.
-
-Symbols with an open in flight (`opening`) are left to the wave that owns them.
+The sweep only diagnoses followed positions: their follower, the one task that
+touches their orders, re-reads the exchange and repairs. A symbol is judged only
+if its positions' followers stood still while it was read (else `deferred` to the
+next round); symbols with an open in flight (`opening`) are left to their owner.
+See docs/DESIGN.md, "The protection sweep".
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ class ProtectionSweep:
             resting = await ctx.read(CallPoint.QUERY, ctx.exchange.fetch_open_orders)
         except Exception as exc:
             ctx.event(EventKind.SWEEP_FAILED, f"could not read the exchange: {exc}")
-            self.failed = f"could not read the exchange: {exc}"
+            self.failed = str(exc) or type(exc).__name__
             return Counter()
         self.failed = None
         opening |= {p.symbol for p in self.book.with_status(PositionStatus.OPENING)}
