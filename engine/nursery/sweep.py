@@ -225,6 +225,17 @@ class ProtectionSweep:
         await self._adopt(held[0], split.excess, excess_entry_price(held[0], positions, split.excess),
                           positions, strangers)
 
+    async def _price(self, symbol: str) -> float | None:
+        """The price now: the feed's newest, else asked (at start-up the feed has said nothing yet,
+        and a stop placed from a stale entry price could be refused and the position closed)."""
+        price = self.manager.last_price(symbol)
+        if price is not None:
+            return price
+        try:
+            return (await self.ctx.read(CallPoint.QUERY, self.ctx.exchange.fetch_prices, [symbol])).get(symbol)
+        except Exception:
+            return None
+
     def _emit(self, position_id: int | None) -> orders.Emit:
         return lambda kind, detail: self.ctx.event(kind, detail, position_id=position_id)
 
@@ -256,7 +267,7 @@ class ProtectionSweep:
             self.manager.follow_protected(position)
             return
         market = ctx.markets[there.symbol]
-        price = self.manager.last_price(there.symbol) or entry
+        price = await self._price(there.symbol) or entry
         reference = min(price, entry) if there.side.sign > 0 else max(price, entry)
         stop_price = initial_stop_price(there.side, reference, ctx.config.stop_loss_percent, market.tick_size)
         exit_side = there.side.exit_order_side
