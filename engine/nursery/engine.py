@@ -179,12 +179,8 @@ class Engine:
                 record = None
             position, record, superseded = await adopt_in_flight_stop(ctx, self.book, position, record)
             self.trailing.follow(position, record)
-            # The exchange went on without us: a stop may have filled, a move may have landed. The
-            # follower re-reads its position and stop now rather than at the next sweep.
-            if superseded is not None:
-                self.trailing.cancel_stale(position.id, [superseded])  # also asks for the repair
-            else:
-                self.trailing.request_repair(position.id)
+            if superseded is not None:  # a move landed while we were down: the old stop goes once covered
+                self.trailing.cancel_stale(position.id, [superseded])
             self.summary.resumed_with_stop(position.id, position.symbol, position.side.value, position.quantity,
                                            record.stop_price if record else position.stop_price)
             ctx.event(EventKind.TRAILING_RESUMED, f"best {record.best_price:g}, stop {record.stop_price:g}"
