@@ -111,11 +111,12 @@ class OpenRun:
     quantity: float
     step: Step = Step.NEW
     facts: Facts = attrs.field(factory=Facts)
+    resumed_after_crash: bool = False  # its first stop may already be on the exchange, even filled
 
     @classmethod
     def resumed(cls, signal: Signal, position_id: int, quantity: float, why: str) -> OpenRun:
         """A run a crash left at `entry_sent` (the store says `opening`): resolve it from there."""
-        return cls(signal, position_id, quantity, Step.ENTRY_SENT, Facts(entry_error=why))
+        return cls(signal, position_id, quantity, Step.ENTRY_SENT, Facts(entry_error=why), resumed_after_crash=True)
 
     def advance(self, step: Step, **facts: object) -> None:
         if step not in TRANSITIONS[self.step]:

@@ -80,3 +80,29 @@ async def test_a_stop_placed_by_an_interrupted_move_that_closed_the_position_is_
     assert position.status is PositionStatus.CLOSED
     assert (position.exit_price, position.exit_reason) == (0.8, ExitReason.STOP_LOSS)
     await store.aclose()
+
+
+async def test_an_open_whose_stop_filled_while_the_engine_was_down_is_recorded_stopped_out(autojump_clock, tmp_path):
+    """Killed right after its stop was placed, before the store heard of it: the stop then filled.
+    The restart must not place a new stop under the same (reusable) id on a flat symbol."""
+    db = str(tmp_path / "bot.db")
+    # Binance lets a client id be used again once its order has ended.
+    exchange = SimExchange(SPEC.markets, balance_usdt=SPEC.balance_usdt, latency=SPEC.latency, reuse_closed_ids=True)
+    store = await SQLiteStore.open(db)
+    opening = Position(id=1, signal_id="s1", wave_id="w1", symbol="FORMUSDT", side=Side.LONG,
+                       status=PositionStatus.OPENING, quantity=QTY, entry_client_id=entry_id(1))
+    await store.record_intent(opening, OrderRecord(entry_id(1), 1, "FORMUSDT", OrderKind.ENTRY, OrderSide.BUY, QTY,
+                                                   OrderStatus.PENDING))
+    await store.aclose()
+    await exchange.place_order(OrderRequest("FORMUSDT", OrderSide.BUY, OrderKind.ENTRY, QTY, entry_id(1)))
+    await exchange.place_order(OrderRequest("FORMUSDT", OrderSide.SELL, OrderKind.STOP, QTY, stop_id(1, 1), STOP1))
+    exchange.set_price("FORMUSDT", 0.79)  # the stop fills while no engine runs
+    assert exchange.positions_snapshot() == []
+    store = await SQLiteStore.open(db)
+    async with Engine.open(EngineConfig(), exchange, store) as engine:
+        await trio.sleep(5)
+        assert engine.positions() == []
+        assert resting(exchange) == []
+    (position,) = await store.positions(include_closed=True)
+    assert (position.status, position.exit_price) == (PositionStatus.CLOSED, 0.79)
+    await store.aclose()

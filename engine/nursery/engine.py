@@ -177,12 +177,13 @@ class Engine:
             except Exception as exc:
                 ctx.event(EventKind.TRAILING_LOAD_FAILED, str(exc), position_id=position.id)
                 record = None
+            stored_stop = position.stop_price
             position, record, superseded = await adopt_in_flight_stop(ctx, self.book, position, record)
             self.trailing.follow(position, record)
             if superseded is not None:  # a move landed while we were down: the old stop goes once covered
                 self.trailing.cancel_stale(position.id, [superseded])
             self.summary.resumed_with_stop(position.id, position.symbol, position.side.value, position.quantity,
-                                           record.stop_price if record else position.stop_price)
+                                           record.stop_price if record else position.stop_price or stored_stop)
             ctx.event(EventKind.TRAILING_RESUMED, f"best {record.best_price:g}, stop {record.stop_price:g}"
                       if record else "no stored trailing state: starting afresh", position_id=position.id)
         await self._complete_unfinished_waves()

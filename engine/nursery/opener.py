@@ -135,6 +135,15 @@ class Opener:
         close = OrderRequest(s.symbol, s.side.exit_order_side, OrderKind.CLOSE, f.filled_quantity,
                              ids.close_id(run.position_id))
         run.note(stop_client_id=stop.client_order_id, stop_price=stop_price)
+        if run.resumed_after_crash:  # the crash may have come after this stop was placed, and it may have
+            # filled since: its id, reusable once the order ended, must not become a new stop on nothing
+            earlier, known = await orders.lookup(ctx, s.symbol, stop.client_order_id, self._emitter(run))
+            if known and earlier is not None and earlier.filled_quantity > 0:
+                run.note(stop_status=earlier.status, stop_price=earlier.stop_price or stop_price)
+                run.advance(Step.STOPPED_OUT, close_price=earlier.average_price)
+                self._event(run, EventKind.STOPPED_OUT, f"stop filled @ {earlier.average_price} while the engine "
+                                                        "was down")
+                return
         result = await orders.protect_or_close(ctx, stop, close, self._emitter(run))
         if result.stop is not None:
             run.note(stop_status=result.stop.status, stop_price=result.stop.stop_price or stop_price)
