@@ -35,8 +35,10 @@ test-slow: $(STAMP)
 fuzz: $(STAMP)
 	TRIO_BOT_FUZZ=1 $(BIN)/pytest -m fuzz
 
-# 50 crash trials: kill -9 / restart / SIGINT of a live run against the local exchange, then the
-# exchange and the store must agree (tests/test_crash.py).
+# 50 crash trials (seeds 100-149, SQLite and PostgreSQL): a live run against the local exchange is
+# killed with SIGKILL at named moments (intent stored, entry sent, entry filled, stop placed, stop
+# moved, position closed), restarted, stopped with SIGINT; after each restart the exchange and the
+# store must agree (tests/test_crash.py). About half an hour.
 chaos: $(STAMP)
 	$(BIN)/pytest -m chaos -p no:cacheprovider tests/test_crash.py
 

@@ -156,7 +156,11 @@ def problems(found: dict[str, Any], *, expect_closed: tuple[int, ...] = ()) -> l
     for o in found["history"]:
         cid = _client_id(o)
         if cid not in known:
-            out.append(f"{o['symbol']}: order {cid} ({o['status']}) on the exchange is unknown to the store")
+            # An entry, or any order that traded, must be known. A stop that ended without a fill (a
+            # trailing move in flight at a kill, placed while no bot ran, expired when its position
+            # closed) changed nothing the store must answer for.
+            if not _reduce_only(o) or float(o["executedQty"]) > 0:
+                out.append(f"{o['symbol']}: order {cid} ({o['status']}) on the exchange is unknown to the store")
             continue
         if not _reduce_only(o) and float(o["executedQty"]) > 0:
             owner = next(p for p in store if p["entry_id"] == cid)

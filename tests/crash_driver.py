@@ -298,17 +298,24 @@ def run_trial(tmp: Path, seed: int, db: str, moments: list[str]) -> dict[str, An
     checks once more. Returns what the trial did and found; AssertionError names what broke."""
     trial = Trial(tmp, seed, db)
     try:
-        for moment in moments:
-            trial.kill_at(moment, nth=trial.rng.randint(1, 2))
-            trial.restart_and_interrupt(settle=trial.rng.uniform(0.5, 3.0))
-            trial.check()
-        summary = trial.restart_and_interrupt(settle=0.0)
-        unfinished = [line for line in summary if "reconciled" in line or "interrupted" in line
-                      or "no stop on record" in line]
-        assert not unfinished, f"a restart after a clean exit found work left over: {unfinished}\n" + \
-            "\n".join(trial.log)
-        found = trial.check()
-        assert found["waves"], "no wave ran at all: the trial proved nothing"
-        return {"steps": trial.log, "found": found}
+        return _run(trial, moments)
+    except AssertionError as failure:  # kept beside the trial's files: a long run prints it only at its end
+        (tmp / "failure.txt").write_text(str(failure))
+        raise
     finally:
         trial.close()
+
+
+def _run(trial: Trial, moments: list[str]) -> dict[str, Any]:
+    for moment in moments:
+        trial.kill_at(moment, nth=trial.rng.randint(1, 2))
+        trial.restart_and_interrupt(settle=trial.rng.uniform(0.5, 3.0))
+        trial.check()
+    summary = trial.restart_and_interrupt(settle=0.0)
+    unfinished = [line for line in summary if "reconciled" in line or "interrupted" in line
+                  or "no stop on record" in line]
+    assert not unfinished, f"a restart after a clean exit found work left over: {unfinished}\n" + \
+        "\n".join(trial.log)
+    found = trial.check()
+    assert found["waves"], "no wave ran at all: the trial proved nothing"
+    return {"steps": trial.log, "found": found}

@@ -106,3 +106,32 @@ async def test_an_open_whose_stop_filled_while_the_engine_was_down_is_recorded_s
     (position,) = await store.positions(include_closed=True)
     assert (position.status, position.exit_price) == (PositionStatus.CLOSED, 0.79)
     await store.aclose()
+
+
+async def test_a_stop_that_filled_while_the_engine_was_down_is_an_exit_not_a_stop_to_trail(autojump_clock, tmp_path):
+    """The stop filled while no engine ran and the price has since run far the position's way: the
+    restarted follower must read its stop before trailing it, not place new stops on a flat symbol."""
+    db = str(tmp_path / "bot.db")
+    exchange = SimExchange(SPEC.markets, balance_usdt=SPEC.balance_usdt, latency=SPEC.latency, reuse_closed_ids=True)
+    store = await SQLiteStore.open(db)
+    opening = Position(id=1, signal_id="s1", wave_id="w1", symbol="FORMUSDT", side=Side.LONG,
+                       status=PositionStatus.OPENING, quantity=QTY, entry_client_id=entry_id(1))
+    await store.record_intent(opening, OrderRecord(entry_id(1), 1, "FORMUSDT", OrderKind.ENTRY, OrderSide.BUY, QTY,
+                                                   OrderStatus.PENDING))
+    await exchange.place_order(OrderRequest("FORMUSDT", OrderSide.BUY, OrderKind.ENTRY, QTY, entry_id(1)))
+    await exchange.place_order(OrderRequest("FORMUSDT", OrderSide.SELL, OrderKind.STOP, QTY, stop_id(1, 1), STOP1))
+    await store.write([attrs.evolve(opening, status=PositionStatus.OPEN, entry_price=0.8132, stop_price=STOP1,
+                                    stop_client_id=stop_id(1, 1)),
+                       OrderRecord(stop_id(1, 1), 1, "FORMUSDT", OrderKind.STOP, OrderSide.SELL, QTY, OrderStatus.NEW,
+                                   stop_price=STOP1)])
+    await store.aclose()
+    exchange.set_price("FORMUSDT", 0.79)  # the stop fills while no engine runs...
+    exchange.set_price("FORMUSDT", 0.86)  # ...and the market then runs far above the trailing activation
+    store = await SQLiteStore.open(db)
+    async with Engine.open(EngineConfig(), exchange, store) as engine:
+        await trio.sleep(5)
+        assert engine.positions() == []
+        assert resting(exchange) == []
+    (position,) = await store.positions(include_closed=True)
+    assert (position.status, position.exit_price) == (PositionStatus.CLOSED, 0.79)
+    await store.aclose()

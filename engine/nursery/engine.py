@@ -180,8 +180,13 @@ class Engine:
             stored_stop = position.stop_price
             position, record, superseded = await adopt_in_flight_stop(ctx, self.book, position, record)
             self.trailing.follow(position, record)
+            # The exchange went on without us: the stop may have filled. The follower re-reads its stop
+            # and position before its first move (else it trails a stop that is gone, on a flat symbol,
+            # and the start-up sweep leaves the symbol to it, busy moving).
             if superseded is not None:  # a move landed while we were down: the old stop goes once covered
                 self.trailing.cancel_stale(position.id, [superseded])
+            else:
+                self.trailing.request_repair(position.id)
             self.summary.resumed_with_stop(position.id, position.symbol, position.side.value, position.quantity,
                                            record.stop_price if record else position.stop_price or stored_stop)
             ctx.event(EventKind.TRAILING_RESUMED, f"best {record.best_price:g}, stop {record.stop_price:g}"
