@@ -23,6 +23,7 @@ from adapters.sqlite_store import SQLiteStore
 from engine.model import Position, PositionStatus, WaveRecord
 from engine.nursery.clocks import VirtualWallClock
 from engine.nursery.engine import Engine
+from engine.nursery.ratelimit import RateLimiter
 from engine.report import position_json, reportable_positions, wave_json
 
 log = logging.getLogger("trio_bot.simulate")
@@ -43,7 +44,12 @@ async def run_scenario(scenario: Scenario) -> dict[str, Any]:
     records: list[WaveRecord] = []
     not_there = [0]
     ticks = [0]
-    async with Engine.open(scenario.engine, exchange, storage, clock=VirtualWallClock()) as engine:
+    # Orders asked for at one instant get their tokens in a fixed order (by client id), once
+    # every task due then has asked (ratelimit.py): whichever Trio runs first cannot matter.
+    limiter = RateLimiter(scenario.engine.order_rate_per_second, scenario.engine.order_burst,
+                          settle=trio.testing.wait_all_tasks_blocked)
+    async with Engine.open(scenario.engine, exchange, storage, clock=VirtualWallClock(),
+                           limiter=limiter) as engine:
         faults.armed = True
 
         async def drive_ticks() -> None:
