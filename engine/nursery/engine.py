@@ -74,6 +74,7 @@ class Engine:
             await services.start(writer.run)
             try:
                 markets = await bounded(CallPoint.LOAD_MARKETS, config.call_timeout, exchange.load_markets)
+                limiter = limiter or RateLimiter(config.order_rate_per_second, config.order_burst)
                 engine = cls(EngineContext(config, exchange, storage, writer, clock or SystemClock(),
                                            markets=markets, limiter=limiter), listener)
                 async with trio.open_nursery() as producers:
