@@ -49,11 +49,12 @@ def _walk(walk: WalkSpec, order: int) -> Iterator[Moves]:
     symbols = walk.symbols
     if not symbols:
         return
+    start, every, until = walk.start, walk.every, walk.until
     for k in itertools.count(1):
-        at = walk.start + k * walk.every  # multiplied, not summed: no drift over a day
-        if at > walk.until:
+        at = start + k * every  # multiplied, not summed: no drift over a day
+        if at > until:
             return
-        yield Moves(at, order, True, tuple((s, 1.0 + scale * (2.0 * draw() - 1.0)) for s in symbols))
+        yield Moves(at, order, True, tuple([(s, 1.0 + scale * (2.0 * draw() - 1.0)) for s in symbols]))
 
 
 def _recorded(prices: PricesSpec, order: int) -> Iterator[Moves]:
@@ -71,6 +72,10 @@ def timeline(scenario: Scenario) -> Iterator[tuple[float, list[Moves]]]:
     sources += [_walk(w, 1 + i) for i, w in enumerate(scenario.walks)]
     base = 1 + len(scenario.walks)
     sources += [_recorded(p, base + i) for i, p in enumerate(scenario.prices)]
+    if len(scenario.walks) == 1 and not scenario.ticks and not scenario.prices:
+        for moves in sources[1]:  # one walk (a long day's usual path): its instants are already apart
+            yield moves.at, [moves]
+        return
     merged = heapq.merge(*sources, key=_key)
     for at, group in itertools.groupby(merged, key=lambda m: m.at):
         yield at, list(group)
