@@ -33,12 +33,18 @@ class Moves:
     order: int  # the source's rank within an instant
     relative: bool
     moves: tuple[tuple[str, float], ...]  # (symbol, price) or (symbol, factor)
+    # `[[ticks]]` only, and only when one of them gives a `mark`: the mark price of each move
+    # (None: the mark follows the price). The fake exchange server plays them; the simulator
+    # has no mark price.
+    marks: tuple[float | None, ...] | None = None
 
 
 def _ticks(ticks: Iterable[TickSpec], order: int) -> Iterator[Moves]:
     ordered = sorted(ticks, key=lambda t: t.at)  # stable: file order within an instant
     for at, group in itertools.groupby(ordered, key=lambda t: t.at):
-        yield Moves(at, order, False, tuple((t.symbol, t.price) for t in group))
+        ticks = tuple(group)
+        marks = tuple(t.mark for t in ticks) if any(t.mark is not None for t in ticks) else None
+        yield Moves(at, order, False, tuple((t.symbol, t.price) for t in ticks), marks)
 
 
 def _walk(walk: WalkSpec, order: int) -> Iterator[Moves]:
