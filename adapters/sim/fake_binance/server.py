@@ -8,8 +8,8 @@ through ccxt's own error mapping. Each API key is its own account
 (`accounts.Account`); prices are one market shared by all of them.
 
 This module routes requests and keeps the market; the jobs around it live apart: who is
-asking (`signing`), which fault a request meets and how it looks (`wire_faults`), the account
-endpoints (`account_routes`), what moves prices (`price_player`), the wire (`wire`), the
+asking (`signing`), which fault a request meets and how it looks (`wire_faults`), the market data
+and account endpoints (`market_routes`, `account_routes`), what moves prices (`price_player`), the wire (`wire`), the
 streams (`streams`, `user_stream`) and request weights (`limits`).
 """
 
@@ -30,6 +30,7 @@ from adapters.sim.fake_binance import shapes
 from adapters.sim.fake_binance.account import Account, now_ms
 from adapters.sim.fake_binance.account_routes import AccountRoutes, requested_symbols
 from adapters.sim.fake_binance.limits import Limited, Limiter, RateLimits
+from adapters.sim.fake_binance.market_routes import MarketRoutes
 from adapters.sim.fake_binance.params import Rejection
 from adapters.sim.fake_binance.price_player import has_paths, play_paths, random_walk
 from adapters.sim.fake_binance.shapes import JSON
@@ -99,15 +100,17 @@ class FakeBinance:
         self.ws_port: int | None = None
         self.limiter = Limiter(rate_limits or RateLimits())
         routes = AccountRoutes(self.markets, self.mark_price)
+        market = MarketRoutes(self.markets, self.limits, self.limiter.limits, self.exchange.price, self.mark_price,
+                              self._open_prices)
         self._public: dict[tuple[str, str], Public] = {
-            ("GET", "/fapi/v1/ping"): self._ping,
-            ("GET", "/fapi/v1/time"): self._time,
-            ("GET", "/fapi/v1/exchangeInfo"): self._exchange_info,
-            ("GET", "/fapi/v1/ticker/price"): self._ticker_price,
-            ("GET", "/fapi/v2/ticker/price"): self._ticker_price,
-            ("GET", "/fapi/v1/ticker/24hr"): self._ticker_24hr,
-            ("GET", "/fapi/v1/ticker/bookTicker"): self._book_ticker,
-            ("GET", "/fapi/v1/premiumIndex"): self._premium_index,
+            ("GET", "/fapi/v1/ping"): market.ping,
+            ("GET", "/fapi/v1/time"): market.time,
+            ("GET", "/fapi/v1/exchangeInfo"): market.exchange_info,
+            ("GET", "/fapi/v1/ticker/price"): market.ticker_price,
+            ("GET", "/fapi/v2/ticker/price"): market.ticker_price,
+            ("GET", "/fapi/v1/ticker/24hr"): market.ticker_24hr,
+            ("GET", "/fapi/v1/ticker/bookTicker"): market.book_ticker,
+            ("GET", "/fapi/v1/premiumIndex"): market.premium_index,
         }
         self._signed: dict[tuple[str, str], Signed] = {
             ("GET", "/fapi/v2/account"): routes.account_v2,
@@ -312,35 +315,6 @@ class FakeBinance:
         except Exception:  # a bug here must not take the test's nursery down, nor show its text
             log.exception("fake binance: %s %s failed", request.method, request.path)
             return Reply.json(500, {"code": -1000, "msg": "An unknown error occured while processing the request."})
-
-    # --- market data ---
-
-    def _per_symbol(self, params: dict[str, str], shape: Callable[[str], JSON]) -> JSON | list[JSON]:
-        rows = [shape(s) for s in requested_symbols(self.markets, params)]
-        return rows[0] if "symbol" in params else rows
-
-    async def _ping(self, params: dict[str, str]) -> JSON:
-        return {}
-
-    async def _time(self, params: dict[str, str]) -> JSON:
-        return {"serverTime": now_ms()}
-
-    async def _exchange_info(self, params: dict[str, str]) -> JSON:
-        return shapes.exchange_info([self.markets[s] for s in sorted(self.markets)], self.limits, now_ms(),
-                                    self.limiter.limits)
-
-    async def _ticker_price(self, params: dict[str, str]) -> JSON | list[JSON]:
-        return self._per_symbol(params, lambda s: shapes.price_ticker(s, self.exchange.price(s), now_ms()))
-
-    async def _ticker_24hr(self, params: dict[str, str]) -> JSON | list[JSON]:
-        return self._per_symbol(params, lambda s: shapes.ticker_24hr(
-            s, self.exchange.price(s), self._open_prices[s], now_ms()))
-
-    async def _book_ticker(self, params: dict[str, str]) -> JSON | list[JSON]:
-        return self._per_symbol(params, lambda s: shapes.book_ticker(s, self.exchange.price(s), now_ms()))
-
-    async def _premium_index(self, params: dict[str, str]) -> JSON | list[JSON]:
-        return self._per_symbol(params, lambda s: shapes.premium_index(s, self.mark_price(s), now_ms()))
 
     # --- orders ---
 
