@@ -157,8 +157,7 @@ class STORED:
     PRICE = positive_up_to(1e12)
     QUANTITY = Range(0.0, 1e15)
     AMOUNT = Range(-1e15, 1e15)  # realized PnL in the quote currency
-    TIME = Range(0.0, 1e11)  # epoch seconds (until the year 5138) or Trio's clock
-    DURATION = Range(0.0, 1e9)
+    TIME = Range(0.0, 1e11)  # epoch seconds (until the year 5138), Trio's clock, durations
     PERCENT = Range(0.0, 100.0)
     SCORE = Range(-1e12, 1e12)
 
@@ -180,7 +179,7 @@ TRAILING = Table("trailing", TrailingRecord, _fields(TrailingRecord), ("position
                           "callback_percent": (STORED.PERCENT, False), "best_price": _PRICE,
                           "stop_price": _PRICE, "updated_at": _TIME})
 WAVES = Table("waves", WaveRecord, _fields(WaveRecord, without=("outcomes",)), ("id",),
-              numbers={"at": _TIME, "started_at": _TIME, "duration": (STORED.DURATION, True)})
+              numbers={"at": _TIME, "started_at": _TIME, "duration": _MAYBE_TIME})
 OUTCOMES = Table("signal_outcomes", SignalOutcome, _fields(SignalOutcome), ("wave_id", "signal_id", "rank"),
                  {"outcome": Outcome, "trailing": TrailingStatus}, extra=("wave_id",),
                  numbers={"rank": _ID, "position_id": (STORED.ID, True), "score": (STORED.SCORE, True)})
