@@ -15,7 +15,6 @@ from engine.checks import finite
 from engine.ids import kind_of
 from engine.model import (
     ExchangePosition,
-    Market,
     OrderKind,
     OrderRequest,
     OrderSide,
@@ -74,62 +73,6 @@ def number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return finite(parsed)
-
-
-def order_windows(exchange_info: Mapping[str, Any]) -> list[tuple[int, float]]:
-    """Binance's published order-rate windows (exchangeInfo `rateLimits`, type ORDERS)
-    as (limit, seconds)."""
-    seconds = {"SECOND": 1.0, "MINUTE": 60.0, "HOUR": 3600.0, "DAY": 86400.0}
-    return [(int(w["limit"]), seconds[w["interval"]] * int(w.get("intervalNum", 1)))
-            for w in exchange_info.get("rateLimits", [])
-            if w.get("rateLimitType") == "ORDERS" and w.get("interval") in seconds]
-
-
-def market_leverage(raw: Mapping[str, Any]) -> dict[str, int]:
-    """Highest leverage per ccxt symbol where the market itself says (Bybit)."""
-    found: dict[str, int] = {}
-    for symbol, m in raw.items():
-        top = number(((m.get("limits") or {}).get("leverage") or {}).get("max"))
-        if top:
-            found[symbol] = int(top)
-    return found
-
-
-def tier_leverage(tiers: Mapping[str, Any] | None) -> dict[str, int]:
-    """Highest leverage per ccxt symbol from leverage tiers (Binance's brackets)."""
-    found: dict[str, int] = {}
-    for symbol, entries in (tiers or {}).items():
-        values = [number(t.get("maxLeverage")) for t in entries or []]
-        best = max((v for v in values if v), default=None)
-        if best:
-            found[symbol] = int(best)
-    return found
-
-
-def tradable_markets(raw: Mapping[str, Any], leverage: Mapping[str, int]) -> tuple[dict[str, Market], dict[str, str]]:
-    """USDT-settled linear perpetuals that trade, keyed by native id, and native id -> ccxt symbol.
-
-    ccxt uses TICK_SIZE precision for both exchanges, so `precision['price']` is the
-    tick and `precision['amount']` the step (Binance: PRICE_FILTER.tickSize and
-    LOT_SIZE.stepSize); the minimum notional is `limits['cost']['min']`.
-    """
-    markets: dict[str, Market] = {}
-    unified: dict[str, str] = {}
-    for symbol, m in raw.items():
-        if not (m.get("swap") and m.get("linear") and m.get("settle") == SETTLE):
-            continue
-        if m.get("active") is False:
-            continue
-        tick = number((m.get("precision") or {}).get("price"))
-        step = number((m.get("precision") or {}).get("amount"))
-        if not tick or not step:
-            continue  # no grid: an order could not be rounded, so the engine must not trade it
-        limits = m.get("limits") or {}
-        min_notional = number((limits.get("cost") or {}).get("min")) or 0.0
-        native = str(m["id"])
-        markets[native] = Market(native, tick, step, min_notional, leverage.get(symbol, DEFAULT_MAX_LEVERAGE))
-        unified[native] = symbol
-    return markets, unified
 
 
 def held_position(p: Mapping[str, Any], native: str) -> ExchangePosition | None:
