@@ -21,7 +21,8 @@ Why it is built the way it is, and where each job lives:
   otherwise (`adapters.ccxt_feeds`); a stop the user stream showed filled is answered
   from its figures without a REST look-up (`adapters.binance_fills`).
 * 429/418 close a gate every call waits at until `Retry-After` has passed; protective
-  orders leave first (`adapters.ccxt_ratelimit`).
+  orders leave first (`adapters.ccxt_ratelimit`). The asyncio side runs its ready
+  callbacks in batches (`adapters.aio_batching`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import trio
 import trio_asyncio
 from ccxt.base import errors as ccxt_errors
 
+from adapters.aio_batching import batch_ready_callbacks
 from adapters.binance_account import AccountSettings
 from adapters.binance_stream import BINANCE_WS, PriceStream
 from adapters.binance_user_stream import UserStream
@@ -100,6 +102,7 @@ class CcxtExchange:
             raise ValueError(f"price_poll_interval must be > 0, got {price_poll_interval!r}")
         if exchange_id == "binanceusdm":
             check_ccxt_routing()  # a ccxt that sends stops where Binance refuses them must not trade
+        batch_ready_callbacks()  # ccxt's requests in fewer Trio rounds (`adapters.aio_batching`)
         self.exchange_id = exchange_id
         self.base_url = base_url
         self._secrets = tuple(s for s in (api_key, api_secret) if s)
