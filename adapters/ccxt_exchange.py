@@ -37,19 +37,19 @@ from ccxt.base import errors as ccxt_errors
 
 from adapters.aio_batching import batch_ready_callbacks
 from adapters.binance_account import AccountSettings
-from adapters.binance_stream import BINANCE_WS, PriceStream
+from adapters.binance_stream import PriceStream
 from adapters.binance_user_stream import UserStream
 from adapters.ccxt_closes import find_close, place_close
 from adapters.ccxt_errors import map_error, scrub
-from adapters.ccxt_feeds import Feeds
+from adapters.ccxt_feeds import Feeds, ws_url_for
 from adapters.ccxt_lookup import OrderLookup, books_for
 from adapters.ccxt_markets import MarketBook, max_leverage, order_windows, tradable_markets
-from adapters.ccxt_orders import SETTLE, held_position, number
+from adapters.ccxt_orders import SETTLE, held_position, last_prices, number, resting
 from adapters.ccxt_ratelimit import RateGate, retry_after_of
 from adapters.ccxt_routing import check_ccxt_routing
 from adapters.ccxt_settings import SymbolSettings
 from adapters.ccxt_setup import new_client
-from engine.errors import ExchangeError, PermanentError, TransientError
+from engine.errors import PermanentError, TransientError
 from engine.ids import kind_of
 from engine.model import (
     Balance,
@@ -89,10 +89,9 @@ class CcxtExchange:
         stop_working_type: str = "MARK_PRICE",
         ws_url: str | None = None,
     ) -> None:
-        """`base_url` (binanceusdm only) moves every Binance URL onto a local Binance-compatible
-        server such as `adapters.sim.fake_binance`; `options` are merged into ccxt's `options`
-        (e.g. `recvWindow`) last, so they win; `symbols` limits the price stream (default:
-        every market `load_markets` found)."""
+        """`base_url` (binanceusdm only) moves every Binance URL onto a local compatible server;
+        `options` are merged into ccxt's `options` last, so they win; `symbols` limits the
+        price stream (default: every market `load_markets` found)."""
         if exchange_id not in SUPPORTED:
             raise ValueError(f"unsupported exchange {exchange_id!r}; expected one of {', '.join(SUPPORTED)}")
         if stop_working_type not in ("MARK_PRICE", "CONTRACT_PRICE"):
@@ -133,7 +132,7 @@ class CcxtExchange:
         return self._feeds.ws_url
 
     @property
-    def price_stream(self) -> PriceStream | None:
+    def price_stream(self) -> PriceStream | None:  # while `stream_prices` runs (tests, benchmarks)
         return self._feeds.price_stream
 
     @property
@@ -199,9 +198,6 @@ class CcxtExchange:
         info = await self._aio(self._client.fapiPublicGetExchangeInfo)
         return order_windows(info)
 
-    def _map(self, exc: BaseException) -> ExchangeError:
-        return map_error(exc, self._secrets)
-
     @property
     def _unified(self) -> dict[str, str]:
         return self._book.unified
@@ -257,14 +253,7 @@ class CcxtExchange:
         else:
             raw = await self._aio(self._client.fetch_tickers, wanted)
             key = "last"
-        asked = set(symbols)
-        prices: dict[str, float] = {}
-        for unified, entry in (raw or {}).items():
-            native = self._native_of(entry.get("symbol") or unified, entry.get("info"))
-            price = number(entry.get(key))
-            if native in asked and price is not None and price > 0:
-                prices[native] = price
-        return prices
+        return last_prices(raw, key, set(symbols), self._native_of)
 
     async def fetch_balance(self) -> Balance:
         return await self._gated(False, self._fetch_balance)
@@ -316,21 +305,12 @@ class CcxtExchange:
     async def _fetch_open_orders(self, symbol: str | None = None) -> list[OrderState]:
         await self._ensure_markets()
         unified = self._symbol(symbol) if symbol is not None else None
-        # Binance: GET /fapi/v1/openOrders, then GET /fapi/v1/openAlgoOrders (the stops).
-        # Bybit may list a conditional order in both answers, hence the de-duplication;
-        # the key pairs both ids because Binance's orderId and algoId are separate counters.
-        seen: set[tuple[str | None, str]] = set()
         states: list[OrderState] = []
-        for trigger in (False, True):
+        for trigger in (False, True):  # Binance: GET /fapi/v1/openOrders, then /fapi/v1/openAlgoOrders
             params = {"trigger": True} if trigger else {}
             raw = await self._aio(self._client.fetch_open_orders, unified, None, None, params)
-            for order in raw or []:
-                state = await self._state(order)
-                key = (state.exchange_order_id, state.client_order_id)
-                if state.status is OrderStatus.NEW and key not in seen:
-                    seen.add(key)
-                    states.append(state)
-        return sorted(states, key=lambda o: (o.symbol, o.client_order_id))
+            states.extend([await self._state(order) for order in raw or []])
+        return resting(states)
 
     async def prepare_account(self, symbols: Sequence[str], wanted: AccountSettings) -> list[str]:
         """Binance: check (and set) one-way mode, leverage and margin type per symbol before trading;
@@ -411,13 +391,6 @@ class CcxtExchange:
         await self._ensure_markets()
         symbols = self._symbols if self._symbols is not None else sorted(self._unified)
         await self._feeds.run(symbols, on_price)
-
-
-def ws_url_for(exchange_id: str, base_url: str | None, ws_url: str | None) -> str | None:
-    """Binance's market streams; a local server names its own, else prices are polled."""
-    if ws_url is not None:
-        return ws_url
-    return BINANCE_WS if exchange_id == "binanceusdm" and base_url is None else None
 
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ from typing import Any
 import trio
 
 from adapters.binance_fills import StreamFills
-from adapters.binance_stream import PriceStream
+from adapters.binance_stream import BINANCE_WS, PriceStream
 from adapters.binance_user_stream import UserStream
 from engine.errors import TransientError
 
@@ -33,6 +33,13 @@ log = logging.getLogger("trio_bot.ccxt")
 OnPrice = Callable[[str, float], None]
 FetchPrices = Callable[[Sequence[str]], Awaitable[dict[str, float]]]
 Signed = Callable[..., Awaitable[Any]]  # one signed call through the account's gate: (ccxt method, *args)
+
+
+def ws_url_for(exchange_id: str, base_url: str | None, ws_url: str | None) -> str | None:
+    """Binance's market streams; a local server names its own, else prices are polled."""
+    if ws_url is not None:
+        return ws_url
+    return BINANCE_WS if exchange_id == "binanceusdm" and base_url is None else None
 
 
 class Feeds:

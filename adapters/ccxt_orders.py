@@ -8,7 +8,7 @@ finite are treated as absent, never as zero prices.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from engine.checks import finite
@@ -142,3 +142,32 @@ def order_state(order: Mapping[str, Any], native: str, *, request: OrderRequest 
         status=status, filled_quantity=filled, average_price=average if filled > 0 else None,
         stop_price=stop, reduce_only=reduce_only,
         exchange_order_id=str(order_id) if order_id not in (None, "") else None)
+
+
+def last_prices(raw: Mapping[str, Any] | None, key: str, asked: set[str],
+                native_of: Callable[[str | None, Any], str]) -> dict[str, float]:
+    """The asked symbols' positive finite prices from a ccxt tickers/last-prices answer."""
+    prices: dict[str, float] = {}
+    for unified, entry in (raw or {}).items():
+        native = native_of(entry.get("symbol") or unified, entry.get("info"))
+        price = number(entry.get(key))
+        if native in asked and price is not None and price > 0:
+            prices[native] = price
+    return prices
+
+
+def resting(states: Iterable[OrderState]) -> list[OrderState]:
+    """The resting (NEW) orders, once each, in a stable order.
+
+    Bybit may list a conditional order among both the plain and the trigger orders, hence
+    the de-duplication; the key pairs both ids because Binance's orderId and algoId are
+    separate counters.
+    """
+    seen: set[tuple[str | None, str]] = set()
+    found: list[OrderState] = []
+    for state in states:
+        key = (state.exchange_order_id, state.client_order_id)
+        if state.status is OrderStatus.NEW and key not in seen:
+            seen.add(key)
+            found.append(state)
+    return sorted(found, key=lambda o: (o.symbol, o.client_order_id))
