@@ -72,3 +72,30 @@ async def test_a_first_start_says_nothing_and_an_unreadable_exchange_is_said(aut
     lines, _ = await restarted(str(tmp_path / "bot.db"), exchange)
     assert lines == ["trio-bot: restart: start-up sweep could not look at the exchange (exchange down); the "
                      "sweep tries again every sweep_interval"]
+
+
+async def test_a_position_adopted_at_start_up_is_stopped_from_the_current_price_not_closed(autojump_clock, tmp_path):
+    exchange = SimExchange.from_spec(SPEC)
+    await exchange.place_order(OrderRequest("FORMUSDT", OrderSide.BUY, OrderKind.ENTRY, 100.0, "by-hand-2"))
+    exchange.set_price("FORMUSDT", 0.7800)  # 4% under its entry: a stop 2% under the entry would be refused
+    lines, unprotected = await restarted(str(tmp_path / "bot.db"), exchange)
+    assert lines == ["trio-bot: restart: start-up sweep repaired 1: 1 position unknown to the store adopted and "
+                     "protected"]
+    assert unprotected == [] and [(o.quantity, o.stop_price) for o in exchange.open_orders_snapshot()] == [
+        (100.0, 0.7644)]  # 2% under the price now
+
+
+async def test_a_stop_lost_while_down_and_crossed_since_is_replaced_from_the_current_price(autojump_clock, tmp_path):
+    db = str(tmp_path / "bot.db")
+    exchange = SimExchange.from_spec(SPEC)
+    store = await SQLiteStore.open(db)
+    async with Engine.open(CONFIG, exchange, store) as engine:
+        await engine.process_wave([{"id": "1", "symbol": "FORMUSDT", "side": "long", "score": 2}])
+        (form,) = engine.positions()
+    await store.aclose()
+    await exchange.cancel_order("FORMUSDT", form.stop_client_id)
+    exchange.set_price("FORMUSDT", 0.7900)  # under the lost stop (0.7969)
+    lines, unprotected = await restarted(db, exchange)
+    assert lines[-1] == "trio-bot: restart: start-up sweep repaired 1: 1 missing stop replaced"
+    assert unprotected == [] and [(o.quantity, o.stop_price) for o in exchange.open_orders_snapshot()] == [
+        (245.0, 0.7742)]  # 2% under the price now, not the refused old level and an emergency close

@@ -156,6 +156,11 @@ class FollowerActions:
     async def replace_missing_stop(self, f: Follower) -> None:
         ctx, p = self.ctx, f.position
         price = self._prices.get(p.symbol)
+        if price is None:  # the feed has said nothing yet (start-up): ask, a stale level could be refused
+            try:
+                price = (await ctx.read(CallPoint.QUERY, ctx.exchange.fetch_prices, [p.symbol])).get(p.symbol)
+            except Exception:
+                price = None
         stop = f.ts.live_stop
         if price is not None and f.ts.crossed(price):
             # The old level is already through the market: protect from the current price.

@@ -106,9 +106,9 @@ class ProtectionSweep:
             return Counter()
         self.failed = None
         opening |= {p.symbol for p in self.book.with_status(PositionStatus.OPENING)}
-        stored: dict[str, dict[int, Position]] = {}
+        stored: dict[str, set[int]] = {}  # symbol -> ids of the positions open after the reads
         for p in self.book.with_status(PositionStatus.OPEN):
-            stored.setdefault(p.symbol, {})[p.id] = p
+            stored.setdefault(p.symbol, set()).add(p.id)
         stops: dict[str, list[OrderState]] = {}
         for order in resting:
             if order.reduce_only and order.status is OrderStatus.NEW:
@@ -128,14 +128,14 @@ class ProtectionSweep:
             if symbol in opening:
                 continue  # the wave that owns the open settles it
             try:
-                # What was stored when the exchange was read, and what is stored now (an earlier
-                # symbol's repair awaited): any difference is a change, and changes are deferred.
-                positions = {**stored.get(symbol, {}), **{p.id: p for p in self._open_on(symbol)}}
-                if not all(steady(p) for p in positions.values()):
+                # The positions open before the reads, after them and now (an earlier symbol's
+                # repair awaited) must be the same ones, each standing still: else next round.
+                positions = self._open_on(symbol)
+                if {p.id for p in positions} != stored.get(symbol, set()) \
+                        or not all(steady(p) for p in positions):
                     self.deferred += 1
                     continue
-                await self._judge(symbol, held.get(symbol), sorted(positions.values(), key=lambda p: p.id),
-                                  stops.get(symbol, []))
+                await self._judge(symbol, held.get(symbol), positions, stops.get(symbol, []))
             except Exception as exc:
                 log.exception("protection sweep: %s failed", symbol)
                 ctx.event(EventKind.SWEEP_FAILED, f"{symbol}: {exc!r}")
@@ -225,6 +225,17 @@ class ProtectionSweep:
         await self._adopt(held[0], split.excess, excess_entry_price(held[0], positions, split.excess),
                           positions, strangers)
 
+    async def _price(self, symbol: str) -> float | None:
+        """The price now: the feed's newest, else asked (at start-up the feed has said nothing yet,
+        and a stop placed from a stale entry price could be refused and the position closed)."""
+        price = self.manager.last_price(symbol)
+        if price is not None:
+            return price
+        try:
+            return (await self.ctx.read(CallPoint.QUERY, self.ctx.exchange.fetch_prices, [symbol])).get(symbol)
+        except Exception:
+            return None
+
     def _emit(self, position_id: int | None) -> orders.Emit:
         return lambda kind, detail: self.ctx.event(kind, detail, position_id=position_id)
 
@@ -256,7 +267,7 @@ class ProtectionSweep:
             self.manager.follow_protected(position)
             return
         market = ctx.markets[there.symbol]
-        price = self.manager.last_price(there.symbol) or entry
+        price = await self._price(there.symbol) or entry
         reference = min(price, entry) if there.side.sign > 0 else max(price, entry)
         stop_price = initial_stop_price(there.side, reference, ctx.config.stop_loss_percent, market.tick_size)
         exit_side = there.side.exit_order_side
