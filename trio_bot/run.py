@@ -7,6 +7,7 @@ flushed for at most `shutdown_timeout`, and the process exits 0.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -15,7 +16,7 @@ import signal
 import sys
 import time
 import tomllib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -184,9 +185,12 @@ async def run(
     out: TextIO | None = None,
     ready: Callable[[], None] | None = None,
     extra_routes: Sequence[BaseRoute] = (),
+    signals: AsyncIterator[int] | None = None,
 ) -> int:
     """`extra_routes`: Starlette routes other wiring adds to the operator's server (behind its token).
-    `out` defaults to the current `sys.stdout` (looked up at call time)."""
+    `out` defaults to the current `sys.stdout` (looked up at call time). `signals`: a SIGINT/SIGTERM
+    receiver the caller opened as early as it could (the CLI, first thing in its Trio run); without
+    it `run` opens its own. `ready` is called once start-up is done."""
     out = sys.stdout if out is None else out
     # Everything a user can get wrong is checked before the lease, the store or the exchange.
     credentials = None if settings.exchange.is_paper else load_credentials(settings.exchange)
@@ -204,10 +208,66 @@ async def run(
                               "at POST /api/v1/signals (remove --no-api or [api] enabled = false)")
         extra_routes = (*extra_routes, webhook_route(source, timeout=settings.api.request_timeout))
     wiring = _Wiring(account, token, tuple(extra_routes))
-    async with account_lease(db_url, account, standby=standby), \
-            open_account(settings, db_url, credentials, seed) as trading:
-        return await _run_leased(settings=settings, db_url=db_url, source=source, trading=trading,
-                                 waves=waves, out=out, ready=ready, wiring=wiring)
+    with contextlib.ExitStack() as stack:
+        if signals is None:
+            signals = stack.enter_context(trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM))
+        stopper = _Stopper(out)
+        with _one_error():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stopper.watch, signals)
+                try:
+                    # Waiting for the lease (--standby) or setting up the account: a signal stops at once.
+                    with trio.CancelScope() as startup:
+                        stopper.on_signal = startup.cancel
+                        async with account_lease(db_url, account, standby=standby), \
+                                open_account(settings, db_url, credentials, seed) as trading:
+                            stopper.on_signal = None  # the reconciliation ahead is not cut short
+                            return await _run_leased(settings=settings, db_url=db_url, source=source,
+                                                     trading=trading, waves=waves, out=out, ready=ready,
+                                                     wiring=wiring, stopper=stopper)
+                finally:
+                    nursery.cancel_scope.cancel()
+    print("trio-bot: stopped before start-up finished; nothing was traded", file=out, flush=True)
+    return 0
+
+
+@attrs.define
+class _Stopper:
+    """SIGINT/SIGTERM for the whole run, received from before the lease on: a Ctrl-C at any moment
+    takes the clean way out. `on_signal` is what a signal does now: cancel the start-up, stop the
+    waves, or (None, during the reconciliation) wait until start-up is done."""
+
+    out: TextIO
+    received: int | None = None
+    on_signal: Callable[[], None] | None = None
+
+    async def watch(self, signals: AsyncIterator[int]) -> None:
+        async for signum in signals:
+            if self.received is None:
+                self.received = signum
+                print(f"trio-bot: {signal.Signals(signum).name}: finishing up", file=self.out, flush=True)
+            if self.on_signal is not None:
+                self.on_signal()
+
+    @contextlib.contextmanager
+    def until_done(self) -> Iterator[None]:
+        """Once the engine is closed, a late signal has nothing left to stop."""
+        try:
+            yield
+        finally:
+            self.on_signal = None
+
+
+@contextlib.contextmanager
+def _one_error() -> Iterator[None]:
+    """The signal watcher's nursery adds a group around whatever the run raises; take it off, so
+    callers see the same errors (LeaseHeld, ConfigError, ...) as without it."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) != 1:
+            raise
+        raise group.exceptions[0] from None
 
 
 @attrs.frozen
@@ -218,16 +278,17 @@ class _Wiring:
 
 
 async def _run_leased(*, settings: RunSettings, db_url: str, source: WaveFeed, trading: TradingAccount,
-                      waves: int | None, out: TextIO, ready: Callable[[], None] | None, wiring: _Wiring) -> int:
+                      waves: int | None, out: TextIO, ready: Callable[[], None] | None, wiring: _Wiring,
+                      stopper: _Stopper) -> int:
     """Everything that needs to be the account's only instance: the account's state and the store."""
     storage = await open_storage(db_url, call_timeout=settings.engine.call_timeout)
     api: RunningApi | None = None
     if isinstance(source, WebhookIntake):
         source.handled = storage.handled_signals  # a re-posted alert is answered as a duplicate
     try:
-        # SIGINT/SIGTERM are received from here on, also during start-up: a signal there must not abort
-        # the reconciliation half-way (it protects positions); it stops the run once start-up is done.
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        # A signal during start-up must not abort the reconciliation half-way (it protects positions);
+        # the stopper holds it, and it stops the run once start-up is done.
+        with stopper.until_done():
             def progress(wave_id: str, outcome: SignalOutcome) -> None:
                 if api is not None:
                     api.metrics.on_outcome(outcome)
@@ -257,17 +318,15 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: WaveFeed, t
                               flush=True)
                     stopping = trio.CancelScope()
 
-                    async def watch_signals() -> None:
-                        if ready is not None:
-                            ready()
-                        async for signum in signals:
-                            print(f"trio-bot: {signal.Signals(signum).name}: finishing up", file=out,
-                                  flush=True)
-                            engine.stop_current_wave("the engine is shutting down")
-                            stopping.cancel()
-                            return
+                    def stop_now() -> None:
+                        engine.stop_current_wave("the engine is shutting down")
+                        stopping.cancel()
 
-                    nursery.start_soon(watch_signals)
+                    if ready is not None:
+                        ready()
+                    stopper.on_signal = stop_now
+                    if stopper.received is not None:  # received during start-up: stop now that it is done
+                        stop_now()
                     send, arrivals = trio.open_memory_channel[Arrival](16)
                     nursery.start_soon(source.feed, send)
                     with stopping:

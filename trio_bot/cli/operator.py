@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 
 import trio
 
@@ -26,12 +27,15 @@ def run_command(args: argparse.Namespace) -> int:
         settings = attrs.evolve(settings, api=attrs.evolve(settings.api, host=host, port=port, listen_given=True))
 
     async def main() -> int:
-        from trio_bot.aio import asyncio_loop
+        # Signals are received from the first moment of the Trio run, before the asyncio loop
+        # opens: a Ctrl-C at any moment from here on takes `run`'s clean way out.
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            from trio_bot.aio import asyncio_loop
 
-        async with asyncio_loop():
-            return await run(settings=settings, db_url=args.db, signals_file=args.signals,
-                             wave_interval=args.wave_interval, waves=args.waves, seed=args.seed,
-                             standby=args.standby)
+            async with asyncio_loop():
+                return await run(settings=settings, db_url=args.db, signals_file=args.signals,
+                                 wave_interval=args.wave_interval, waves=args.waves, seed=args.seed,
+                                 standby=args.standby, signals=signals)
 
     return trio.run(main)
 
