@@ -44,6 +44,7 @@ from engine.ports import Exchange
 from engine.rate_windows import bucket_for
 from engine.report import wave_json
 from engine.text import cut, printable, shown
+from trio_bot.api.address import address_path, record_address, remove_address
 from trio_bot.api.settings import ApiSettings, Token, parse_api_settings, resolve_token
 from trio_bot.api.wiring import RunningApi, start_api
 from trio_bot.exchange_config import (
@@ -283,6 +284,7 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: WaveFeed, t
     """Everything that needs to be the account's only instance: the account's state and the store."""
     storage = await open_storage(db_url, call_timeout=settings.engine.call_timeout)
     api: RunningApi | None = None
+    address: Path | None = None
     if isinstance(source, WebhookIntake):
         source.handled = storage.handled_signals  # a re-posted alert is answered as a duplicate
     try:
@@ -312,6 +314,8 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: WaveFeed, t
                     if wiring.token is not None:
                         api = await start_api(nursery, engine, settings.api, wiring.token, account=wiring.account,
                                               exchange=trading.label, extra_routes=wiring.extra_routes)
+                        address = address_path(db_url, wiring.account)  # for `trio-bot status` & co.
+                        record_address(address, api.url)
                         print(f"trio-bot: dashboard {api.dashboard}", file=out, flush=True)
                     if engine.pause_state is not None:
                         print(f"trio-bot: {engine.pause_state.skip_reason} (resume: trio-bot resume)", file=out,
@@ -338,6 +342,7 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: WaveFeed, t
                     nursery.cancel_scope.cancel()
             return 0
     finally:
+        remove_address(address)
         with trio.CancelScope(shield=True):
             await storage.aclose()
 

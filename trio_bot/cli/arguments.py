@@ -108,8 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     def api_client(name: str, help_text: str) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help_text)
-        cmd.add_argument("--url", help="the running instance's API or dashboard link (default from --config, "
+        cmd.add_argument("--url", help="the running instance's API or dashboard link (default: where the instance "
+                                       "running on --db says it listens, else from --config, "
                                        "else http://127.0.0.1:8080)")
+        cmd.add_argument("--db", default=DEFAULT_DB, help=f"the running instance's storage URL (default {DEFAULT_DB})")
         cmd.add_argument("--config", help="the run config: its [api] listen and token_env")
         cmd.add_argument("--json", action="store_true", help="print the API's JSON answer")
         return cmd

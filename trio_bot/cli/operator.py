@@ -44,7 +44,12 @@ def api_command(args: argparse.Namespace) -> int:
     from trio_bot.api import client
     from trio_bot.api.settings import load_api_settings
 
-    target = client.target(args.url, load_api_settings(args.config))
+    url = args.url
+    if url is None:  # where the instance on --db said it listens (its port may have moved on from 8080)
+        from trio_bot.api.address import running_url
+
+        url = running_url(args.db)
+    target = client.target(url, load_api_settings(args.config))
     if args.command == "status":
         result = client.call(target, "GET", "/api/v1/status")
     elif args.command == "pause":
