@@ -83,11 +83,11 @@ class Operator:
         return {"waves": [wave_json(w, positions) for w in records]}
 
     async def wave(self, wave_id: str) -> dict[str, Any]:
-        for record in await self.engine.ctx.storage.waves():
-            if record.id == wave_id:
-                positions = {p.id: p for p in self.engine.positions(include_closed=True)}
-                return wave_json(record, positions)
-        raise NotFound(f"no wave {wave_id!r}")
+        record = await self.engine.ctx.storage.wave(wave_id)
+        if record is None:
+            raise NotFound(f"no wave {wave_id!r}")
+        positions = {p.id: p for p in self.engine.positions(include_closed=True)}
+        return wave_json(record, positions)
 
     def positions(self, include_closed: bool) -> dict[str, Any]:
         rows = reportable_positions(self.engine.positions(include_closed=include_closed))
