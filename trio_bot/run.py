@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 import tomllib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -57,6 +57,7 @@ from trio_bot.exchange_config import (
 from trio_bot.paper_markets import PAPER_PRICES
 from trio_bot.signal_feeds import open_feed
 from trio_bot.signals_config import SignalSettings, parse_signal_settings
+from trio_bot.stopping import Stopper, one_error
 from trio_bot.storage import account_lease, open_storage
 from trio_bot.tables import LAST_CELL_MAX, cell, positions_table, wave_table
 from trio_bot.webhook_route import webhook_route
@@ -212,8 +213,8 @@ async def run(
     with contextlib.ExitStack() as stack:
         if signals is None:
             signals = stack.enter_context(trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM))
-        stopper = _Stopper(out)
-        with _one_error():
+        stopper = Stopper(out)
+        with one_error():
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(stopper.watch, signals)
                 try:
@@ -232,45 +233,6 @@ async def run(
     return 0
 
 
-@attrs.define
-class _Stopper:
-    """SIGINT/SIGTERM for the whole run, received from before the lease on: a Ctrl-C at any moment
-    takes the clean way out. `on_signal` is what a signal does now: cancel the start-up, stop the
-    waves, or (None, during the reconciliation) wait until start-up is done."""
-
-    out: TextIO
-    received: int | None = None
-    on_signal: Callable[[], None] | None = None
-
-    async def watch(self, signals: AsyncIterator[int]) -> None:
-        async for signum in signals:
-            if self.received is None:
-                self.received = signum
-                print(f"trio-bot: {signal.Signals(signum).name}: finishing up", file=self.out, flush=True)
-            if self.on_signal is not None:
-                self.on_signal()
-
-    @contextlib.contextmanager
-    def until_done(self) -> Iterator[None]:
-        """Once the engine is closed, a late signal has nothing left to stop."""
-        try:
-            yield
-        finally:
-            self.on_signal = None
-
-
-@contextlib.contextmanager
-def _one_error() -> Iterator[None]:
-    """The signal watcher's nursery adds a group around whatever the run raises; take it off, so
-    callers see the same errors (LeaseHeld, ConfigError, ...) as without it."""
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        if len(group.exceptions) != 1:
-            raise
-        raise group.exceptions[0] from None
-
-
 def print_restart_summary(engine: Engine, out: TextIO) -> None:
     """What start-up found and did (reconciled, completed, resumed, repaired by the first sweep)."""
     for line in engine.summary.lines():
@@ -286,7 +248,7 @@ class _Wiring:
 
 async def _run_leased(*, settings: RunSettings, db_url: str, source: WaveFeed, trading: TradingAccount,
                       waves: int | None, out: TextIO, ready: Callable[[], None] | None, wiring: _Wiring,
-                      stopper: _Stopper) -> int:
+                      stopper: Stopper) -> int:
     """Everything that needs to be the account's only instance: the account's state and the store."""
     storage = await open_storage(db_url, call_timeout=settings.engine.call_timeout)
     api: RunningApi | None = None
