@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 
 import pytest
@@ -158,11 +159,16 @@ def test_client_commands_find_the_instance_whose_api_moved_off_the_busy_default_
     db = tmp_path / "bot.db"
     blocker = socket.socket()
     blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        blocker.bind(("127.0.0.1", 8080))
-        blocker.listen(1)
-    except OSError:
-        pass  # already busy: the instance must move on all the same
+    deadline = time.monotonic() + 20
+    while True:  # hold 8080 ourselves: another process holding it now may let it go at any moment
+        try:
+            blocker.bind(("127.0.0.1", 8080))
+            blocker.listen(1)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                break  # held all along by another process: busy all the same
+            time.sleep(0.2)
     env = {**os.environ, "TRIO_BOT_API_TOKEN": TOKEN}
     proc = subprocess.Popen(
         [sys.executable, "-m", "trio_bot.cli", "run", "--db", f"sqlite:///{db}", "--wave-interval", "600",
