@@ -85,7 +85,7 @@ async def run_scenario(scenario: Scenario) -> dict[str, Any]:
     return {
         "scenario": scenario.name,
         "virtual_seconds": round(elapsed, 6),
-        "waves": [wave_json(w, stored) for w in shown],
+        "waves": [wave_json(w, stored, virtual=True) for w in shown],
         "positions": [position_json(p) for p in reportable_positions(stored.values())],
         "exchange": {
             "positions": [{"symbol": p.symbol, "side": p.side.value, "quantity": p.quantity,
