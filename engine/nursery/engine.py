@@ -50,6 +50,7 @@ class Engine:
     def __init__(self, ctx: EngineContext, listener: OutcomeListener | None = None) -> None:
         self.ctx = ctx
         self._waves_started = 0
+        self._resumed: list[int] = []  # positions resumed at start-up, re-read after the first sweep
         self.summary = RestartSummary()  # what start-up found and did, for the operator
         self.book = PositionBook(ctx)
         self.opener = Opener(ctx, self.book)
@@ -183,13 +184,10 @@ class Engine:
             stored_stop = position.stop_price
             position, record, superseded = await adopt_in_flight_stop(ctx, self.book, position, record)
             self.trailing.follow(position, record)
-            # The exchange went on without us: the stop may have filled. The follower re-reads its stop
-            # and position before its first move (else it trails a stop that is gone, on a flat symbol,
-            # and the start-up sweep leaves the symbol to it, busy moving).
             if superseded is not None:  # a move landed while we were down: the old stop goes once covered
                 self.trailing.cancel_stale(position.id, [superseded])
             else:
-                self.trailing.request_repair(position.id)
+                self._resumed.append(position.id)
             self.summary.resumed_with_stop(position.id, position.symbol, position.side.value, position.quantity,
                                            record.stop_price if record else position.stop_price or stored_stop)
             ctx.event(EventKind.TRAILING_RESUMED, f"best {record.best_price:g}, stop {record.stop_price:g}"
@@ -201,6 +199,12 @@ class Engine:
         deferred = self.sweep.deferred
         repairs = await self.sweep.sweep_once()
         self.summary.swept(repairs, self.sweep.failed, self.sweep.deferred - deferred)
+        # The exchange went on without us: a stop may have filled. Each resumed follower re-reads its
+        # stop and position now; else, busy trailing a stop that is gone on a flat symbol, it would
+        # keep the sweep from judging the symbol until the next round.
+        for position_id in self._resumed:
+            self.trailing.request_repair(position_id)
+        self._resumed.clear()
 
     async def _complete_unfinished_waves(self) -> None:
         """Every wave ends: one stopped by a crash gets one outcome per signal now."""
