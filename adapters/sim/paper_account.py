@@ -120,6 +120,9 @@ class PaperAccountFile:
                 raise _refused(path, "a SQLite database with other tables")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
+            # The write-ahead log is folded back every 256 pages (1 MiB) and cut back to 1 MiB after.
+            conn.execute("PRAGMA wal_autocheckpoint=256")
+            conn.execute(f"PRAGMA journal_size_limit={1024 * 1024}")
             if version == 0:
                 conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
         except sqlite3.Error as exc:
