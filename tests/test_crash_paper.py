@@ -31,6 +31,9 @@ position_size_usdt = 100.0
 stop_loss_percent = 0.15
 trailing_activation_percent = 0.05
 trailing_callback_percent = 0.1
+# A position whose stop filled while the bot was down is found by the sweep (a restart resumes
+# following it); every second, so the final run has swept before it is stopped.
+sweep_interval = 1.0
 
 [paper]
 balance_usdt = 100000.0
@@ -70,11 +73,23 @@ def paper_found(tmp: Path, db: str) -> dict[str, Any]:
             "waves": cli_json("waves", "--db", db), "history": cli_json("positions", "--db", db, "--all")}
 
 
+def started(bot: Bot, timeout: float) -> bool:
+    """Read the bot's output until start-up is done (a SIGINT before that may end in a traceback)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any("open positions loaded" in line for line in bot.output):
+            return True
+        if bot.wait_lines(1, timeout=max(0.0, deadline - time.monotonic())) == 0:
+            return False
+    return False
+
+
 def run_paper_trial(tmp: Path, seed: int, *, kills: int, lines: tuple[int, int] = (10, 50)) -> dict[str, Any]:
     rng = random.Random(seed)
     (tmp / "paper.toml").write_text(CONFIG)
     db = f"sqlite:///{tmp / 'paper.db'}"
-    args = ["run", "--config", "paper.toml", "--db", db, "--wave-interval", "0.4", "--no-api", "--seed", str(seed)]
+    args = ["-v", "run", "--config", "paper.toml", "--db", db, "--wave-interval", "0.4", "--no-api",
+            "--seed", str(seed)]
     bots: list[Bot] = []
     try:
         for _ in range(kills):
@@ -85,7 +100,9 @@ def run_paper_trial(tmp: Path, seed: int, *, kills: int, lines: tuple[int, int] 
             bot.kill()  # SIGKILL
         bot = Bot(args, tmp)
         bots.append(bot)
+        assert started(bot, timeout=30.0), f"the last run did not start:\n{''.join(bot.output)[-3000:]}"
         bot.wait_lines(rng.randint(*lines), timeout=6.0)
+        time.sleep(2.0)  # at least one sweep after the restart
         bot.proc.send_signal(signal.SIGINT)
         code = bot.finish(timeout=20.0)
         assert code == 0, f"SIGINT exit status {code}:\n{''.join(bot.output)[-3000:]}"
@@ -93,8 +110,9 @@ def run_paper_trial(tmp: Path, seed: int, *, kills: int, lines: tuple[int, int] 
         assert "Traceback" not in transcript, transcript[-3000:]
         return paper_found(tmp, db)
     finally:
-        for b in bots:
+        for n, b in enumerate(bots):
             b.kill()
+            (tmp / f"run-{n}.log").write_text("".join(b.output))  # for a failed trial's post-mortem
 
 
 def summary(found: dict[str, Any]) -> str:
