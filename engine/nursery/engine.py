@@ -4,7 +4,8 @@
         record = await engine.process_wave(signals)
 
 `open` starts the state writer, loads markets and state, resolves positions left
-`opening` by a crash (invariant 5), and starts the trailing manager and the sweep. Leaving the block drains the
+`opening` by a crash (invariant 5), starts the trailing manager, runs a first protection sweep
+(its repairs go into the restart summary) and starts the sweep's rounds. Leaving the block drains the
 writer for at most `shutdown_timeout` seconds, then stops every service:
 nothing the engine started outlives it.
 """
@@ -79,6 +80,7 @@ class Engine:
                     try:
                         await engine._start()
                         if config.sweep_interval > 0:
+                            await engine._first_sweep()
                             await producers.start(engine.sweep.run)
                         yield engine
                     finally:
@@ -175,10 +177,17 @@ class Engine:
                 ctx.event(EventKind.TRAILING_LOAD_FAILED, str(exc), position_id=position.id)
                 record = None
             self.trailing.follow(position, record)
-            self.summary.resumed += 1
+            self.summary.resumed_with_stop(position.id, position.symbol, position.side.value, position.quantity,
+                                           record.stop_price if record else position.stop_price)
             ctx.event(EventKind.TRAILING_RESUMED, f"best {record.best_price:g}, stop {record.stop_price:g}"
                       if record else "no stored trailing state: starting afresh", position_id=position.id)
         await self._complete_unfinished_waves()
+
+    async def _first_sweep(self) -> None:
+        """Before the first wave: whatever a crash or an outage left, repaired now and summarised."""
+        deferred = self.sweep.deferred
+        repairs = await self.sweep.sweep_once()
+        self.summary.swept(repairs, self.sweep.failed, self.sweep.deferred - deferred)
 
     async def _complete_unfinished_waves(self) -> None:
         """Every wave ends: one stopped by a crash gets one outcome per signal now."""
