@@ -7,6 +7,7 @@ flushed for at most `shutdown_timeout`, and the process exits 0.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -17,6 +18,7 @@ import tomllib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 from typing import TextIO
 
 import attrs
@@ -39,6 +41,7 @@ from engine.nursery.engine import Engine
 from engine.ports import Exchange
 from engine.rate_windows import bucket_for
 from engine.report import wave_json
+from trio_bot.api.address import address_path, record_address, remove_address
 from trio_bot.api.settings import ApiSettings, Token, parse_api_settings, resolve_token
 from trio_bot.api.wiring import RunningApi, start_api
 from trio_bot.exchange_config import (
@@ -51,6 +54,7 @@ from trio_bot.exchange_config import (
 from trio_bot.paper_markets import PAPER_PRICES
 from trio_bot.signal_feeds import open_feed
 from trio_bot.signals_config import SignalSettings, parse_signal_settings
+from trio_bot.stopping import Stopper, one_error
 from trio_bot.storage import account_lease, open_storage
 from trio_bot.tables import LAST_CELL_MAX, cell, positions_table, wave_table
 from trio_bot.webhook_route import webhook_route
@@ -175,9 +179,12 @@ async def run(
     out: TextIO | None = None,
     ready: Callable[[], None] | None = None,
     extra_routes: Sequence[BaseRoute] = (),
+    signals: AsyncIterator[int] | None = None,
 ) -> int:
     """`extra_routes`: Starlette routes other wiring adds to the operator's server (behind its token).
-    `out` defaults to the current `sys.stdout` (looked up at call time)."""
+    `out` defaults to the current `sys.stdout` (looked up at call time). `signals`: a SIGINT/SIGTERM
+    receiver the caller opened as early as it could (the CLI, first thing in its Trio run); without
+    it `run` opens its own. `ready` is called once start-up is done."""
     out = sys.stdout if out is None else out
     # Everything a user can get wrong is checked before the lease, the store or the exchange.
     credentials = None if settings.exchange.is_paper else load_credentials(settings.exchange)
@@ -195,10 +202,27 @@ async def run(
                               "at POST /api/v1/signals (remove --no-api or [api] enabled = false)")
         extra_routes = (*extra_routes, webhook_route(source, timeout=settings.api.request_timeout))
     wiring = _Wiring(account, token, tuple(extra_routes))
-    async with account_lease(db_url, account, standby=standby), \
-            open_account(settings, db_url, credentials, seed) as trading:
-        return await _run_leased(settings=settings, db_url=db_url, source=source, trading=trading,
-                                 waves=waves, out=out, ready=ready, wiring=wiring)
+    with contextlib.ExitStack() as stack:
+        if signals is None:
+            signals = stack.enter_context(trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM))
+        stopper = Stopper(out)
+        with one_error():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stopper.watch, signals)
+                try:
+                    # Waiting for the lease (--standby) or setting up the account: a signal stops at once.
+                    with trio.CancelScope() as startup:
+                        stopper.on_signal = startup.cancel
+                        async with account_lease(db_url, account, standby=standby), \
+                                open_account(settings, db_url, credentials, seed) as trading:
+                            stopper.on_signal = None  # the reconciliation ahead is not cut short
+                            return await _run_leased(settings=settings, db_url=db_url, source=source,
+                                                     trading=trading, waves=waves, out=out, ready=ready,
+                                                     wiring=wiring, stopper=stopper)
+                finally:
+                    nursery.cancel_scope.cancel()
+    print("trio-bot: stopped before start-up finished; nothing was traded", file=out, flush=True)
+    return 0
 
 
 def print_restart_summary(engine: Engine, out: TextIO) -> None:
@@ -215,16 +239,18 @@ class _Wiring:
 
 
 async def _run_leased(*, settings: RunSettings, db_url: str, source: WaveFeed, trading: TradingAccount,
-                      waves: int | None, out: TextIO, ready: Callable[[], None] | None, wiring: _Wiring) -> int:
+                      waves: int | None, out: TextIO, ready: Callable[[], None] | None, wiring: _Wiring,
+                      stopper: Stopper) -> int:
     """Everything that needs to be the account's only instance: the account's state and the store."""
     storage = await open_storage(db_url, call_timeout=settings.engine.call_timeout)
     api: RunningApi | None = None
+    address: Path | None = None
     if isinstance(source, WebhookIntake):
         source.handled = storage.handled_signals  # a re-posted alert is answered as a duplicate
     try:
-        # SIGINT/SIGTERM are received from here on, also during start-up: a signal there must not abort
-        # the reconciliation half-way (it protects positions); it stops the run once start-up is done.
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        # A signal during start-up must not abort the reconciliation half-way (it protects positions);
+        # the stopper holds it, and it stops the run once start-up is done.
+        with stopper.until_done():
             def progress(wave_id: str, outcome: SignalOutcome) -> None:
                 if api is not None:
                     api.metrics.on_outcome(outcome)
@@ -247,23 +273,23 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: WaveFeed, t
                     if wiring.token is not None:
                         api = await start_api(nursery, engine, settings.api, wiring.token, account=wiring.account,
                                               exchange=trading.label, extra_routes=wiring.extra_routes)
+                        address = address_path(db_url, wiring.account)  # for `trio-bot status` & co.
+                        record_address(address, api.url)
                         print(f"trio-bot: dashboard {api.dashboard}", file=out, flush=True)
                     if engine.pause_state is not None:
                         print(f"trio-bot: {engine.pause_state.skip_reason} (resume: trio-bot resume)", file=out,
                               flush=True)
                     stopping = trio.CancelScope()
 
-                    async def watch_signals() -> None:
-                        if ready is not None:
-                            ready()
-                        async for signum in signals:
-                            print(f"trio-bot: {signal.Signals(signum).name}: finishing up", file=out,
-                                  flush=True)
-                            engine.stop_current_wave("the engine is shutting down")
-                            stopping.cancel()
-                            return
+                    def stop_now() -> None:
+                        engine.stop_current_wave("the engine is shutting down")
+                        stopping.cancel()
 
-                    nursery.start_soon(watch_signals)
+                    if ready is not None:
+                        ready()
+                    stopper.on_signal = stop_now
+                    if stopper.received is not None:  # received during start-up: stop now that it is done
+                        stop_now()
                     send, arrivals = trio.open_memory_channel[Arrival](16)
                     nursery.start_soon(source.feed, send)
                     with stopping:
@@ -275,6 +301,7 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: WaveFeed, t
                     nursery.cancel_scope.cancel()
             return 0
     finally:
+        remove_address(address)
         with trio.CancelScope(shield=True):
             await storage.aclose()
 

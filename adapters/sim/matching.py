@@ -92,6 +92,7 @@ class SimAccount:
         # Asked before a crossed stop executes; False holds it (the fake Binance server's
         # algo service: a stop stuck in TRIGGERING, rejected, ...) until `release_stop`.
         self.trigger_gate: Callable[[OrderState, float], bool] | None = None
+        self.refuse_immediate_stops = True  # the fake Binance server checks -2021 itself, by workingType
 
     def set_leverage(self, symbol: str, leverage: int) -> None:
         """Set-up only (not a port call): margin of open positions is recomputed at once."""
@@ -332,7 +333,7 @@ class SimAccount:
                                 "or malformed.")
         stop = round_to(request.stop_price, market.tick_size)
         immediate = stop >= price if request.side is OrderSide.SELL else stop <= price
-        if immediate:
+        if immediate and self.refuse_immediate_stops:
             raise reject(-2021, f"Order would immediately trigger (stop {stop:g}, price {price:g}).")
         return stop
 

@@ -38,6 +38,12 @@ class Placed:
     refused: bool = False  # the exchange said no (a permanent error)
 
 
+def fills_all(state: OrderState, quantity: float) -> bool:
+    """Whether an exit order filled the whole `quantity` (a market order may fill in part: Binance
+    expires what its price band stops)."""
+    return state.filled_quantity >= quantity * (1 - 1e-9)
+
+
 async def lookup(ctx: EngineContext, symbol: str, client_order_id: str,
                  emit: Emit) -> tuple[OrderState | None, bool]:
     """(order, known): the order with this client id; known=False if the exchange couldn't say."""
@@ -54,7 +60,8 @@ async def place(ctx: EngineContext, request: OrderRequest, emit: Emit, *, retry_
     error = "no attempt"
     async for attempt in Attempts(policy):
         try:
-            return Placed(await ctx.order(CallPoint.placing(request.kind), True, ctx.exchange.place_order, request))
+            return Placed(await ctx.order(CallPoint.placing(request.kind), True, request.client_order_id,
+                                          ctx.exchange.place_order, request))
         except DuplicateOrderError:
             pass  # an earlier attempt landed; the look-up finds it
         except PermanentError as exc:
@@ -75,7 +82,8 @@ async def cancel(ctx: EngineContext, symbol: str, client_order_id: str, emit: Em
     """Cancel with retries; True once the order is no longer live (cancelled, filled or unknown)."""
     async for attempt in Attempts(ctx.config.cancel_retry):
         try:
-            await ctx.order(CallPoint.CANCEL_ORDER, True, ctx.exchange.cancel_order, symbol, client_order_id)
+            await ctx.order(CallPoint.CANCEL_ORDER, True, client_order_id, ctx.exchange.cancel_order, symbol,
+                            client_order_id)
             emit(EventKind.ORDER_CANCELLED, client_order_id)
             return True
         except Exception as exc:
@@ -132,9 +140,16 @@ async def protect_or_close(ctx: EngineContext, stop: OrderRequest, close: OrderR
         return result
     emit(EventKind.EMERGENCY_CLOSE, placed.error or "")
     closing = await place(ctx, close, emit, retry_refused=True)
-    if closing.state is not None and closing.state.filled_quantity > 0:
+    if closing.state is not None and fills_all(closing.state, close.quantity):
         emit(EventKind.CLOSED, f"emergency close filled @ {closing.state.average_price}")
         return attrs.evolve(result, closed=True, close_price=closing.state.average_price)
+    if closing.state is not None and closing.state.filled_quantity > 0:
+        # Part of it is still held, with no stop: never recorded closed. The position's follower
+        # takes the exchange's size and protects what is left (the repair an unprotected one gets).
+        emit(EventKind.SIZE_CHANGED, f"emergency close filled {closing.state.filled_quantity:g} of "
+                                     f"{close.quantity:g}; the rest expired")
+        closing = attrs.evolve(closing, error=f"the close filled only {closing.state.filled_quantity:g} of "
+                                              f"{close.quantity:g}")
     if await is_flat(ctx, close.symbol):
         emit(EventKind.CLOSED, "no position left on the exchange")
         return attrs.evolve(result, closed=True)
