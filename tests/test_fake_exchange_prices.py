@@ -97,3 +97,4 @@ async def test_each_instant_is_played_at_its_time_in_the_documented_order(autoju
                          lambda symbol: 1.0)
     assert applied == [(1.0, "NEOUSDT"), (1.0, "FORMUSDT"), (2.0, "FILUSDT"), (2.0, "NEOUSDT"), (2.0, "FORMUSDT"),
                        (3.0, "NEOUSDT"), (3.0, "FORMUSDT")]
+
