@@ -175,7 +175,7 @@ def test_paper_account_survives_a_restart(tmp_path):
     db = tmp_path / "bot.db"
     first = run_cli("run", "--waves", "1", "--seed", "5", db=db)
     assert first.returncode == 0, first.stderr
-    assert (tmp_path / "bot.db.paper.json").exists()
+    assert (tmp_path / "bot.db.paper.sqlite").exists()
     second = run_cli("run", "--waves", "1", "--seed", "5", "--wave-interval", "1", db=db)
     assert second.returncode == 0, second.stderr
     assert "5 open positions loaded" in second.stdout

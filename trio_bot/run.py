@@ -8,7 +8,6 @@ flushed for at most `shutdown_timeout`, and the process exits 0.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import random
@@ -21,7 +20,6 @@ from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import TextIO
-from urllib.parse import urlsplit
 
 import attrs
 import trio
@@ -29,13 +27,13 @@ from starlette.routing import BaseRoute
 
 from adapters.binance_account import AccountSettings
 from adapters.ccxt_exchange import CcxtExchange
-from adapters.db_url import parse_db_url, redact
+from adapters.db_url import redact
 from adapters.signals import Arrival, WaveFeed
 from adapters.signals.webhook import WebhookIntake
 from adapters.sim.exchange import SimExchange
+from adapters.sim.paper_account import open_paper_exchange
 from adapters.sim.scenario import ExchangeSpec, MarketSpec, parse_exchange
 from adapters.textfile import read_text
-from engine.checks import PRICE, finite
 from engine.config import EngineConfig
 from engine.errors import ConfigError
 from engine.model import SignalOutcome, WaveRecord
@@ -43,7 +41,6 @@ from engine.nursery.engine import Engine
 from engine.ports import Exchange
 from engine.rate_windows import bucket_for
 from engine.report import wave_json
-from engine.text import cut, printable, shown
 from trio_bot.api.address import address_path, record_address, remove_address
 from trio_bot.api.settings import ApiSettings, Token, parse_api_settings, resolve_token
 from trio_bot.api.wiring import RunningApi, start_api
@@ -130,17 +127,12 @@ async def open_account(settings: RunSettings, db_url: str, credentials: Credenti
                        seed: int | None) -> AsyncIterator[TradingAccount]:
     ex = settings.exchange
     if ex.is_paper:
-        paper = SimExchange.from_spec(settings.paper)
-        paper_file = paper_state_path(db_url)
-        if paper_file is not None and paper_file.exists():
-            load_paper_state(paper, paper_file)
-        symbols = [m.symbol for m in settings.paper.markets]
-        try:
+        # Kept change by change in a file next to the store (adapters.sim.paper_account).
+        with open_paper_exchange(settings.paper, db_url) as paper:
+            symbols = [m.symbol for m in settings.paper.markets]
             yield TradingAccount(paper, "paper exchange", symbols,
                                  background=partial(random_walk, paper, symbols, seed=seed),
-                                 after_wave=partial(save_paper_state, paper, paper_file))
-        finally:
-            save_paper_state(paper, paper_file)
+                                 after_wave=paper.sync)
         return
     assert credentials is not None
     live = CcxtExchange(ex.name, api_key=credentials.api_key, api_secret=credentials.api_secret,
@@ -334,57 +326,6 @@ async def _trade(engine: Engine, arrival: Arrival, trading: TradingAccount, out:
     else:
         print(f"trio-bot: wave {record.id}: outcomes not yet stored; not acknowledged "
               "(the service may deliver it again: handled ids are not traded twice)", file=out, flush=True)
-
-
-def paper_state_path(db_url: str) -> Path | None:
-    """Where the paper account is kept: next to a SQLite file (`trio-bot.db.paper.json`), or for
-    PostgreSQL in the working directory, named after the database (`DBNAME.paper.json`)."""
-    parsed = parse_db_url(db_url)
-    if parsed.path is not None:
-        return None if parsed.path == ":memory:" else Path(parsed.path + ".paper.json")
-    name = urlsplit(db_url).path.strip("/") or "trio-bot"
-    return Path(f"{cut(name.replace('/', '_'), 100)}.paper.json")
-
-
-_PAPER_SHAPE: dict[str, tuple[type | tuple[type, ...], str]] = {
-    "balance": ((int, float), "a number"), "prices": (dict, "an object"), "leverage": (dict, "an object"),
-    "holdings": (dict, "an object"), "orders": (list, "an array"), "next_order_id": (int, "an integer")}
-
-
-def load_paper_state(exchange: SimExchange, path: Path) -> None:
-    """Restore the paper account saved next to the database; a file that is not what trio-bot
-    wrote (hand-edited, truncated, another program's) stops `run` with one line naming it."""
-    text = read_text(path, key="paper account", where="run", what="paper account file")
-    try:
-        state = json.loads(text)
-        if not isinstance(state, dict):
-            raise ValueError("not a JSON object")
-        for key, (kind, name) in _PAPER_SHAPE.items():
-            if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
-                raise ValueError(f"{key!r} is missing or not {name}")
-        if finite(state["balance"]) is None or state["balance"] < 0:
-            raise ValueError(f"balance {shown(state['balance'])} is not a finite number >= 0")
-        for symbol, price in state["prices"].items():
-            if not PRICE.contains(price):
-                raise ValueError(f"price of {shown(symbol, 40)} is not {PRICE.describe()}")
-        exchange.import_state(state)
-    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
-        raise ConfigError("paper account", str(path),
-                          f"a paper account file written by trio-bot ({cut(printable(str(exc)), 120)}); move it "
-                          "away to start a fresh paper account", where="run") from None
-
-
-def save_paper_state(exchange: SimExchange, path: Path | None) -> None:
-    """Keep the paper account next to the database. A failure (disk full, read-only directory) is
-    logged, never fatal: the trades themselves are in the store."""
-    if path is None:
-        return
-    tmp = path.with_suffix(".tmp")
-    try:
-        tmp.write_text(json.dumps(exchange.export_state()), encoding="utf-8")
-        tmp.replace(path)  # atomic: a crash never leaves half a file
-    except OSError as exc:
-        log.error("could not save the paper account to %s: %s", path, exc.strerror or exc)
 
 
 def _id_base() -> int:
