@@ -63,15 +63,16 @@ class EngineContext:
             self.limiter = RateLimiter(self.config.order_rate_per_second, self.config.order_burst)
         self.writer.call_observers = self.call_observers
 
-    async def order(self, what: CallPoint, priority: bool, fn: Callable[P, Awaitable[T]], /, *args: P.args,
-                    **kwargs: P.kwargs) -> T:
+    async def order(self, what: CallPoint, priority: bool, key: str, fn: Callable[P, Awaitable[T]], /,
+                    *args: P.args, **kwargs: P.kwargs) -> T:
         """An order-changing call: a rate-limiter token, then the call, both within `call_timeout`.
 
-        `priority` (stops, closes, cancels) goes ahead of entries and gets `protect_deadline`.
+        `priority` (stops, closes, cancels) goes ahead of entries and gets `protect_deadline`;
+        `key` (the order's client id) orders requests made at the same instant.
         """
 
         async def limited() -> T:
-            await self.limiter.acquire(priority=priority)
+            await self.limiter.acquire(priority=priority, key=key)
             return await fn(*args, **kwargs)
 
         deadline = self.config.protect_deadline if priority else self.config.call_timeout

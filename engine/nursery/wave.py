@@ -114,7 +114,8 @@ class WaveRunner:
                 # shielded; the wave's final record is still stored before exit.
                 self._current = None
                 self.running_wave = None
-                book.skip_rest(NOT_ATTEMPTED)
+                for outcome in book.skip_rest(NOT_ATTEMPTED):
+                    self._announce(wave_id, outcome)
                 ctx.writer.submit(WaveRecord(wave_id, t0, started_at, trio.current_time() - t0, book.outcomes,
                                              interrupted=True))
                 ctx.event(EventKind.WAVE_INTERRUPTED, "the engine stopped during the wave", wave_id=wave_id)
@@ -124,7 +125,8 @@ class WaveRunner:
         if wave_scope.cancelled_caught:
             skip_reason = self._stop_reason or (
                 f"the wave deadline ({cfg.wave_timeout:g}s) passed before it was attempted")
-        book.skip_rest(skip_reason)
+        for outcome in book.skip_rest(skip_reason):  # every signal's outcome gets its event
+            self._announce(wave_id, outcome)
         record = WaveRecord(wave_id, t0, started_at, trio.current_time() - t0, book.outcomes,
                             interrupted=interrupted)
         ctx.writer.submit(record)
