@@ -267,15 +267,15 @@ class ThinBookCloses(SimExchange):
     """A reduce-only market close finds only 100 contracts inside its price band; the rest expires
     (Binance: EXPIRED with an executed quantity below the order's)."""
 
-    def _fill(self, order, price):
+    def _place(self, request):
         import attrs
 
         from engine.model import OrderKind, OrderStatus
 
-        if order.kind is OrderKind.CLOSE and order.quantity > 100:
-            part = super()._fill(attrs.evolve(order, quantity=100.0), price)
-            return attrs.evolve(part, quantity=order.quantity, status=OrderStatus.CANCELED)
-        return super()._fill(order, price)
+        if request.kind is OrderKind.CLOSE and request.quantity > 100:
+            part = super()._place(attrs.evolve(request, quantity=100.0))
+            return self._book.store(attrs.evolve(part, quantity=request.quantity, status=OrderStatus.CANCELED))
+        return super()._place(request)
 
 
 async def test_an_operator_close_that_fills_only_in_part_leaves_the_rest_open_and_protected(autojump_clock):
