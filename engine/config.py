@@ -89,9 +89,10 @@ class EngineConfig:
     sweep_interval: float = 30.0
     # How long a handled signal id is remembered (a repeat within it is rejected); 0 = forever.
     signal_memory_retention: float = 30 * 24 * 3600.0
-    # How long an entry whose answer was lost keeps being looked up before "not found" is
-    # believed (capped at half of cleanup_timeout).
-    unknown_outcome_window: float = 10.0
+    # How long an entry whose answer was lost keeps being looked up (in the background, by the
+    # resolver) before "not found" is believed. Binance gives no bound for when an order of
+    # unknown status may still execute; 60 s is its largest recvWindow (README: Configuration).
+    unknown_outcome_window: float = 60.0
     # Deprecated aliases (README: Configuration), still honoured: `stop_loss_retries` sets
     # every attempt count not given explicitly, `retry_backoff` is `exchange_retry_backoff`.
     stop_loss_retries: int | None = None
