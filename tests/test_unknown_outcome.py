@@ -197,7 +197,7 @@ async def test_a_resolution_during_the_wave_goes_into_the_wave_record_and_frees_
         exchange = SlowNeo.from_spec(SPEC)
         exchange.nursery, exchange.late = nursery, None
         config = EngineConfig(sweep_interval=0, max_positions_per_wave=2, max_concurrent_signals=2,
-                              unknown_outcome_window=3.0, call_timeout=10.0)
+                              unknown_outcome_window=3.0, call_timeout=10.0, entry_timeout=10.0)
         async with Engine.open(config, exchange, store, clock=CLOCK) as engine:
             record = await engine.process_wave([FORM, NEO, {"id": "3", "symbol": "ALGOUSDT", "side": "long",
                                                             "score": 0}])

@@ -110,8 +110,13 @@ class Opener:
         "Unknown error" / -1007 may still execute), so a run still `entry_sent` after it
         is left to the resolver, which keeps looking for `unknown_outcome_window`.
         """
-        cid = ids.entry_id(run.position_id)
-        found, known = await orders.lookup(self.ctx, run.signal.symbol, cid, self._emitter(run))
+        ctx, cid = self.ctx, ids.entry_id(run.position_id)
+        try:  # one attempt, not retried: the resolver asks again, without holding up the wave
+            found, known = await ctx.call_once(CallPoint.QUERY, ctx.config.read_deadline, ctx.exchange.fetch_order,
+                                               run.signal.symbol, cid), True
+        except Exception as exc:
+            found, known = None, False
+            self._event(run, EventKind.LOOKUP_FAILED, f"{cid}: {exc}")
         if known and found is not None:
             self.entry_answer(run, found)
         elif known and window <= 0:  # its window has passed: "not found" is believed
