@@ -4,8 +4,10 @@
         record = await engine.process_wave(signals)
 
 `open` starts the state writer, loads markets and state, resolves positions left
-`opening` by a crash (invariant 5), and starts the trailing manager and the sweep. Leaving the block drains the
-writer for at most `shutdown_timeout` seconds, then stops every service:
+`opening` by a crash (invariant 5), and starts the trailing manager, the resolver of
+unknown entry outcomes and the sweep. Leaving the block first waits (bounded, said on
+screen) for entries of unknown outcome to be resolved or their windows to pass, then
+drains the writer for at most `shutdown_timeout` seconds, then stops every service:
 nothing the engine started outlives it.
 """
 

@@ -6,7 +6,10 @@ is true on the exchange and the outcome is looked up from it. Once an entry may
 have filled, everything that protects the money runs in `settle`, shielded and
 bounded by `cleanup_timeout` (DESIGN.md invariant 3). Orders are idempotent:
 every retry reuses the step's client order id and a lost answer is looked up by
-that id before anything else is sent.
+that id before anything else is sent. An entry whose outcome one look-up cannot
+settle is handed to the resolver (`engine/nursery/resolver.py`), which keeps
+looking in the background so the wave is not held up; the position stays
+`opening` in the store until it is decided.
 """
 
 from __future__ import annotations
