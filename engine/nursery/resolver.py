@@ -32,7 +32,7 @@ import trio
 
 from engine import ids
 from engine.events import EventKind
-from engine.model import OrderState, Outcome, OutcomeResolved, Position
+from engine.model import OrderState, OutcomeResolved, Position
 from engine.nursery import orders
 from engine.nursery.context import EngineContext
 from engine.nursery.opener import Opener
@@ -222,9 +222,9 @@ class Resolver:
         self.resolved[kind.value] = self.resolved.get(kind.value, 0) + 1
         detail = f"{kind}" + (f": {reason}" if reason else "")
         self._event(p, EventKind.ENTRY_RESOLVED, detail)
-        log.log(logging.WARNING if kind is Outcome.OPENED or run.exposed else logging.INFO,
-                "signal %s (position %d, %s, wave %s) resolved: %s", run.signal.id, run.position_id,
-                run.signal.symbol, p.base.wave_id, detail)
+        # On screen without -v: the operator was told "being resolved" and hears how it ended.
+        log.warning("signal %s (position %d, %s, wave %s) resolved: %s", run.signal.id, run.position_id,
+                    run.signal.symbol, p.base.wave_id, detail)
         for observe in self.observers:
             try:
                 observe(resolved)
