@@ -66,7 +66,7 @@ class EventKind(StrEnum):
     SWEEP_ORPHAN_STOP = "sweep_orphan_stop"
     SWEEP_STALE_STOP = "sweep_stale_stop"
     SWEEP_SIZE_MISMATCH = "sweep_size_mismatch"
-    SIZE_CHANGED = "size_changed"  # the follower took the exchange's size for its position
+    SIZE_CHANGED = "size_changed"  # the follower shrank its position to what the exchange still holds
     # the operator
     ENTRIES_PAUSED = "entries_paused"
     ENTRIES_RESUMED = "entries_resumed"

@@ -18,6 +18,18 @@ from engine.model import HandledSignal, Outcome, Position, PositionStatus, Signa
 NOT_ATTEMPTED = "the engine stopped before it was attempted"
 
 
+# How the restart summary names each sweep repair (the keys of `ProtectionSweep.repairs`).
+REPAIR_TEXT = {
+    "missing_stop": "missing stop replaced",
+    "size_mismatch": "size different from the store (the exchange's size protected)",
+    "adopted": "position unknown to the store adopted and protected",
+    "position_gone": "position gone from the exchange recorded closed",
+    "orphan_stop": "reduce-only order without a position cancelled",
+    "stale_stop": "older stop cancelled",
+}
+LISTED = 5  # resumed positions named one by one; the rest are counted
+
+
 @attrs.define
 class RestartSummary:
     """What start-up found and did, said to the operator without -v."""
@@ -27,7 +39,20 @@ class RestartSummary:
     reconciled_other: int = 0  # filled and closed again, or still unknown
     waves_completed: int = 0  # waves a crash had left without an end
     resumed: int = 0  # open positions followed again with their stops
+    resumed_stops: list[str] = attrs.field(factory=list)  # "#3 FORMUSDT long 245 stop 0.7969", in id order
     unprotected: int = 0  # open positions stored without a stop: being protected now
+    sweep_ran: bool = False  # the first protection sweep ran before the first wave
+    sweep_repairs: dict[str, int] = attrs.field(factory=dict)  # what it repaired, by kind
+    sweep_error: str | None = None  # why it could not look (it tries again every sweep_interval)
+    sweep_deferred: int = 0  # symbols it left to their followers, busy repairing them already
+
+    def resumed_with_stop(self, position_id: int, symbol: str, side: str, quantity: float, stop: float) -> None:
+        self.resumed += 1
+        self.resumed_stops.append(f"#{position_id} {symbol} {side} {quantity:g} stop {stop:g}")
+
+    def swept(self, repairs: Mapping[str, int], error: str | None, deferred: int = 0) -> None:
+        self.sweep_ran, self.sweep_repairs, self.sweep_error = True, dict(repairs), error
+        self.sweep_deferred = deferred
 
     def lines(self) -> list[str]:
         found = []
@@ -39,10 +64,30 @@ class RestartSummary:
         if self.waves_completed:
             found.append(f"{self.waves_completed} interrupted waves completed (one outcome per signal)")
         if self.resumed:
-            found.append(f"{self.resumed} open positions resumed with their stops")
+            named = ", ".join(self.resumed_stops[:LISTED])
+            more = f" and {self.resumed - LISTED} more" if self.resumed > LISTED else ""
+            found.append(f"{self.resumed} open positions resumed with their stops: {named}{more}")
         if self.unprotected:
             found.append(f"{self.unprotected} open positions had no stop on record: protecting them now")
+        if self.sweep_ran:
+            found.extend(self._sweep_lines(bool(found)))
         return found
+
+    def _sweep_lines(self, restarted: bool) -> list[str]:
+        if self.sweep_error is not None:
+            return [f"start-up sweep could not look at the exchange ({self.sweep_error}); the sweep tries "
+                    "again every sweep_interval"]
+        lines = []
+        repaired = sum(self.sweep_repairs.values())
+        if repaired:
+            what = ", ".join(f"{n} {REPAIR_TEXT.get(kind, kind)}" for kind, n in sorted(self.sweep_repairs.items()))
+            lines.append(f"start-up sweep repaired {repaired}: {what}")
+        if self.sweep_deferred:
+            lines.append(f"start-up sweep left {self.sweep_deferred} symbols to their positions' followers, "
+                         "busy protecting them; the next sweep looks again")
+        if not lines and restarted:
+            lines.append("start-up sweep: the exchange matches the store, every position held has its stop")
+        return lines
 
 
 def outcome_of(position: Position, rank: int, score: float | None) -> SignalOutcome:

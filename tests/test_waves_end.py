@@ -50,7 +50,8 @@ async def test_a_wave_a_crash_left_without_an_end_is_completed_at_start_up(autoj
         "s3": ("skipped", NOT_ATTEMPTED)}
     assert lines == ["1 unfinished opens reconciled: 1 opened and protected, 0 never executed, "
                      "0 closed or still unknown",
-                     "1 interrupted waves completed (one outcome per signal)"]
+                     "1 interrupted waves completed (one outcome per signal)",
+                     "start-up sweep: the exchange matches the store, every position held has its stop"]
     assert {k: h.outcome for k, h in (await store.handled_signals(["s1", "s2"])).items()} == {
         "s1": "opened", "s2": "skipped"}
     await store.aclose()

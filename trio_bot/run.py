@@ -210,6 +210,12 @@ async def run(
                                  waves=waves, out=out, ready=ready, wiring=wiring)
 
 
+def print_restart_summary(engine: Engine, out: TextIO) -> None:
+    """What start-up found and did (reconciled, completed, resumed, repaired by the first sweep)."""
+    for line in engine.summary.lines():
+        print(f"trio-bot: restart: {line}", file=out, flush=True)
+
+
 @attrs.frozen
 class _Wiring:
     account: str
@@ -240,8 +246,7 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: WaveFeed, t
             async with Engine.open(config, trading.exchange, storage, listener=progress) as engine:
                 print(f"trio-bot: {trading.label}, {len(engine.markets)} markets, store {redact(db_url)}; "
                       f"{len(engine.positions())} open positions loaded. Ctrl-C to stop.", file=out, flush=True)
-                for line in engine.summary.lines():
-                    print(f"trio-bot: restart: {line}", file=out, flush=True)
+                print_restart_summary(engine, out)
                 for note in trading.notes:
                     print(f"trio-bot: account: {note}", file=out, flush=True)
                 done = 0

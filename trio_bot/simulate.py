@@ -128,15 +128,14 @@ def invariants(records: list[WaveRecord], stored: dict[int, Position], exchange:
     for position_id, fills in exchange.entry_fill_counts().items():
         position = stored.get(position_id)
         fills_by_signal[position.signal_id if position else f"#{position_id}"] += fills
-    on_exchange = {p.symbol: p for p in exchange.positions_snapshot()}
-    mismatches = 0
+    # Symbol by symbol: one exchange position may be several stored ones (an adopted excess).
+    on_exchange = {p.symbol: p.side.sign * p.quantity for p in exchange.positions_snapshot()}
+    in_store: dict[str, float] = {}
     for p in stored.values():
-        there = on_exchange.get(p.symbol)
-        if p.status is PositionStatus.OPEN and (
-                there is None or there.side != p.side or abs(there.quantity - p.quantity) > 1e-12):
-            mismatches += 1
-    open_symbols = {p.symbol for p in stored.values() if p.status is PositionStatus.OPEN}
-    mismatches += sum(1 for symbol in on_exchange if symbol not in open_symbols)
+        if p.status is PositionStatus.OPEN:
+            in_store[p.symbol] = in_store.get(p.symbol, 0.0) + p.side.sign * p.quantity
+    mismatches = sum(1 for symbol in on_exchange.keys() | in_store.keys()
+                     if abs(on_exchange.get(symbol, 0.0) - in_store.get(symbol, 0.0)) > 1e-9)
     return {
         "counts_consistent": all(r.counts.consistent for r in records),
         "unprotected_positions": len(exchange.unprotected_positions()),

@@ -4,10 +4,11 @@
         record = await engine.process_wave(signals)
 
 `open` starts the state writer, loads markets and state, resolves positions left
-`opening` by a crash (invariant 5), and starts the trailing manager, the resolver of
-unknown entry outcomes and the sweep. Leaving the block first waits (bounded, said on
-screen) for entries of unknown outcome to be resolved or their windows to pass, then
-drains the writer for at most `shutdown_timeout` seconds, then stops every service:
+`opening` by a crash (invariant 5), starts the trailing manager and the resolver of unknown
+entry outcomes, runs a first protection sweep (its repairs go into the restart summary) and
+starts the sweep's rounds. Leaving the block first waits (bounded, said on screen) for
+entries of unknown outcome to be resolved or their windows to pass, then drains the
+writer for at most `shutdown_timeout` seconds, then stops every service:
 nothing the engine started outlives it.
 """
 
@@ -86,6 +87,7 @@ class Engine:
                         with engine.resolver.held():
                             await engine._start()
                         if config.sweep_interval > 0:
+                            await engine._first_sweep()
                             await producers.start(engine.sweep.run)
                         yield engine
                     finally:
@@ -185,10 +187,17 @@ class Engine:
                 ctx.event(EventKind.TRAILING_LOAD_FAILED, str(exc), position_id=position.id)
                 record = None
             self.trailing.follow(position, record)
-            self.summary.resumed += 1
+            self.summary.resumed_with_stop(position.id, position.symbol, position.side.value, position.quantity,
+                                           record.stop_price if record else position.stop_price)
             ctx.event(EventKind.TRAILING_RESUMED, f"best {record.best_price:g}, stop {record.stop_price:g}"
                       if record else "no stored trailing state: starting afresh", position_id=position.id)
         await self._complete_unfinished_waves()
+
+    async def _first_sweep(self) -> None:
+        """Before the first wave: whatever a crash or an outage left, repaired now and summarised."""
+        deferred = self.sweep.deferred
+        repairs = await self.sweep.sweep_once()
+        self.summary.swept(repairs, self.sweep.failed, self.sweep.deferred - deferred)
 
     async def _complete_unfinished_waves(self) -> None:
         """Every wave ends: one stopped by a crash gets one outcome per signal now."""

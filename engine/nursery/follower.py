@@ -32,7 +32,7 @@ class FollowerView:
     moves: int
     stale: frozenset[str]  # older stops not yet cancelled
     busy: bool  # its follower is changing the position's orders right now
-    changes: int  # counts the follower's changes: a sweep judges only what stayed still
+    changes: int  # counts the follower's actions and saves: a sweep judges only what stayed still
 
 
 @attrs.define(eq=False)

@@ -14,35 +14,29 @@ Moving a stop: the new reduce-only stop is placed first, then the old one is
 cancelled, so there is never a moment without a stop. The move is shielded
 and bounded (`cleanup_timeout`): shutdown cannot interrupt it between the two.
 
-The per-position state the followers work on lives in `engine.nursery.follower`.
+The per-position state the followers work on lives in `engine.nursery.follower`; what a
+follower does on the exchange (move, confirm an exit, repair, close) in
+`engine.nursery.follower_actions`. A symbol may have more than one followed position
+(an excess the sweep adopted): each tick goes to every follower of its symbol.
 """
 
 from __future__ import annotations
 
 import logging
 
-import attrs
 import trio
 
 from engine import ids
-from engine.call_points import CallPoint
-from engine.events import EventKind
 from engine.model import (
-    ExitReason,
-    OrderKind,
-    OrderRecord,
-    OrderRequest,
-    OrderStatus,
     Position,
-    PositionStatus,
     TrailingRecord,
 )
-from engine.nursery import orders
 from engine.nursery.context import EngineContext
 from engine.nursery.follower import CloseRequest, Follower, FollowerView
+from engine.nursery.follower_actions import FollowerActions
 from engine.nursery.position_book import PositionBook
 from engine.nursery.retrying import Attempts
-from engine.sizing import initial_stop_price, realized_pnl
+from engine.sizing import initial_stop_price
 from engine.trailing import TrailingParams, TrailingStop, TrailState, from_record
 
 log = logging.getLogger("trio_bot.trailing")
@@ -56,8 +50,9 @@ class TrailingManager:
         self.params = TrailingParams(cfg.trailing_activation_percent, cfg.trailing_callback_percent,
                                      cfg.trailing_min_step_percent, cfg.trailing_min_interval)
         self._followers: dict[int, Follower] = {}
-        self._by_symbol: dict[str, int] = {}
+        self._by_symbol: dict[str, list[int]] = {}  # one or more (an adopted excess) per symbol
         self._last_prices: dict[str, float] = {}
+        self.actions = FollowerActions(ctx, book, self._last_prices, self.params.min_interval)
         self.ticks = 0
         self._nursery: trio.Nursery | None = None
 
@@ -107,22 +102,20 @@ class TrailingManager:
         """
         self.ticks += 1
         self._last_prices[symbol] = price
-        pid = self._by_symbol.get(symbol)
-        if pid is None:
-            return
-        f = self._followers[pid]
-        if f.closed:
-            return
-        nxt = f.ts.observe(price)
-        if nxt.state is TrailState.TRIGGERED:
-            f.crossed = True  # not adopted until the exchange confirms the fill
-            f.wake.set()
-            return
-        if nxt is not f.ts and nxt != f.ts:
-            f.ts = nxt
-            self.ctx.writer.submit_trailing(pid, f)
-            if nxt.move_due(trio.current_time(), self.params) is not None:
+        for pid in self._by_symbol.get(symbol, ()):
+            f = self._followers[pid]
+            if f.closed:
+                continue
+            nxt = f.ts.observe(price)
+            if nxt.state is TrailState.TRIGGERED:
+                f.crossed = True  # not adopted until the exchange confirms the fill
                 f.wake.set()
+                continue
+            if nxt is not f.ts and nxt != f.ts:
+                f.ts = nxt
+                self.ctx.writer.submit_trailing(pid, f)
+                if nxt.move_due(trio.current_time(), self.params) is not None:
+                    f.wake.set()
 
     # --- registration ---
 
@@ -182,7 +175,9 @@ class TrailingManager:
         follower = Follower(manager=self, position=position, ts=ts, stop_cid=cid, stop_seq=ids.stop_seq(cid))
         follower.repair = unprotected
         self._followers[position.id] = follower
-        self._by_symbol[position.symbol] = position.id
+        same = self._by_symbol.setdefault(position.symbol, [])
+        if position.id not in same:
+            same.append(position.id)
         if self._nursery is not None:
             self._nursery.start_soon(self._follow, follower)
         else:
@@ -228,11 +223,14 @@ class TrailingManager:
                     with trio.move_on_at(due_at):
                         await f.wake.wait()
                 f.wake = trio.Event()
-                f.busy = True  # the sweep leaves the position alone while its orders change
+                # The sweep judges a position only if it saw it idle, with the same count, before
+                # and after reading the exchange: any action in between (even one that changed
+                # nothing in the store) makes the sweep look again next round.
+                f.busy, f.changes = True, f.changes + 1
                 try:
                     await self._act(f)
                 finally:
-                    f.busy = False
+                    f.busy, f.changes = False, f.changes + 1
         finally:
             for request in f.close_requests:  # the follower ended first (shutdown, or a stop fired)
                 request.closed = f.closed
@@ -242,196 +240,30 @@ class TrailingManager:
             self._untrack(f)
 
     async def _act(self, f: Follower) -> None:
+        actions = self.actions
         if f.close_requests:
-            await self._operator_close(f)
+            await actions.operator_close(f)
             return
         if f.repair:
             f.repair = False
-            await self._repair(f)
+            await actions.repair(f)
             return
         if f.crossed:
             f.crossed = False
-            await self._confirm_exit(f)
+            await actions.confirm_exit(f)
         now = trio.current_time()
         if not f.closed and now >= f.retry_at:
             due = f.ts.move_due(now, self.params)
             if due is not None:
-                await self._move(f, due)
-
-    def _emit(self, f: Follower) -> orders.Emit:
-        return lambda kind, detail: self.ctx.event(kind, detail, position_id=f.position.id)
-
-    async def _move(self, f: Follower, stop_price: float) -> None:
-        """New stop first, then cancel the old: never a moment without one."""
-        ctx, p = self.ctx, f.position
-        seq = f.stop_seq + 1
-        request = OrderRequest(p.symbol, p.side.exit_order_side, OrderKind.STOP, p.quantity,
-                               ids.stop_id(p.id, seq), stop_price)
-        with trio.move_on_after(ctx.config.cleanup_timeout, shield=True):
-            placed = await orders.place(ctx, request, self._emit(f))
-            if placed.state is None:
-                ctx.event(EventKind.STOP_MOVE_FAILED,
-                          f"to {stop_price:g}: {placed.error}; stop stays at {f.ts.live_stop:g}", position_id=p.id)
-                # The old stop stays live. Try again after a backoff, whatever the prices say,
-                # so a refused level (e.g. "would immediately trigger") is never hammered.
-                f.retry_at = trio.current_time() + max(ctx.config.protect_retry.backoff, self.params.min_interval, 0.1)
-                return
-            old = f.stop_cid
-            f.stop_cid, f.stop_seq, f.moves = request.client_order_id, seq, f.moves + 1
-            if placed.state.status is OrderStatus.FILLED:
-                await self._closed(f, placed.state.average_price, ExitReason.TRAILING_STOP)
-                return
-            f.ts = f.ts.moved(stop_price, trio.current_time())
-            self._save(f, attrs.evolve(p, stop_price=stop_price, stop_client_id=f.stop_cid),
-                       OrderRecord(f.stop_cid, p.id, p.symbol, OrderKind.STOP, p.side.exit_order_side, p.quantity,
-                                   OrderStatus.NEW, stop_price=stop_price, updated_at=ctx.clock.now()))
-            ctx.event(EventKind.STOP_MOVED, f"{old} -> {f.stop_cid} @ {stop_price:g}", position_id=p.id)
-            if not await orders.cancel(ctx, p.symbol, old, self._emit(f)):
-                f.stale.add(old)  # still protected (two stops); the sweep cancels it later
-                ctx.event(EventKind.STALE_STOP, f"{old} could not be cancelled yet", position_id=p.id)
-
-    def _save(self, f: Follower, position: Position, *records: OrderRecord) -> None:
-        f.changes += 1
-        f.position = position
-        self.book.save(position)
-        self.ctx.writer.submit(*records)
-        self.ctx.writer.submit_trailing(f.position.id, f)
-
-    async def _confirm_exit(self, f: Follower) -> None:
-        """Our feed crossed the stop: ask the exchange whether the stop really filled."""
-        state, known = await orders.lookup(self.ctx, f.position.symbol, f.stop_cid, self._emit(f))
-        if known and state is not None and state.filled_quantity > 0:
-            await self._closed(f, state.average_price, self._stop_exit(f))
-        elif known and (state is None or state.status is not OrderStatus.NEW):
-            await self._repair(f)
-        # Still resting: the exchange has not crossed it yet; the next price decides.
-
-    async def _repair(self, f: Follower) -> None:
-        """Make the exchange match, from a fresh read of it.
-
-        A filled stop closes the position; a position gone from the exchange is recorded
-        closed; a size different from the store is taken from the exchange (the stop must
-        cover what is held); a missing stop, or one for less than the held size, is
-        replaced; older stops still live are cancelled once the position is covered.
-        """
-        ctx, p = self.ctx, f.position
-        state, known = await orders.lookup(ctx, p.symbol, f.stop_cid, self._emit(f))
-        if not known:
-            return
-        if state is not None and state.filled_quantity > 0:
-            await self._closed(f, state.average_price, self._stop_exit(f))
-            return
-        try:
-            held = [x for x in await ctx.read(CallPoint.QUERY, ctx.exchange.fetch_positions) if x.symbol == p.symbol]
-        except Exception:
-            return  # the next repair request (or sweep) tries again
-        if not held:
-            await self._closed(f, self._last_prices.get(p.symbol), ExitReason.MANUAL)
-            return
-        there = held[0]
-        tolerance = ctx.markets[p.symbol].step_size / 2
-        if there.side is p.side and abs(there.quantity - p.quantity) > tolerance:
-            ctx.event(EventKind.SIZE_CHANGED, f"{p.quantity:g} -> {there.quantity:g} (the exchange's size)",
-                      position_id=p.id)
-            self._save(f, attrs.evolve(p, quantity=there.quantity))
-        live = state is not None and state.status is OrderStatus.NEW
-        if live and state is not None and state.quantity < f.position.quantity - tolerance:
-            await self._move(f, f.ts.live_stop)  # a stop for the full size first, then the short one goes
-        elif not live:
-            await self._replace_missing_stop(f)
-        await self._cancel_stale(f)
-
-    async def _cancel_stale(self, f: Follower) -> None:
-        for cid in sorted(f.stale):
-            if cid == f.stop_cid or await orders.cancel(self.ctx, f.position.symbol, cid, self._emit(f)):
-                f.stale.discard(cid)
-
-    async def _replace_missing_stop(self, f: Follower) -> None:
-        ctx, p = self.ctx, f.position
-        price = self._last_prices.get(p.symbol)
-        stop = f.ts.live_stop
-        if price is not None and f.ts.crossed(price):
-            # The old level is already through the market: protect from the current price.
-            stop = initial_stop_price(p.side, price, ctx.config.stop_loss_percent, ctx.markets[p.symbol].tick_size)
-        seq = f.stop_seq + 1
-        request = OrderRequest(p.symbol, p.side.exit_order_side, OrderKind.STOP, p.quantity,
-                               ids.stop_id(p.id, seq), stop)
-        close = OrderRequest(p.symbol, p.side.exit_order_side, OrderKind.CLOSE, p.quantity, ids.close_id(p.id, seq))
-        ctx.event(EventKind.STOP_MISSING, f"{f.stop_cid} is not live; placing {request.client_order_id} @ {stop:g}",
-                  position_id=p.id)
-        with trio.move_on_after(ctx.config.cleanup_timeout, shield=True):
-            result = await orders.protect_or_close(ctx, request, close, self._emit(f))
-            if result.protected:
-                f.stop_cid, f.stop_seq = request.client_order_id, seq
-                f.ts = attrs.evolve(f.ts, live_stop=stop, wanted_stop=stop) if stop != f.ts.live_stop else f.ts
-                self._save(f, attrs.evolve(p, stop_price=stop, stop_client_id=f.stop_cid),
-                           OrderRecord(f.stop_cid, p.id, p.symbol, OrderKind.STOP, p.side.exit_order_side,
-                                       p.quantity, OrderStatus.NEW, stop_price=stop, updated_at=ctx.clock.now()))
-            elif result.stopped_out:
-                assert result.stop is not None
-                f.stop_cid, f.stop_seq = request.client_order_id, seq
-                await self._closed(f, result.stop.average_price, self._stop_exit(f))
-            elif result.closed:
-                await self._closed(f, result.close_price, ExitReason.EMERGENCY_CLOSE)
-
-    async def _operator_close(self, f: Follower) -> None:
-        ctx, p = self.ctx, f.position
-        f.stop_seq += 1  # the close takes a fresh, deterministic id; later stops never reuse it
-        close = OrderRequest(p.symbol, p.side.exit_order_side, OrderKind.CLOSE, p.quantity,
-                             ids.close_id(p.id, f.stop_seq))
-        ctx.event(EventKind.OPERATOR_CLOSE, f"reduce-only market close {close.client_order_id}", position_id=p.id)
-        error: str | None = None
-        with trio.move_on_after(ctx.config.cleanup_timeout, shield=True):
-            placed = await orders.place(ctx, close, self._emit(f), retry_refused=True)
-            if placed.state is not None and placed.state.filled_quantity > 0:
-                ctx.writer.submit(OrderRecord(close.client_order_id, p.id, p.symbol, OrderKind.CLOSE, close.side,
-                                              placed.state.filled_quantity, OrderStatus.FILLED,
-                                              fill_price=placed.state.average_price, updated_at=ctx.clock.now()))
-                await self._closed(f, placed.state.average_price, ExitReason.OPERATOR)
-            else:
-                error = placed.error or "the close did not fill"
-                ctx.event(EventKind.OPERATOR_CLOSE_FAILED, f"{error}; the stop stays in place", position_id=p.id)
-                await self._repair(f)  # e.g. the stop fired meanwhile: record that exit
-        if not f.closed and error is None:
-            error = f"no answer within cleanup_timeout ({ctx.config.cleanup_timeout:g}s); the stop stays in place"
-        requests, f.close_requests = f.close_requests, []
-        for request in requests:
-            request.closed = f.closed
-            request.exit_price = f.position.exit_price
-            request.error = None if f.closed else error
-            request.done.set()
-
-    async def _closed(self, f: Follower, exit_price: float | None, reason: ExitReason) -> None:
-        """The position is gone from the exchange: record the exit, clear its leftover orders."""
-        ctx, p = self.ctx, f.position
-        f.closed = True
-        f.ts = attrs.evolve(f.ts, state=TrailState.TRIGGERED)
-        pnl = realized_pnl(p.side, p.entry_price, exit_price, p.quantity) \
-            if exit_price is not None and p.entry_price is not None else None
-        closed = attrs.evolve(p, status=PositionStatus.CLOSED, exit_price=exit_price, exit_reason=reason,
-                              realized_pnl=pnl, closed_at=ctx.clock.now())
-        self._save(f, closed)
-        ctx.event(EventKind.POSITION_CLOSED, f"{reason} @ {exit_price}, pnl {pnl}", position_id=p.id)
-        with trio.move_on_after(ctx.config.cleanup_timeout, shield=True):
-            try:
-                left = await ctx.read(CallPoint.QUERY, ctx.exchange.fetch_open_orders, p.symbol)
-            except Exception as exc:
-                ctx.event(EventKind.CLEANUP_FAILED, f"could not list orders left on {p.symbol}: {exc}",
-                          position_id=p.id)
-                return
-            for order in left:
-                # Only this position's own orders: another position on the symbol (opened by a
-                # later wave meanwhile) keeps its stop. Strangers' orders are the sweep's to judge.
-                if order.reduce_only and ids.position_of(order.client_order_id) == p.id:
-                    await orders.cancel(ctx, p.symbol, order.client_order_id, self._emit(f))
-
-    @staticmethod
-    def _stop_exit(f: Follower) -> ExitReason:
-        return ExitReason.TRAILING_STOP if f.ts.activated else ExitReason.STOP_LOSS
+                await actions.move(f, due)
 
     def _untrack(self, f: Follower) -> None:
-        if self._followers.get(f.position.id) is f:
-            del self._followers[f.position.id]
-        if self._by_symbol.get(f.position.symbol) == f.position.id:
-            del self._by_symbol[f.position.symbol]
+        if self._followers.get(f.position.id) is not f:
+            return  # replaced by a newer follower of the same position
+        del self._followers[f.position.id]
+        same = self._by_symbol.get(f.position.symbol, [])
+        if f.position.id in same:
+            same.remove(f.position.id)
+        if not same:
+            self._by_symbol.pop(f.position.symbol, None)
 
