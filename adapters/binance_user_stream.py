@@ -8,12 +8,13 @@ closes a connection after 24 hours). The connection reads `ALGO_UPDATE`,
 What the engine is told: a stop that triggered (at its trigger price) or a reduce-only
 order that filled (at its price) is reported through `on_fill(symbol, price)` — in live
 mode that is the engine's price feed, so the engine sees a price at or through its stop,
-which makes the trailing service ask the exchange (over REST) about its stop at once. This matters most with
-`workingType = MARK_PRICE`: the mark can cross a stop while the book's middle does
-not, so without this stream the stop-out would be noticed only by the next sweep.
-The event itself is never taken as the fill: the REST look-up decides, and a stream
-that was down is followed by that same look-up (the reconnect is reported as an
-`on_reconnect` call, for the caller to reconcile).
+which makes the trailing service ask the exchange about its stop at once. This matters
+most with `workingType = MARK_PRICE`: the mark can cross a stop while the book's middle
+does not, so without this stream the stop-out would be noticed only by the next sweep.
+Every event is also handed to `on_event` first (`adapters.binance_fills`), so that
+look-up is answered from the stream's own figures when they show the stop completely
+filled, and by REST otherwise; a stream that was down is followed by a REST
+reconciliation (the reconnect is reported as an `on_reconnect` call).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import trio
 import trio_websocket
@@ -38,12 +40,20 @@ _ALGO_DONE = frozenset({"TRIGGERING", "TRIGGERED", "FINISHED", "REJECTED", "EXPI
 NewKey = Callable[[], Awaitable[str]]
 KeepAlive = Callable[[str], Awaitable[None]]
 OnFill = Callable[[str, float], None]
+OnEvent = Callable[[dict[str, Any]], None]
 
 
-def fill_of(message: str) -> tuple[str, float] | None:
-    """(symbol, price) the engine should look at, from one user-stream message; None otherwise."""
+def parse_event(message: str) -> dict[str, Any] | None:
     try:
         event = json.loads(message)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) else None
+
+
+def fill_of(event: dict[str, Any]) -> tuple[str, float] | None:
+    """(symbol, price) the engine should look at, from one user-stream event; None otherwise."""
+    try:
         kind, order = event.get("e"), event.get("o") or {}
         if kind == "ALGO_UPDATE" and order.get("X") in _ALGO_DONE:
             # The trigger price, not the fill's: a MARK_PRICE stop may fill at a last price that is
@@ -62,10 +72,11 @@ class UserStream:
     """The account's user data stream; see the module docstring."""
 
     def __init__(self, ws_url: str, new_key: NewKey, keepalive: KeepAlive, on_fill: OnFill,
-                 on_reconnect: Callable[[], Awaitable[None]]) -> None:
+                 on_reconnect: Callable[[], Awaitable[None]], on_event: OnEvent | None = None) -> None:
         self._ws_url = ws_url.rstrip("/")
         self._new_key, self._keepalive = new_key, keepalive
         self._on_fill, self._on_reconnect = on_fill, on_reconnect
+        self._on_event = on_event
         self.connects = 0
         self.events = 0
 
@@ -95,12 +106,16 @@ class UserStream:
             while True:
                 message = await ws.get_message()
                 self.events += 1
-                if isinstance(message, str):
-                    if '"listenKeyExpired"' in message:
-                        raise trio_websocket.ConnectionClosed(None)
-                    found = fill_of(message)
-                    if found is not None:
-                        self._on_fill(*found)
+                event = parse_event(message) if isinstance(message, str) else None
+                if event is None:
+                    continue
+                if event.get("e") == "listenKeyExpired":
+                    raise trio_websocket.ConnectionClosed(None)
+                if self._on_event is not None:
+                    self._on_event(event)  # the figures first: the look-up `on_fill` causes reads them
+                found = fill_of(event)
+                if found is not None:
+                    self._on_fill(*found)
 
     async def _keep_alive(self, key: str) -> None:
         while True:

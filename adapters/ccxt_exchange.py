@@ -3,63 +3,53 @@
 Binance USDⓈ-M (`binanceusdm`) is the first-class target; Bybit linear perpetuals
 (`bybit`) go through ccxt's unified API on a best-effort basis.
 
-Why it is built the way it is:
+Why it is built the way it is, and where each job lives:
 
-* ccxt is asyncio, the engine is Trio. Every ccxt coroutine runs through
-  `trio_asyncio.aio_as_trio` on the program's one loop (opened once at the top by
-  `trio_bot.aio`), so a Trio cancel scope cancels the asyncio task underneath and
-  every method stays cancellable. The adapter never opens a loop of its own.
-* The engine rate-limits and applies deadlines, so ccxt's own rate limiter is off
-  (`adapters.ccxt_setup.new_client`).
-* The engine's symbol is the exchange-native id (`BTCUSDT`); ccxt wants its unified
-  symbol (`BTC/USDT:USDT`). Both maps are built by `load_markets`.
-* Client order ids carry the order kind (`engine.ids`): `tb-<n>-stop<k>` is a
-  conditional order, which Binance keeps in a separate "algo" book; look-ups and
-  cancels pick the book from the id (`adapters.ccxt_lookup`).
-* Errors become the engine's kinds and secrets are scrubbed from every message and
-  from ccxt's own debug logging (`adapters.ccxt_errors`); ccxt's dicts become the
-  engine's values in `adapters.ccxt_orders`. `repr()` shows neither key nor secret.
-* Prices come from Binance's bookTicker websocket stream (`adapters.binance_stream`,
-  trio-websocket), polled over REST (`price_poll_interval`) while it is down and for
-  other exchanges; the engine keeps only the newest price per symbol anyway.
-* 429/418 answers close a gate every call of the account waits at until `Retry-After`
-  has passed; protective orders leave first (`adapters.ccxt_ratelimit`).
+* ccxt is asyncio, the engine is Trio: every ccxt coroutine runs through
+  `trio_asyncio.aio_as_trio` on the program's one loop (`trio_bot.aio`), so a Trio cancel
+  scope cancels the asyncio task underneath. ccxt's own rate limiter is off: the engine
+  rate-limits and applies deadlines (`adapters.ccxt_setup`).
+* The engine's symbol is the native id (`BTCUSDT`), ccxt's the unified one
+  (`BTC/USDT:USDT`); markets are range-checked on loading (`adapters.ccxt_markets`).
+* Client ids carry the order kind (`engine.ids`); Binance keeps stops in its "algo" book,
+  so look-ups and cancels pick the book from the id (`adapters.ccxt_lookup`). Closes above
+  MARKET_LOT_SIZE are split (`adapters.ccxt_closes`); account settings are applied per
+  symbol (`adapters.ccxt_settings`).
+* Errors become the engine's kinds, secrets scrubbed (`adapters.ccxt_errors`); ccxt's dicts
+  become the engine's values (`adapters.ccxt_orders`). `repr()` shows neither key nor secret.
+* Prices and fills are pushed by websockets where the exchange offers them, polled
+  otherwise (`adapters.ccxt_feeds`); a stop the user stream showed filled is answered
+  from its figures without a REST look-up (`adapters.binance_fills`).
+* 429/418 close a gate every call waits at until `Retry-After` has passed; protective
+  orders leave first (`adapters.ccxt_ratelimit`). The asyncio side runs its ready
+  callbacks in batches (`adapters.aio_batching`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import attrs
 import trio
 import trio_asyncio
 from ccxt.base import errors as ccxt_errors
 
-from adapters.binance_account import AccountSettings, prepare_binance_account
-from adapters.binance_stream import BINANCE_WS, PriceStream
+from adapters.aio_batching import batch_ready_callbacks
+from adapters.binance_account import AccountSettings
+from adapters.binance_stream import PriceStream
 from adapters.binance_user_stream import UserStream
-from adapters.ccxt_errors import ExchangeAuthError, is_not_found, map_error, scrub
-from adapters.ccxt_lookup import OrderLookup, books_for, raw_call
-from adapters.ccxt_orders import (
-    ALGO_RESOLVED_BY_FILL,
-    DEFAULT_MAX_LEVERAGE,
-    SETTLE,
-    algo_status,
-    held_position,
-    market_leverage,
-    number,
-    order_state,
-    order_windows,
-    tier_leverage,
-    tradable_markets,
-)
+from adapters.ccxt_closes import find_close, place_close
+from adapters.ccxt_errors import map_error, scrub
+from adapters.ccxt_feeds import Feeds, ws_url_for
+from adapters.ccxt_lookup import OrderLookup, books_for
+from adapters.ccxt_markets import MarketBook, max_leverage, order_windows, tradable_markets
+from adapters.ccxt_orders import SETTLE, held_position, last_prices, number, resting
 from adapters.ccxt_ratelimit import RateGate, retry_after_of
 from adapters.ccxt_routing import check_ccxt_routing
+from adapters.ccxt_settings import SymbolSettings
 from adapters.ccxt_setup import new_client
-from engine.errors import ExchangeError, PermanentError, TransientError
+from engine.errors import PermanentError, TransientError
 from engine.ids import kind_of
 from engine.model import (
     Balance,
@@ -99,24 +89,19 @@ class CcxtExchange:
         stop_working_type: str = "MARK_PRICE",
         ws_url: str | None = None,
     ) -> None:
-        """`base_url` (binanceusdm only) moves every Binance URL onto a local Binance-compatible
-        server such as `adapters.sim.fake_binance`; `options` are merged into ccxt's `options`
-        (e.g. `recvWindow`) last, so they win; `symbols` limits the price stream (default:
-        every market `load_markets` found)."""
+        """`base_url` (binanceusdm only) moves every Binance URL onto a local compatible server;
+        `options` are merged into ccxt's `options` last, so they win; `symbols` limits the
+        price stream (default: every market `load_markets` found)."""
         if exchange_id not in SUPPORTED:
             raise ValueError(f"unsupported exchange {exchange_id!r}; expected one of {', '.join(SUPPORTED)}")
         if stop_working_type not in ("MARK_PRICE", "CONTRACT_PRICE"):
             raise ValueError(f"stop_working_type must be MARK_PRICE or CONTRACT_PRICE, got {stop_working_type!r}")
         self.stop_working_type = stop_working_type
-        # Binance's market streams; a local server names its own, else prices are polled.
-        self.ws_url = ws_url if ws_url is not None else (BINANCE_WS if exchange_id == "binanceusdm"
-                                                          and base_url is None else None)
-        self.price_stream: PriceStream | None = None
-        self.user_stream: UserStream | None = None
         if not price_poll_interval > 0:
             raise ValueError(f"price_poll_interval must be > 0, got {price_poll_interval!r}")
         if exchange_id == "binanceusdm":
             check_ccxt_routing()  # a ccxt that sends stops where Binance refuses them must not trade
+        batch_ready_callbacks()  # ccxt's requests in fewer Trio rounds (`adapters.aio_batching`)
         self.exchange_id = exchange_id
         self.base_url = base_url
         self._secrets = tuple(s for s in (api_key, api_secret) if s)
@@ -124,19 +109,40 @@ class CcxtExchange:
         self._interval = float(price_poll_interval)
         self._binance = exchange_id == "binanceusdm"
         self._closed = False
-        self._unified: dict[str, str] = {}  # native id -> ccxt symbol
         self._native: dict[str, str] = {}  # ccxt symbol -> native id
 
         self._client = new_client(exchange_id, api_key=api_key, api_secret=api_secret, base_url=base_url,
                                   options=options, secrets=self._secrets)
         self._gate = RateGate()
         self._lookup = OrderLookup(self._client, binance=self._binance, secrets=self._secrets)
+        self._book = MarketBook({}, {}, {}, {})
+        self._feeds = Feeds(exchange_id, ws_url_for(exchange_id, base_url, ws_url), self._interval,
+                            self.fetch_prices, self._signed, self._client)
+        self._settings = SymbolSettings(self._client, self._secrets)
 
     def __repr__(self) -> str:
         where = f", base_url={self.base_url!r}" if self.base_url else ""
         return f"CcxtExchange({self.exchange_id!r}{where}, api_key='***', api_secret='***')"
 
     __str__ = __repr__
+
+    @property
+    def ws_url(self) -> str | None:
+        """Where the market and user streams are (None: prices are polled)."""
+        return self._feeds.ws_url
+
+    @property
+    def price_stream(self) -> PriceStream | None:  # while `stream_prices` runs (tests, benchmarks)
+        return self._feeds.price_stream
+
+    @property
+    def user_stream(self) -> UserStream | None:
+        return self._feeds.user_stream
+
+    @property
+    def refused_markets(self) -> dict[str, str]:
+        """Symbols whose market data was out of range, with the reason (see `adapters.ccxt_markets`)."""
+        return dict(self._book.refused)
 
     @property
     def client(self) -> Any:
@@ -169,6 +175,10 @@ class CcxtExchange:
                 log.warning("%s: %s; every call waits %gs, protective orders first", self.exchange_id, exc, after)
             raise
 
+    async def _signed(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """A set-up call the port does not cover (listenKey, settings) behind the gate."""
+        return await self._gated(False, self._aio, fn, *args)
+
     async def _aio(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """Run one ccxt coroutine on the shared asyncio loop; ccxt errors become engine kinds."""
         try:
@@ -188,8 +198,9 @@ class CcxtExchange:
         info = await self._aio(self._client.fapiPublicGetExchangeInfo)
         return order_windows(info)
 
-    def _map(self, exc: BaseException) -> ExchangeError:
-        return map_error(exc, self._secrets)
+    @property
+    def _unified(self) -> dict[str, str]:
+        return self._book.unified
 
     async def _ensure_markets(self) -> None:
         if not self._unified:
@@ -199,7 +210,8 @@ class CcxtExchange:
         try:
             return self._unified[native]
         except KeyError:
-            raise PermanentError(f"-1121 Invalid symbol {native!r} (not a {SETTLE} linear perpetual "
+            why = self._book.refused.get(native)
+            raise PermanentError(f"-1121 Invalid symbol {native!r} ({why or f'not a {SETTLE} linear perpetual'} "
                                  f"on {self.exchange_id})") from None
 
     def _native_of(self, unified: str | None, info: Any = None) -> str:
@@ -212,33 +224,17 @@ class CcxtExchange:
     # --- markets ---
 
     async def load_markets(self) -> dict[str, Market]:
-        """USDT-settled linear perpetuals that trade, keyed by native id (`tradable_markets`)."""
+        """USDT-settled linear perpetuals that trade, keyed by native id, each market's figures
+        range-checked (`adapters.ccxt_markets`: a refused one is logged once and not traded)."""
         raw = await self._aio(self._client.load_markets, True)
-        leverage = await self._max_leverage(raw)
-        markets, unified = tradable_markets(raw, leverage)
-        self._unified = unified
-        self._native = {s: n for n, s in unified.items()}
-        return markets
-
-    async def _max_leverage(self, raw: Mapping[str, Any]) -> dict[str, int]:
-        """Highest leverage per ccxt symbol: from the market (Bybit) or the brackets (Binance).
-
-        Binance's brackets are a signed call (`GET /fapi/v1/leverageBracket`), so a wrong key
-        shows up here, at start-up. A server without the endpoint just leaves the default.
-        """
-        found = market_leverage(raw)
-        if found or not self._client.has.get("fetchLeverageTiers"):
-            return found
-        try:
-            tiers = await raw_call(self._client.fetch_leverage_tiers)
-        except ccxt_errors.BaseError as exc:
-            mapped = self._map(exc)
-            if isinstance(mapped, ExchangeAuthError | TransientError):
-                raise mapped from None
-            log.warning("%s: no leverage brackets (%s); using %d", self.exchange_id, mapped,
-                        DEFAULT_MAX_LEVERAGE)
-            return found
-        return tier_leverage(tiers)
+        leverage = await max_leverage(self._client, raw, self._secrets)
+        book = tradable_markets(raw, leverage, strict=self._binance)
+        for native, why in sorted(book.refused.items()):
+            if native not in self._book.refused:
+                log.warning("%s", why)
+        self._book = book
+        self._native = {s: n for n, s in book.unified.items()}
+        return dict(book.markets)
 
     # --- reads ---
 
@@ -257,14 +253,7 @@ class CcxtExchange:
         else:
             raw = await self._aio(self._client.fetch_tickers, wanted)
             key = "last"
-        asked = set(symbols)
-        prices: dict[str, float] = {}
-        for unified, entry in (raw or {}).items():
-            native = self._native_of(entry.get("symbol") or unified, entry.get("info"))
-            price = number(entry.get(key))
-            if native in asked and price is not None and price > 0:
-                prices[native] = price
-        return prices
+        return last_prices(raw, key, set(symbols), self._native_of)
 
     async def fetch_balance(self) -> Balance:
         return await self._gated(False, self._fetch_balance)
@@ -293,8 +282,18 @@ class CcxtExchange:
         await self._ensure_markets()
         unified = self._symbol(symbol)
         kind = kind_of(client_order_id)
-        books = books_for(kind)
-        for trigger in books:
+        if kind is OrderKind.STOP:
+            streamed = self._feeds.fills.filled_stop(client_order_id)
+            if streamed is not None and streamed.symbol == symbol:
+                return streamed  # the user stream showed it completely filled: no REST look-up
+        if kind is OrderKind.CLOSE:
+            return await find_close(client_order_id, self._book.market_max_qty.get(symbol),
+                                    self._book.markets[symbol].step_size,
+                                    lambda cid: self._find_in(unified, cid, OrderKind.CLOSE))
+        return await self._find_in(unified, client_order_id, kind)
+
+    async def _find_in(self, unified: str, client_order_id: str, kind: OrderKind | None) -> OrderState | None:
+        for trigger in books_for(kind):
             found = await self._lookup.find(unified, client_order_id, trigger)
             if found is not None:
                 return await self._state(found, client_order_id=client_order_id, kind=kind)
@@ -306,31 +305,25 @@ class CcxtExchange:
     async def _fetch_open_orders(self, symbol: str | None = None) -> list[OrderState]:
         await self._ensure_markets()
         unified = self._symbol(symbol) if symbol is not None else None
-        # Binance: GET /fapi/v1/openOrders, then GET /fapi/v1/openAlgoOrders (the stops).
-        # Bybit may list a conditional order in both answers, hence the de-duplication;
-        # the key pairs both ids because Binance's orderId and algoId are separate counters.
-        seen: set[tuple[str | None, str]] = set()
         states: list[OrderState] = []
-        for trigger in (False, True):
+        for trigger in (False, True):  # Binance: GET /fapi/v1/openOrders, then /fapi/v1/openAlgoOrders
             params = {"trigger": True} if trigger else {}
             raw = await self._aio(self._client.fetch_open_orders, unified, None, None, params)
-            for order in raw or []:
-                state = await self._state(order)
-                key = (state.exchange_order_id, state.client_order_id)
-                if state.status is OrderStatus.NEW and key not in seen:
-                    seen.add(key)
-                    states.append(state)
-        return sorted(states, key=lambda o: (o.symbol, o.client_order_id))
+            states.extend([await self._state(order) for order in raw or []])
+        return resting(states)
 
     async def prepare_account(self, symbols: Sequence[str], wanted: AccountSettings) -> list[str]:
         """Binance: check (and set) one-way mode, leverage and margin type per symbol before trading;
-        see `adapters.binance_account`. Other exchanges: nothing is checked, and it says so."""
+        see `adapters.binance_account`. Other exchanges: nothing is checked, and it says so.
+
+        The settings are remembered: a symbol a signal brings later gets them before its first
+        entry (`adapters.ccxt_settings`)."""
         if not self._binance:
             return [f"{self.exchange_id}: account settings are not checked (set leverage {wanted.leverage}x, "
                     f"{wanted.margin_type} margin and one-way mode on the exchange yourself)"]
         await self._ensure_markets()
         known = [s for s in symbols if s in self._unified]
-        return await prepare_binance_account(self._client, known, wanted, self._secrets)
+        return await self._settings.prepare(known, wanted)
 
     # --- orders ---
 
@@ -340,6 +333,17 @@ class CcxtExchange:
     async def _place_order(self, request: OrderRequest) -> OrderState:
         await self._ensure_markets()
         unified = self._symbol(request.symbol)
+        if request.kind is OrderKind.ENTRY and self._binance:
+            await self._settings.ready_for_entry(request.symbol)
+        cap = self._book.market_max_qty.get(request.symbol)
+        if request.kind is OrderKind.CLOSE and self._binance:
+            # One or more reduce-only market orders of at most MARKET_LOT_SIZE maxQty each.
+            step = self._book.markets[request.symbol].step_size
+            return await place_close(request, cap if cap is not None else request.quantity, step,
+                                     lambda chunk: self._place_one(unified, chunk))
+        return await self._place_one(unified, request)
+
+    async def _place_one(self, unified: str, request: OrderRequest) -> OrderState:
         params: dict[str, Any] = {"clientOrderId": request.client_order_id}
         if request.reduce_only:
             params["reduceOnly"] = True
@@ -370,91 +374,24 @@ class CcxtExchange:
     async def _cancel_order(self, symbol: str, client_order_id: str) -> OrderState:
         await self._ensure_markets()
         unified = self._symbol(symbol)
-        kind = kind_of(client_order_id)
-        books = books_for(kind)
-        for i, trigger in enumerate(books):
-            params: dict[str, Any] = {"clientOrderId": client_order_id}
-            if trigger:
-                params["trigger"] = True
-            try:
-                order = await raw_call(self._client.cancel_order, None, unified, params)
-            except ccxt_errors.BaseError as exc:
-                if is_not_found(exc) and i + 1 < len(books):
-                    continue  # a foreign id: try the other book
-                raise self._map(exc) from None
-            if not order.get("side") or order.get("amount") is None:
-                # Binance's algo cancel answers {algoId, clientAlgoId, code, msg} only.
-                found = await self._lookup.read_back(unified, client_order_id, kind, trigger=trigger)
-                if found is not None:
-                    order = found
-                return await self._state(order, client_order_id=client_order_id, kind=kind,
-                                         default_status=OrderStatus.CANCELED)
-            return await self._state(order, client_order_id=client_order_id, kind=kind)
-        raise PermanentError(f"-2011 Unknown order sent ({client_order_id}).")
+        order, kind, canceled = await self._lookup.cancel(unified, client_order_id)
+        return await self._state(order, client_order_id=client_order_id, kind=kind,
+                                 default_status=OrderStatus.CANCELED if canceled else None)
 
     # --- internals ---
 
-    async def _state(self, order: Mapping[str, Any], *, request: OrderRequest | None = None,
-                     client_order_id: str | None = None, kind: OrderKind | None = None,
-                     default_status: OrderStatus | None = None) -> OrderState:
-        state = order_state(order, self._native_of(order.get("symbol"), order.get("info") or {}),
-                            request=request, client_order_id=client_order_id, kind=kind,
-                            default_status=default_status)
-        algo = algo_status(order)
-        if algo in ALGO_RESOLVED_BY_FILL:
-            # Triggered: an exit only with the fill found on the order it became. FINISHED with
-            # that order unfilled (expired in the matching engine) is a stop that is gone; not
-            # found, or still resting (TRIGGERED), stays UNKNOWN: the position has no working stop.
-            fill = await self._lookup.triggered_fill(order)
-            if fill.filled > 0:
-                state = attrs.evolve(state, status=OrderStatus.FILLED, filled_quantity=fill.filled,
-                                     average_price=fill.average)
-            elif algo == "FINISHED" and fill.finished:
-                state = attrs.evolve(state, status=OrderStatus.CANCELED)
-        return state
+    async def _state(self, order: Mapping[str, Any], **how: Any) -> OrderState:
+        native = self._native_of(order.get("symbol"), order.get("info") or {})
+        return await self._lookup.state(order, native, **how)
 
     # --- prices ---
 
     async def stream_prices(self, on_price: Callable[[str, float], None]) -> None:
-        """Prices until cancelled: Binance's bookTicker stream when a websocket URL is known
-        (`adapters.binance_stream`: polling while it is down, a REST poll after each connect),
-        else a REST poll every `price_poll_interval` seconds.
-
-        A transient failure skips one round (logged) instead of ending the stream; a refusal
-        (bad key, bad symbol) ends it, since polling again would only repeat it.
-        """
+        """Prices until cancelled, pushed where the exchange pushes them (`adapters.ccxt_feeds`)."""
         await self._ensure_markets()
         symbols = self._symbols if self._symbols is not None else sorted(self._unified)
-        poll_once = partial(self._poll_once, symbols, on_price)
-        if self.ws_url is not None:
-            self.price_stream = PriceStream(self.ws_url, symbols, poll_once, self._interval)
-            self.user_stream = UserStream(self.ws_url, self._new_listen_key, self._keep_listen_key, on_price,
-                                          poll_once)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self.user_stream.run)
-                await self.price_stream.run(on_price)
-            return
-        next_at = trio.current_time()
-        while True:
-            await poll_once()
-            next_at = max(next_at + self._interval, trio.current_time())
-            await trio.sleep_until(next_at)
+        await self._feeds.run(symbols, on_price)
 
-    async def _new_listen_key(self) -> str:
-        answer = await self._gated(False, self._aio, self._client.fapiPrivatePostListenKey)
-        return str(answer["listenKey"])
-
-    async def _keep_listen_key(self, key: str) -> None:
-        await self._gated(False, self._aio, self._client.fapiPrivatePutListenKey, {"listenKey": key})
-
-    async def _poll_once(self, symbols: Sequence[str], on_price: Callable[[str, float], None]) -> None:
-        try:
-            prices = await self.fetch_prices(symbols)
-        except TransientError as exc:
-            log.warning("%s price poll failed: %s", self.exchange_id, exc)
-        else:
-            for symbol, price in prices.items():
-                on_price(symbol, price)
 
 if TYPE_CHECKING:
     def _conforms(exchange: CcxtExchange) -> Exchange:

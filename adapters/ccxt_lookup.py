@@ -18,9 +18,10 @@ import trio_asyncio
 from ccxt.base import errors as ccxt_errors
 
 from adapters.ccxt_errors import is_not_found, map_error
-from adapters.ccxt_orders import number
-from engine.errors import ExchangeError
-from engine.model import OrderKind, OrderRequest
+from adapters.ccxt_orders import ALGO_RESOLVED_BY_FILL, algo_status, number, order_state
+from engine.errors import ExchangeError, PermanentError
+from engine.ids import kind_of
+from engine.model import OrderKind, OrderRequest, OrderState, OrderStatus
 
 T = TypeVar("T")
 
@@ -113,6 +114,47 @@ class OrderLookup:
             if found is not None:
                 order = found
         return order
+
+    async def cancel(self, unified: str, client_order_id: str) -> tuple[dict[str, Any], OrderKind | None, bool]:
+        """Cancel by client id in the order's book: (the order as known after, its kind, whether the
+        answer said too little and the order is to be taken as CANCELED unless read back)."""
+        kind = kind_of(client_order_id)
+        books = books_for(kind)
+        for i, trigger in enumerate(books):
+            params: dict[str, Any] = {"clientOrderId": client_order_id}
+            if trigger:
+                params["trigger"] = True
+            try:
+                order: dict[str, Any] = await raw_call(self._client.cancel_order, None, unified, params)
+            except ccxt_errors.BaseError as exc:
+                if is_not_found(exc) and i + 1 < len(books):
+                    continue  # a foreign id: try the other book
+                raise self._map(exc) from None
+            if not order.get("side") or order.get("amount") is None:
+                # Binance's algo cancel answers {algoId, clientAlgoId, code, msg} only.
+                found = await self.read_back(unified, client_order_id, kind, trigger=trigger)
+                return (found if found is not None else order), kind, True
+            return order, kind, False
+        raise PermanentError(f"-2011 Unknown order sent ({client_order_id}).")
+
+    async def state(self, order: Mapping[str, Any], native: str, *, request: OrderRequest | None = None,
+                    client_order_id: str | None = None, kind: OrderKind | None = None,
+                    default_status: OrderStatus | None = None) -> OrderState:
+        """The engine's view of a ccxt order, a triggered Binance stop resolved by the order it became."""
+        state = order_state(order, native, request=request, client_order_id=client_order_id, kind=kind,
+                            default_status=default_status)
+        algo = algo_status(order)
+        if algo in ALGO_RESOLVED_BY_FILL:
+            # Triggered: an exit only with the fill found on the order it became. FINISHED with
+            # that order unfilled (expired in the matching engine) is a stop that is gone; not
+            # found, or still resting (TRIGGERED), stays UNKNOWN: the position has no working stop.
+            fill = await self.triggered_fill(order)
+            if fill.filled > 0:
+                state = attrs.evolve(state, status=OrderStatus.FILLED, filled_quantity=fill.filled,
+                                     average_price=fill.average)
+            elif algo == "FINISHED" and fill.finished:
+                state = attrs.evolve(state, status=OrderStatus.CANCELED)
+        return state
 
     async def triggered_fill(self, order: Mapping[str, Any]) -> TriggeredFill:
         """A triggered Binance algo order reports no fill itself; the order it became does.

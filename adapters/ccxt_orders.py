@@ -8,14 +8,13 @@ finite are treated as absent, never as zero prices.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from engine.checks import finite
 from engine.ids import kind_of
 from engine.model import (
     ExchangePosition,
-    Market,
     OrderKind,
     OrderRequest,
     OrderSide,
@@ -74,62 +73,6 @@ def number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return finite(parsed)
-
-
-def order_windows(exchange_info: Mapping[str, Any]) -> list[tuple[int, float]]:
-    """Binance's published order-rate windows (exchangeInfo `rateLimits`, type ORDERS)
-    as (limit, seconds)."""
-    seconds = {"SECOND": 1.0, "MINUTE": 60.0, "HOUR": 3600.0, "DAY": 86400.0}
-    return [(int(w["limit"]), seconds[w["interval"]] * int(w.get("intervalNum", 1)))
-            for w in exchange_info.get("rateLimits", [])
-            if w.get("rateLimitType") == "ORDERS" and w.get("interval") in seconds]
-
-
-def market_leverage(raw: Mapping[str, Any]) -> dict[str, int]:
-    """Highest leverage per ccxt symbol where the market itself says (Bybit)."""
-    found: dict[str, int] = {}
-    for symbol, m in raw.items():
-        top = number(((m.get("limits") or {}).get("leverage") or {}).get("max"))
-        if top:
-            found[symbol] = int(top)
-    return found
-
-
-def tier_leverage(tiers: Mapping[str, Any] | None) -> dict[str, int]:
-    """Highest leverage per ccxt symbol from leverage tiers (Binance's brackets)."""
-    found: dict[str, int] = {}
-    for symbol, entries in (tiers or {}).items():
-        values = [number(t.get("maxLeverage")) for t in entries or []]
-        best = max((v for v in values if v), default=None)
-        if best:
-            found[symbol] = int(best)
-    return found
-
-
-def tradable_markets(raw: Mapping[str, Any], leverage: Mapping[str, int]) -> tuple[dict[str, Market], dict[str, str]]:
-    """USDT-settled linear perpetuals that trade, keyed by native id, and native id -> ccxt symbol.
-
-    ccxt uses TICK_SIZE precision for both exchanges, so `precision['price']` is the
-    tick and `precision['amount']` the step (Binance: PRICE_FILTER.tickSize and
-    LOT_SIZE.stepSize); the minimum notional is `limits['cost']['min']`.
-    """
-    markets: dict[str, Market] = {}
-    unified: dict[str, str] = {}
-    for symbol, m in raw.items():
-        if not (m.get("swap") and m.get("linear") and m.get("settle") == SETTLE):
-            continue
-        if m.get("active") is False:
-            continue
-        tick = number((m.get("precision") or {}).get("price"))
-        step = number((m.get("precision") or {}).get("amount"))
-        if not tick or not step:
-            continue  # no grid: an order could not be rounded, so the engine must not trade it
-        limits = m.get("limits") or {}
-        min_notional = number((limits.get("cost") or {}).get("min")) or 0.0
-        native = str(m["id"])
-        markets[native] = Market(native, tick, step, min_notional, leverage.get(symbol, DEFAULT_MAX_LEVERAGE))
-        unified[native] = symbol
-    return markets, unified
 
 
 def held_position(p: Mapping[str, Any], native: str) -> ExchangePosition | None:
@@ -199,3 +142,32 @@ def order_state(order: Mapping[str, Any], native: str, *, request: OrderRequest 
         status=status, filled_quantity=filled, average_price=average if filled > 0 else None,
         stop_price=stop, reduce_only=reduce_only,
         exchange_order_id=str(order_id) if order_id not in (None, "") else None)
+
+
+def last_prices(raw: Mapping[str, Any] | None, key: str, asked: set[str],
+                native_of: Callable[[str | None, Any], str]) -> dict[str, float]:
+    """The asked symbols' positive finite prices from a ccxt tickers/last-prices answer."""
+    prices: dict[str, float] = {}
+    for unified, entry in (raw or {}).items():
+        native = native_of(entry.get("symbol") or unified, entry.get("info"))
+        price = number(entry.get(key))
+        if native in asked and price is not None and price > 0:
+            prices[native] = price
+    return prices
+
+
+def resting(states: Iterable[OrderState]) -> list[OrderState]:
+    """The resting (NEW) orders, once each, in a stable order.
+
+    Bybit may list a conditional order among both the plain and the trigger orders, hence
+    the de-duplication; the key pairs both ids because Binance's orderId and algoId are
+    separate counters.
+    """
+    seen: set[tuple[str | None, str]] = set()
+    found: list[OrderState] = []
+    for state in states:
+        key = (state.exchange_order_id, state.client_order_id)
+        if state.status is OrderStatus.NEW and key not in seen:
+            seen.add(key)
+            found.append(state)
+    return sorted(found, key=lambda o: (o.symbol, o.client_order_id))

@@ -16,7 +16,6 @@ from functools import partial
 from typing import Any
 
 import trio
-import trio.lowlevel
 import trio_asyncio
 
 from adapters.ccxt_exchange import CcxtExchange
@@ -45,6 +44,7 @@ def measure(positions: int = 20, rounds: int = 5) -> dict[str, Any]:
                           sweep_interval=0, trailing_activation_percent=0.0, trailing_min_step_percent=0.0,
                           trailing_min_interval=0.0)
     placed: dict[str, float] = {}
+    arrived: list[trio.Event] = [trio.Event()]  # set when a stop order reaches the server
 
     async def main() -> dict[str, Any]:
         fake = FakeBinance(spec)
@@ -54,6 +54,7 @@ def measure(positions: int = 20, rounds: int = 5) -> dict[str, Any]:
             result = await original(self, params, algo=algo)
             if algo:
                 placed[params["symbol"]] = time.perf_counter()
+                arrived[0].set()
             return result
 
         Account.place = timed_place  # type: ignore[method-assign]
@@ -87,11 +88,13 @@ def measure(positions: int = 20, rounds: int = 5) -> dict[str, Any]:
             for round_ in range(rounds):
                 for k, symbol in enumerate(symbols):
                     placed.pop(symbol, None)
+                    arrived[0] = trio.Event()
                     start = time.perf_counter()
                     fake.exchange.set_price(symbol, 101.0 + round_ + k * 0.01)
                     with trio.move_on_after(DEADLINE):
-                        while symbol not in placed:
-                            await trio.lowlevel.checkpoint()
+                        while symbol not in placed:  # woken by the server, not by polling
+                            await arrived[0].wait()
+                            arrived[0] = trio.Event()
                     if symbol in placed:
                         tick_to_stop.append(placed[symbol] - start)
             fill_to_record: list[float] = []

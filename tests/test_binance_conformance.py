@@ -436,3 +436,214 @@ async def test_user_stream_tells_the_engine_of_a_stop_the_mark_price_triggered()
             nursery.cancel_scope.cancel()
             with trio.CancelScope(shield=True):
                 await exchange.aclose()
+
+
+# --- -4131 PERCENT_PRICE, partial fills, MARKET_LOT_SIZE, -2021 by workingType ---
+
+SPEC2 = ExchangeSpec(balance_usdt=10_000.0, latency=0.0, markets=(
+    *SPEC.markets, MarketSpec("ETHUSDT", 3_000.0, tick_size=0.01, step_size=0.001, min_notional=5.0),
+))
+
+
+@asynccontextmanager
+async def engine_on(fake: FakeBinance, **config: Any) -> AsyncIterator[tuple[CcxtExchange, Any]]:
+    """The engine trading through the adapter against `fake` (already serving)."""
+    from adapters.sqlite_store import SQLiteStore
+    from engine.config import EngineConfig
+    from trio_bot import Engine
+
+    exchange = CcxtExchange("binanceusdm", api_key=KEY, api_secret=SECRET, base_url=fake.base_url)
+    store = await SQLiteStore.open(":memory:")
+    settings = dict(position_size_usdt=500.0, sweep_interval=0.0, shutdown_timeout=1.0, cleanup_timeout=5.0,
+                    protect_attempts=3, exchange_retry_backoff=0.1) | config
+    try:
+        async with Engine.open(EngineConfig(**settings), exchange, store) as engine:
+            yield exchange, engine
+    finally:
+        await exchange.aclose()
+        await store.aclose()
+
+
+@asynccontextmanager
+async def serving(spec: ExchangeSpec = SPEC) -> AsyncIterator[FakeBinance]:
+    async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+        fake = FakeBinance(spec, api_key=KEY, api_secret=SECRET)
+        await nursery.start(fake.serve)
+        try:
+            yield fake
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+async def test_minus_4131_PERCENT_PRICE_a_market_entry_beyond_the_band_is_rejected_with_the_reason() -> None:
+    async with serving() as fake, engine_on(fake) as (_exchange, engine):
+        fake.set_tick("BTCUSDT", 50_000.0, mark=47_000.0)  # the book 6 % above the mark: buys are refused
+        record = await engine.process_wave([{"id": "a", "symbol": "BTCUSDT", "side": "long", "score": 1.0}])
+        (outcome,) = record.outcomes
+        assert outcome.outcome.value == "failed" and "-4131" in (outcome.reason or ""), outcome.reason
+        assert fake.exchange.positions_snapshot() == []
+
+
+async def test_minus_4131_PERCENT_PRICE_a_refused_operator_close_is_retried_until_the_band_allows_it() -> None:
+    async with serving() as fake, engine_on(fake) as (_exchange, engine):
+        record = await engine.process_wave([{"id": "a", "symbol": "BTCUSDT", "side": "long", "score": 1.0}])
+        (position,) = [p for p in engine.positions() if p.symbol == "BTCUSDT"]
+        fake.set_tick("BTCUSDT", 47_500.0, mark=50_100.0)  # the book 5.2 % below the mark: sells refused
+        assert record.counts.opened == 1
+
+        async def band_back() -> None:
+            await trio.sleep(0.15)
+            fake.set_tick("BTCUSDT", 49_900.0)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(band_back)
+            with trio.fail_after(10):
+                closed = await engine.trailing.close(position.id)
+        assert closed.closed, closed.error
+        refusals = [s for m, p, s in fake.hits if (m, p) == ("POST", "/fapi/v1/order") and s == 400]
+        assert refusals, "the close met -4131 at least once"
+        assert fake.exchange.positions_snapshot() == []
+
+
+async def test_PARTIALLY_FILLED_entry_the_rest_expires_and_the_engine_protects_and_records_what_filled() -> None:
+    async with serving() as fake, engine_on(fake) as (_exchange, engine):
+        fake.primary.depth["BTCUSDT"] = 0.004  # the book holds 0.004 BTC inside the price band
+        record = await engine.process_wave([{"id": "a", "symbol": "BTCUSDT", "side": "long", "score": 1.0}])
+        assert record.counts.opened == 1
+        (position,) = engine.positions()
+        assert position.quantity == 0.004
+        (held,) = fake.exchange.positions_snapshot()
+        (stop_order,) = fake.exchange.open_orders_snapshot()
+        assert held.quantity == 0.004 and stop_order.quantity == 0.004
+        entry_meta = fake.primary.orders[ids.entry_id(position.id)]
+        assert entry_meta.orig_qty == 0.01  # asked 0.01: EXPIRED with executedQty 0.004
+
+
+async def test_PARTIALLY_FILLED_the_order_answer_says_EXPIRED_with_the_executed_quantity() -> None:
+    async with connected() as (fake, exchange):
+        fake.primary.depth["BTCUSDT"] = 0.004
+        placed = await exchange.place_order(entry())
+        assert (placed.status, placed.filled_quantity, placed.quantity) == (OrderStatus.CANCELED, 0.004, 0.01)
+        raw = await trio_asyncio.aio_as_trio(exchange.client.fapiPrivateGetOrder)(
+            {"symbol": "BTCUSDT", "origClientOrderId": ids.entry_id(1)})
+        assert (raw["status"], raw["executedQty"], raw["origQty"]) == ("EXPIRED", "0.004", "0.01")
+
+
+async def test_MARKET_LOT_SIZE_maxQty_a_larger_close_is_sent_as_several_reduce_only_orders() -> None:
+    from adapters.sim.fake_binance.params import Limits
+
+    async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+        fake = FakeBinance(SPEC, api_key=KEY, api_secret=SECRET)
+        fake.limits["BTCUSDT"] = Limits(max_qty=1_000.0, market_max_qty=0.004, max_price=10_000_000)
+        await nursery.start(fake.serve)
+        exchange = CcxtExchange("binanceusdm", api_key=KEY, api_secret=SECRET, base_url=fake.base_url)
+        try:
+            for n in (1, 2, 3):  # one-way mode: three entries of 0.004 make one long of 0.012
+                await exchange.place_order(OrderRequest("BTCUSDT", OrderSide.BUY, OrderKind.ENTRY, 0.004,
+                                                        ids.entry_id(n)))
+            with pytest.raises(Exception, match="-4005"):  # one order above maxQty is refused, as on Binance
+                await exchange.place_order(OrderRequest("BTCUSDT", OrderSide.BUY, OrderKind.ENTRY, 0.005,
+                                                        ids.entry_id(9)))
+            close = OrderRequest("BTCUSDT", OrderSide.SELL, OrderKind.CLOSE, 0.01, ids.close_id(1))
+            closed = await exchange.place_order(close)
+            assert (closed.status, closed.filled_quantity, closed.client_order_id) == (
+                OrderStatus.FILLED, 0.01, ids.close_id(1))
+            sent = [m for m in fake.primary.orders.values() if m.kind is OrderKind.CLOSE]
+            assert [m.client_id for m in sent] == [ids.close_id(1), f"{ids.close_id(1)}.2", f"{ids.close_id(1)}.3"]
+            assert [o.quantity for o in fake.exchange.positions_snapshot()] == [0.002]
+            found = await exchange.fetch_order("BTCUSDT", ids.close_id(1))  # a lost answer, looked up again
+            assert found is not None and (found.status, found.filled_quantity) == (OrderStatus.FILLED, 0.01)
+        finally:
+            await exchange.aclose()
+            nursery.cancel_scope.cancel()
+
+
+async def test_minus_2021_is_judged_on_the_price_the_workingType_names() -> None:
+    async with connected() as (fake, exchange):
+        await exchange.place_order(entry())
+        fake.set_tick("BTCUSDT", 48_500.0, mark=50_000.0)  # a wick: the last price is below the stop
+        placed = await exchange.place_order(stop(49_000.0))  # MARK_PRICE: the mark is above it, accepted
+        assert placed.status is OrderStatus.NEW
+        exchange.stop_working_type = "CONTRACT_PRICE"
+        with pytest.raises(Exception, match="-2021"):  # on the last price it would fire at once
+            await exchange.place_order(stop(49_000.0, seq=2))
+        exchange.stop_working_type = "MARK_PRICE"
+        fake.set_mark("BTCUSDT", 48_900.0)  # now the mark fires the first stop ...
+        with pytest.raises(Exception, match="-2021"):  # ... and a new one above the mark is refused
+            await exchange.place_order(stop(49_000.0, seq=3))
+
+
+# --- user data stream figures: a stop-out recorded without a REST look-up ---
+
+async def test_ALGO_UPDATE_and_ORDER_TRADE_UPDATE_figures_answer_the_stop_look_up_without_REST() -> None:
+    async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+        fake = FakeBinance(SPEC, api_key=KEY, api_secret=SECRET)
+        await nursery.start(fake.serve)
+        exchange = CcxtExchange("binanceusdm", api_key=KEY, api_secret=SECRET, base_url=fake.base_url,
+                                ws_url=fake.ws_url, price_poll_interval=60.0)
+        try:
+            await exchange.place_order(entry())
+            await exchange.place_order(stop(49_000.0))
+            seen: list[float] = []
+            nursery.start_soon(exchange.stream_prices, lambda symbol, price: seen.append(price))
+            await until(lambda: fake.user_streams._clients.get(KEY) and fake.streams.connected)
+            fake.set_tick("BTCUSDT", 48_000.0)
+            await until(lambda: 49_000.0 in seen)  # ALGO_UPDATE arrived
+            reads_before = sum(1 for m, _p, _s in fake.hits if m == "GET")
+            fired = await exchange.fetch_order("BTCUSDT", ids.stop_id(1, 1))
+            assert fired is not None
+            assert (fired.status, fired.filled_quantity, fired.average_price) == (OrderStatus.FILLED, 0.01, 48_000.0)
+            assert sum(1 for m, _p, _s in fake.hits if m == "GET") == reads_before  # no REST call
+        finally:
+            nursery.cancel_scope.cancel()
+            with trio.CancelScope(shield=True):
+                await exchange.aclose()
+
+
+async def test_ALGO_UPDATE_a_stop_not_completely_filled_is_looked_up_by_REST() -> None:
+    from adapters.binance_fills import StreamFills
+
+    fills = StreamFills()
+    algo = {"caid": "tb-1-stop1", "s": "BTCUSDT", "S": "SELL", "q": "0.01", "tp": "49000", "ai": "77"}
+    fills.on_event({"e": "ALGO_UPDATE", "o": algo | {"X": "TRIGGERED"}})
+    assert fills.filled_stop("tb-1-stop1") is None  # triggered: resting in the matching engine
+    fills.on_event({"e": "ALGO_UPDATE", "o": algo | {"X": "FINISHED", "aq": "0.004", "ap": "48000"}})
+    assert fills.filled_stop("tb-1-stop1") is None  # finished with a partial fill: REST decides
+    fills.on_event({"e": "ORDER_TRADE_UPDATE", "o": {"i": 77, "X": "FILLED", "z": "0.01", "ap": "47990"}})
+    found = fills.filled_stop("tb-1-stop1")
+    assert found is not None and (found.filled_quantity, found.average_price) == (0.01, 47_990.0)
+    fills.on_event({"e": "ALGO_UPDATE", "o": "garbage"})  # ignored
+    assert StreamFills(limit=1).filled_stop("unknown") is None
+
+
+# --- account settings for a symbol a signal brings ---
+
+async def test_symbolConfig_a_symbol_outside_the_configured_list_gets_the_settings_before_its_first_entry() -> None:
+    from adapters.binance_account import AccountSettings
+
+    async with serving(SPEC2) as fake:
+        exchange = CcxtExchange("binanceusdm", api_key=KEY, api_secret=SECRET, base_url=fake.base_url)
+        try:
+            await exchange.prepare_account(["BTCUSDT"], AccountSettings(3, "isolated"))
+            assert fake.primary.leverages["ETHUSDT"] == 20  # untouched at start-up
+            eth = OrderRequest("ETHUSDT", OrderSide.BUY, OrderKind.ENTRY, 0.1, ids.entry_id(5))
+            await exchange.place_order(eth)
+            assert (fake.primary.leverages["ETHUSDT"], fake.primary.margin_type["ETHUSDT"]) == (3, "ISOLATED")
+            settings_calls = sum(1 for _m, p, _s in fake.hits if p == "/fapi/v1/symbolConfig")
+            await exchange.place_order(OrderRequest("ETHUSDT", OrderSide.BUY, OrderKind.ENTRY, 0.1, ids.entry_id(6)))
+            assert sum(1 for _m, p, _s in fake.hits if p == "/fapi/v1/symbolConfig") == settings_calls  # cached
+        finally:
+            await exchange.aclose()
+
+
+async def test_symbolConfig_a_symbol_whose_settings_may_not_change_refuses_the_signal_with_the_reason() -> None:
+    from adapters.binance_account import AccountSettings
+
+    async with serving(SPEC2) as fake, engine_on(fake) as (exchange, engine):
+        fake.primary.margin_type["BTCUSDT"] = "ISOLATED"
+        await exchange.prepare_account(["BTCUSDT"], AccountSettings(20, "isolated", change=False))
+        record = await engine.process_wave([{"id": "e", "symbol": "ETHUSDT", "side": "long", "score": 1.0}])
+        (outcome,) = record.outcomes
+        assert outcome.outcome.value == "failed"  # refused before any order was sent
+        assert "ETHUSDT: margin type is CROSSED, the config says ISOLATED" in (outcome.reason or "")
+        assert fake.exchange.positions_snapshot() == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 import trio
@@ -405,3 +406,34 @@ async def test_aclose_closes_even_when_cancelled() -> None:
             scope.cancel()
             await exchange.aclose()
         assert exchange.client.session is None
+
+
+def _raw_market(native: str, **overrides: Any) -> dict[str, Any]:
+    market: dict[str, Any] = {"id": native, "swap": True, "linear": True, "settle": "USDT", "active": True,
+                              "precision": {"price": 0.1, "amount": 0.001},
+                              "limits": {"cost": {"min": 5.0}, "amount": {"min": 0.001, "max": 1000.0},
+                                         "market": {"min": 0.001, "max": 120.0}}}
+    for key, value in overrides.items():
+        section, name = key.split("__")
+        market[section] = {**market[section], name: value}
+    return market
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ({"precision__price": 1e-300}, "BTCUSDT: the exchange's tick size is 1e-300, expected a number in [1e-12, 1e+06]"),
+    ({"precision__amount": None}, "BTCUSDT: the exchange's step size is missing"),
+    ({"precision__price": "nan"}, "BTCUSDT: the exchange's tick size is 'nan'"),
+    ({"limits__cost": {"min": -5.0}}, "BTCUSDT: the exchange's minimum notional is -5.0"),
+    ({"limits__cost": {}}, "BTCUSDT: the exchange's minimum notional is missing"),
+    ({"limits__market": {"max": 0.0}}, "BTCUSDT: the exchange's maximum market order quantity is 0.0"),
+    ({"limits__market": {"max": 0.0001}}, "maximum market order quantity is 0.0001, below its step size"),
+])
+def test_market_data_out_of_range_refuses_the_symbol_with_one_line(overrides: dict[str, Any], expected: str) -> None:
+    from adapters.ccxt_markets import tradable_markets
+
+    good = _raw_market("ETHUSDT")
+    raw = {"BTC/USDT:USDT": _raw_market("BTCUSDT", **overrides), "ETH/USDT:USDT": good}
+    book = tradable_markets(raw, {})
+    assert list(book.markets) == ["ETHUSDT"] and book.market_max_qty == {"ETHUSDT": 120.0}
+    (why,) = book.refused.values()
+    assert expected in why and why.endswith("the symbol is not traded") and "\n" not in why

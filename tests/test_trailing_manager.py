@@ -232,3 +232,32 @@ async def test_shutdown_at_any_moment_of_a_wave_leaves_every_exposure_stopped_an
         held = {p.symbol for p in await exchange.fetch_positions() if p.quantity}
         assert held <= {o.symbol for o in exchange.open_orders_snapshot() if o.reduce_only}, step
         await store.aclose()
+
+
+class ThinBookStops(SimExchange):
+    """A triggered stop's market order finds only 100 contracts inside its price band: the rest
+    expires (Binance: FINISHED with an executed quantity below the stop's)."""
+
+    def _trigger(self, order, price):
+        import attrs
+
+        if self._reducible(order.symbol, order.side) == 0:
+            return super()._trigger(order, price)
+        part = self._fill(attrs.evolve(order, quantity=min(100.0, order.quantity)), price)
+        self._store(attrs.evolve(part, quantity=order.quantity))
+
+
+async def test_a_stop_that_fills_only_in_part_shrinks_the_position_and_protects_the_rest(autojump_clock):
+    exchange = ThinBookStops.from_spec(SPEC)
+    async with trading(exchange=exchange) as (engine, exchange, store):
+        (before,) = engine.positions()
+        assert before.quantity == 245
+        await tick(exchange, 0.7800)  # through the stop-loss: 100 of 245 fill, the rest expires
+        (position,) = engine.positions(include_closed=True)
+        assert position.status is PositionStatus.OPEN and position.quantity == 145
+        (held,) = exchange.positions_snapshot()
+        (stop,) = exchange.open_orders_snapshot()
+        assert held.quantity == 145 and stop.quantity == 145 and stop.stop_price < 0.7800
+        await engine.flush()
+        changed = [e.detail for e in await store.events(position_id=position.id) if e.kind == "size_changed"]
+        assert changed and changed[0].startswith("245 -> 145 (stop tb-1-stop1 filled 100")

@@ -165,6 +165,7 @@ class SimExchange:
         # Asked before a crossed stop executes; False holds it (the fake Binance server's
         # algo service: a stop stuck in TRIGGERING, rejected, ...) until `release_stop`.
         self.trigger_gate: Callable[[OrderState, float], bool] | None = None
+        self.refuse_immediate_stops = True  # the fake Binance server checks -2021 itself, by workingType
         self.fills: list[Fill] = []
 
     @classmethod
@@ -468,7 +469,7 @@ class SimExchange:
                                  "or malformed.")
         stop = round_to(request.stop_price, market.tick_size)
         immediate = stop >= price if request.side is OrderSide.SELL else stop <= price
-        if immediate:
+        if immediate and self.refuse_immediate_stops:
             raise _reject(-2021, f"Order would immediately trigger (stop {stop:g}, price {price:g}).")
         return stop
 

@@ -25,6 +25,7 @@ from engine.model import (
     OrderKind,
     OrderRecord,
     OrderRequest,
+    OrderState,
     OrderStatus,
     Position,
     PositionStatus,
@@ -88,10 +89,24 @@ class FollowerActions:
         """Our feed crossed the stop: ask the exchange whether the stop really filled."""
         state, known = await orders.lookup(self.ctx, f.position.symbol, f.stop_cid, self.emit(f))
         if known and state is not None and state.filled_quantity > 0:
-            await self.closed(f, state.average_price, self.stop_exit(f))
+            await self.stop_filled(f, state)
         elif known and (state is None or state.status is not OrderStatus.NEW):
             await self.repair(f)
         # Still resting: the exchange has not crossed it yet; the next price decides.
+
+    async def stop_filled(self, f: Follower, state: OrderState) -> None:
+        """The stop filled: the position is closed, or (its market order filled in part, the rest
+        expired in the price band) smaller, and what is left gets a new stop."""
+        p = f.position
+        if orders.fills_all(state, p.quantity):
+            await self.closed(f, state.average_price, self.stop_exit(f))
+            return
+        left = p.quantity - state.filled_quantity
+        self.ctx.event(EventKind.SIZE_CHANGED, f"{p.quantity:g} -> {left:g} (stop {f.stop_cid} filled "
+                                               f"{state.filled_quantity:g} @ {state.average_price}; the rest expired)",
+                       position_id=p.id)
+        self.save(f, attrs.evolve(p, quantity=left))
+        await self.replace_missing_stop(f)
 
     async def repair(self, f: Follower) -> None:
         """Make the exchange match, from a fresh read of it.
@@ -110,7 +125,7 @@ class FollowerActions:
         if not known:
             return
         if state is not None and state.filled_quantity > 0:
-            await self.closed(f, state.average_price, self.stop_exit(f))
+            await self.stop_filled(f, state)
             return
         try:
             held = [x for x in await ctx.read(CallPoint.QUERY, ctx.exchange.fetch_positions) if x.symbol == p.symbol]
@@ -180,11 +195,19 @@ class FollowerActions:
         error: str | None = None
         with trio.move_on_after(ctx.config.cleanup_timeout, shield=True):
             placed = await orders.place(ctx, close, self.emit(f), retry_refused=True)
-            if placed.state is not None and placed.state.filled_quantity > 0:
+            filled = placed.state.filled_quantity if placed.state is not None else 0.0
+            if placed.state is not None and filled > 0:
                 ctx.writer.submit(OrderRecord(close.client_order_id, p.id, p.symbol, OrderKind.CLOSE, close.side,
-                                              placed.state.filled_quantity, OrderStatus.FILLED,
+                                              filled, OrderStatus.FILLED,
                                               fill_price=placed.state.average_price, updated_at=ctx.clock.now()))
+            if placed.state is not None and orders.fills_all(placed.state, p.quantity):
                 await self.closed(f, placed.state.average_price, ExitReason.OPERATOR)
+            elif filled > 0:  # the rest expired (price band): still held, still protected by its stop
+                error = f"closed only {filled:g} of {p.quantity:g}; the rest stays, protected by its stop"
+                ctx.event(EventKind.SIZE_CHANGED, f"{p.quantity:g} -> {p.quantity - filled:g} ({error})",
+                          position_id=p.id)
+                self.save(f, attrs.evolve(p, quantity=p.quantity - filled))
+                await self.repair(f)
             else:
                 error = placed.error or "the close did not fill"
                 ctx.event(EventKind.OPERATOR_CLOSE_FAILED, f"{error}; the stop stays in place", position_id=p.id)

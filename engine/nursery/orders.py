@@ -38,6 +38,12 @@ class Placed:
     refused: bool = False  # the exchange said no (a permanent error)
 
 
+def fills_all(state: OrderState, quantity: float) -> bool:
+    """Whether an exit order filled the whole `quantity` (a market order may fill in part: Binance
+    expires what its price band stops)."""
+    return state.filled_quantity >= quantity * (1 - 1e-9)
+
+
 async def lookup(ctx: EngineContext, symbol: str, client_order_id: str,
                  emit: Emit) -> tuple[OrderState | None, bool]:
     """(order, known): the order with this client id; known=False if the exchange couldn't say."""
@@ -132,9 +138,16 @@ async def protect_or_close(ctx: EngineContext, stop: OrderRequest, close: OrderR
         return result
     emit(EventKind.EMERGENCY_CLOSE, placed.error or "")
     closing = await place(ctx, close, emit, retry_refused=True)
-    if closing.state is not None and closing.state.filled_quantity > 0:
+    if closing.state is not None and fills_all(closing.state, close.quantity):
         emit(EventKind.CLOSED, f"emergency close filled @ {closing.state.average_price}")
         return attrs.evolve(result, closed=True, close_price=closing.state.average_price)
+    if closing.state is not None and closing.state.filled_quantity > 0:
+        # Part of it is still held, with no stop: never recorded closed. The position's follower
+        # takes the exchange's size and protects what is left (the repair an unprotected one gets).
+        emit(EventKind.SIZE_CHANGED, f"emergency close filled {closing.state.filled_quantity:g} of "
+                                     f"{close.quantity:g}; the rest expired")
+        closing = attrs.evolve(closing, error=f"the close filled only {closing.state.filled_quantity:g} of "
+                                              f"{close.quantity:g}")
     if await is_flat(ctx, close.symbol):
         emit(EventKind.CLOSED, "no position left on the exchange")
         return attrs.evolve(result, closed=True)

@@ -10,11 +10,19 @@ REJECTED, EXPIRED), exactly the states a client must not mistake for a fill.
 
 Client ids need only be unique among *open* orders (-4116 plain, -20132 algo):
 the id of a finished order may be used again and makes a new order.
+
+Market orders meet Binance's price protection: one whose counterparty's best price
+(here the last price; bid = ask) is beyond the mark price times PERCENT_PRICE's
+multipliers is refused (-4131), and where the book is thin (`depth`, the quantity a
+market order finds inside those bounds) it fills that much and the rest expires
+(status EXPIRED with an `executedQty` below `origQty`). A stop's -2021 "would
+immediately trigger" is judged on the price its `workingType` names.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -67,6 +75,8 @@ class Account:
         self.emit: Callable[[JSON], None] = lambda event: None  # the account's user data stream
         self._next_actual_id = 1_000_000_001  # ids of the orders triggered algo orders become
         self._next_auto_id = 1
+        self.exchange.refuse_immediate_stops = False  # judged here, on the workingType's price
+        self.depth: dict[str, float] = {}  # quantity a market order fills inside the price band (absent: all)
 
     # --- settings ---
 
@@ -126,8 +136,12 @@ class Account:
         if earlier is not None and earlier.algo == algo and self._is_open(earlier):
             raise (Rejection(-20132, "The client algo id is duplicated.") if algo
                    else Rejection(-4116, "ClientOrderId is duplicated."))
-        request = OrderRequest(intent.symbol, intent.side, intent.kind, intent.quantity, client_id,
-                               intent.stop_price)
+        quantity = intent.quantity
+        if algo:
+            self._check_trigger(intent)
+        else:
+            quantity = self._market_fill(intent)
+        request = OrderRequest(intent.symbol, intent.side, intent.kind, quantity, client_id, intent.stop_price)
         try:
             order = await self.exchange.place_order(request)
         except DuplicateOrderError:  # the same id open in the other book
@@ -137,14 +151,43 @@ class Account:
         now = now_ms()
         meta = OrderMeta(client_id, order.symbol, order.side, order.kind, int(order.exchange_order_id or 0),
                          algo, intent.type, now, closed_ms=None if order.status is OrderStatus.NEW else now,
-                         working_type=intent.working_type)
+                         working_type=intent.working_type,
+                         orig_qty=None if algo or quantity >= intent.quantity else intent.quantity)
         self.orders[client_id] = meta
         if algo:
             self.emit(user_stream.algo_update(order, meta, "NEW"))
         else:
             self.emit(user_stream.order_trade_update(order, meta))
+            if meta.orig_qty is not None:
+                self.emit(user_stream.expired_rest(order, meta))
             self.emit_position(order.symbol)
         return order, meta
+
+    def _check_trigger(self, intent: Intent) -> None:
+        """-2021: a stop already through its working price (the mark, or the last price) would fire at once."""
+        assert intent.stop_price is not None
+        price = self.mark(intent.symbol) if intent.working_type == "MARK_PRICE" else self.exchange.price(intent.symbol)
+        immediate = intent.stop_price >= price if intent.side is OrderSide.SELL else intent.stop_price <= price
+        if immediate:
+            raise Rejection(-2021, "Order would immediately trigger.")
+
+    def in_band(self, symbol: str, side: OrderSide) -> bool:
+        """Whether a market order's counterparty price (the last price) is inside PERCENT_PRICE of the mark."""
+        last, mark = self.exchange.price(symbol), self.mark(symbol)
+        return last <= mark * shapes.MULTIPLIER_UP if side is OrderSide.BUY else last >= mark * shapes.MULTIPLIER_DOWN
+
+    def _market_fill(self, intent: Intent) -> float:
+        """How much of a market order fills now: -4131 outside the price band, else up to the book's depth."""
+        if not self.in_band(intent.symbol, intent.side):
+            raise Rejection(-4131, "The counterparty's best price does not meet the PERCENT_PRICE filter limit.")
+        depth = self.depth.get(intent.symbol)
+        if depth is None or depth >= intent.quantity:
+            return intent.quantity
+        step = self.markets[intent.symbol].step_size
+        fillable = math.floor(depth / step + 1e-9) * step
+        if fillable < step:  # nothing inside the band at all
+            raise Rejection(-4131, "The counterparty's best price does not meet the PERCENT_PRICE filter limit.")
+        return round(fillable, 12)
 
     def emit_position(self, symbol: str) -> None:
         held = {h.symbol: h for h in self.exchange.positions_snapshot()}.get(symbol)
@@ -214,22 +257,24 @@ class Account:
         meta.triggered_ms = now_ms()
         side = position_side(order.side, order.kind).value
         fault = self.plan.pick(CallPoint.STOP_TRIGGER, symbol=order.symbol, side=side)
-        if fault is None:
+        if fault is None and self.in_band(order.symbol, order.side):
             meta.actual_order_id = self._actual_id()
             return True
         meta.held = True
-        effect = fault.effect
+        # Its market order outside the price band: expired unfilled in the matching engine.
+        effect = fault.effect if fault is not None else "unfilled"
+        seconds = fault.seconds if fault is not None else 0.0
         if effect in ("hang", "delay"):
             meta.algo_status = "TRIGGERING"
             self.emit(user_stream.algo_update(order, meta, "TRIGGERING"))
             if effect == "delay":
-                self._release_later(meta, fault.seconds, execute=True)
+                self._release_later(meta, seconds, execute=True)
             return False
         if effect == "stall":
             meta.algo_status, meta.actual_order_id = "TRIGGERED", self._actual_id()
             self.emit(user_stream.algo_update(order, meta, "TRIGGERED"))
-            if fault.seconds > 0:
-                self._release_later(meta, fault.seconds, execute=True)
+            if seconds > 0:
+                self._release_later(meta, seconds, execute=True)
             return False
         # Terminal without a fill: FINISHED (its order expired unfilled), REJECTED or EXPIRED.
         meta.algo_status = {"unfilled": "FINISHED", "reject": "REJECTED", "expire": "EXPIRED"}[effect]

@@ -25,6 +25,9 @@ PERPETUAL_DELIVERY_MS = 4_133_404_800_000  # Binance's "never" for perpetuals
 MAX_PRICE = 10_000_000
 MAX_QTY = 100_000_000
 MARKET_NOTIONAL_CAP = 1_000_000  # USDT a single market order may move, at the listing price
+# PERCENT_PRICE: a market order whose counterparty's best price is beyond the mark price times
+# these is refused (-4131), and what a thin book cannot fill inside them expires.
+MULTIPLIER_UP, MULTIPLIER_DOWN = 1.05, 0.95
 ORDER_TYPES = ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET",
                "TRAILING_STOP_MARKET"]
 
@@ -86,6 +89,7 @@ class OrderMeta:
     triggered_ms: int | None = None
     held: bool = False  # the algo service holds it: triggering, or resting in the matching engine
     algo_status: str | None = None  # set by the algo service where the simulator's status says less
+    orig_qty: float | None = None  # a market order that filled only in part: what was asked (the rest expired)
 
     @property
     def position_side(self) -> Side:
@@ -97,7 +101,7 @@ def _status(order: OrderState, meta: OrderMeta, *, filled: str) -> str:
     if order.status is OrderStatus.NEW:
         return "NEW"
     if order.status is OrderStatus.FILLED:
-        return filled
+        return filled if meta.orig_qty is None else "EXPIRED"  # partly filled, the rest expired
     return "CANCELED" if meta.canceled else "EXPIRED"
 
 
@@ -122,7 +126,7 @@ def order_json(order: OrderState, meta: OrderMeta, *, placed: bool = False) -> J
     data: JSON = {
         "orderId": meta.order_id, "symbol": order.symbol, "status": _status(order, meta, filled="FILLED"),
         "clientOrderId": order.client_order_id, "price": "0", "avgPrice": fmt(average) if filled else "0",
-        "origQty": fmt(order.quantity), "executedQty": fmt(filled), "cumQty": fmt(filled),
+        "origQty": fmt(meta.orig_qty or order.quantity), "executedQty": fmt(filled), "cumQty": fmt(filled),
         "cumQuote": fmt(filled * average), "timeInForce": "GTC", "type": meta.type, "origType": meta.type,
         "reduceOnly": order.reduce_only, "closePosition": False, "side": order.side.value.upper(),
         "positionSide": "BOTH", "stopPrice": fmt(order.stop_price or 0.0), "workingType": meta.working_type,
@@ -183,7 +187,7 @@ def symbol_json(market: Market, limits: Limits) -> JSON:
         "quoteAsset": quote, "marginAsset": quote, "pricePrecision": decimals(market.tick_size),
         "quantityPrecision": decimals(market.step_size), "baseAssetPrecision": 8, "quotePrecision": 8,
         "underlyingType": "COIN", "underlyingSubType": [], "settlePlan": 0, "triggerProtect": "0.0500",
-        "liquidationFee": "0.012500", "marketTakeBound": "0.05", "maxMoveOrderLimit": 10000,
+        "liquidationFee": "0.012500", "marketTakeBound": f"{MULTIPLIER_UP - 1:.2f}", "maxMoveOrderLimit": 10000,
         "filters": [
             {"filterType": "PRICE_FILTER", "tickSize": tick, "minPrice": tick, "maxPrice": fmt(limits.max_price)},
             {"filterType": "LOT_SIZE", **lot},
@@ -191,8 +195,8 @@ def symbol_json(market: Market, limits: Limits) -> JSON:
             {"filterType": "MAX_NUM_ORDERS", "limit": 200},
             {"filterType": "MAX_NUM_ALGO_ORDERS", "limit": 10},
             {"filterType": "MIN_NOTIONAL", "notional": fmt(market.min_notional)},
-            {"filterType": "PERCENT_PRICE", "multiplierUp": "1.0500", "multiplierDown": "0.9500",
-             "multiplierDecimal": "4"},
+            {"filterType": "PERCENT_PRICE", "multiplierUp": f"{MULTIPLIER_UP:.4f}",
+             "multiplierDown": f"{MULTIPLIER_DOWN:.4f}", "multiplierDecimal": "4"},
         ],
         "orderTypes": ORDER_TYPES, "timeInForce": ["GTC", "IOC", "FOK", "GTX", "GTD"],
     }

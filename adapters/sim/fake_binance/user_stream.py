@@ -148,16 +148,26 @@ def order_trade_update(order: OrderState, meta: OrderMeta, *, actual: bool = Fal
     filled = order.filled_quantity if order.status is OrderStatus.FILLED else 0.0
     price = order.average_price or 0.0
     status = _status(order, meta)
+    if meta.orig_qty is not None and filled:
+        status = "PARTIALLY_FILLED"  # the trade; an EXPIRED event for the rest follows (`expired_rest`)
     execution = "TRADE" if filled else status
     order_id = meta.actual_order_id if actual and meta.actual_order_id is not None else meta.order_id
     return {"e": "ORDER_TRADE_UPDATE", "E": now, "T": now, "o": {
         "s": order.symbol, "c": order.client_order_id, "S": order.side.value.upper(), "o": "MARKET",
-        "f": "GTC", "q": shapes.fmt(order.quantity), "p": "0", "ap": shapes.fmt(price) if filled else "0",
+        "f": "GTC", "q": shapes.fmt(meta.orig_qty or order.quantity), "p": "0",
+        "ap": shapes.fmt(price) if filled else "0",
         "sp": "0", "x": execution, "X": status, "i": order_id, "l": shapes.fmt(filled), "z": shapes.fmt(filled),
         "L": shapes.fmt(price) if filled else "0", "n": "0", "N": "USDT", "T": now, "t": order_id if filled else 0,
         "b": "0", "a": "0", "m": False, "R": order.reduce_only, "wt": meta.working_type,
         "ot": meta.type if actual else "MARKET", "ps": "BOTH", "cp": False, "rp": "0", "pP": False, "si": 0,
         "ss": 0, "V": "EXPIRE_MAKER", "pm": "NONE", "gtd": 0}}
+
+
+def expired_rest(order: OrderState, meta: OrderMeta) -> JSON:
+    """The rest of a market order its price band stopped: expired, what did fill stays filled."""
+    event = order_trade_update(order, meta)
+    event["o"] |= {"x": "EXPIRED", "X": "EXPIRED", "l": "0", "L": "0"}
+    return event
 
 
 def algo_update(order: OrderState, meta: OrderMeta, status: str) -> JSON:
