@@ -279,6 +279,17 @@ class PostgresStore:
 
         return await self._run("unfinished_waves", body)
 
+    async def wave(self, wave_id: str) -> WaveRecord | None:
+        async def body(conn: asyncpg.Connection) -> WaveRecord | None:
+            row = await conn.fetchrow(f"{WAVES.select()} WHERE id = $1", wave_id)
+            if row is None:
+                return None
+            sql = f"{OUTCOMES.select()} WHERE wave_id = $1 ORDER BY rank, signal_id"
+            return attrs.evolve(WAVES.decode(tuple(row)),
+                                outcomes=tuple(OUTCOMES.decode(tuple(r)) for r in await conn.fetch(sql, wave_id)))
+
+        return await self._run("wave", body)
+
     async def _all(self, what: str, table: Table[T], sql: str, *args: object) -> list[T]:
         async def body(conn: asyncpg.Connection) -> list[T]:
             return [table.decode(tuple(row)) for row in await conn.fetch(sql, *args)]

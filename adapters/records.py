@@ -3,6 +3,12 @@
 Columns are named as the attrs fields, enums are stored as their values. SQL
 text is generated per dialect (`?` placeholders for SQLite, `$n` for
 PostgreSQL); both dialects share `ON CONFLICT` upserts.
+
+Rows read back are checked before they become records: enums must be known
+values, and every number (prices, quantities, times, ids) a finite number
+inside its range (`STORED`), so a row corrupted by hand, by a disk or by another
+program stops a read with one `StorageError` naming the table, the row and the
+column, instead of an `inf` stop price or a string quantity surfacing mid-run.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
 
+from engine.checks import Range, integer, positive_up_to
 from engine.errors import StorageError
 from engine.model import (
     Event,
@@ -34,6 +41,7 @@ from engine.model import (
     WaveOutcome,
     WaveRecord,
 )
+from engine.text import shown
 
 T = TypeVar("T")
 
@@ -78,6 +86,8 @@ class Table(Generic[T]):
     key: tuple[str, ...]
     enums: Mapping[str, type[Enum]] = attrs.field(factory=dict)
     extra: tuple[str, ...] = ()
+    # Numeric columns: (accepted range, whether NULL is allowed).
+    numbers: Mapping[str, tuple[Range, bool]] = attrs.field(factory=dict)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -97,14 +107,30 @@ class Table(Generic[T]):
         return (*extra, *(v.value if isinstance(v, Enum) else v for v in values))
 
     def decode(self, row: Sequence[Any]) -> T:
-        values = dict(zip(self.fields, row, strict=True))
+        try:
+            values = dict(zip(self.fields, row, strict=True))
+        except ValueError:
+            raise StorageError(f"unreadable row in {self.name}: {len(row)} columns, expected "
+                               f"{len(self.fields)}") from None
+        for name, (accepted, nullable) in self.numbers.items():
+            value = values[name]
+            if value is None and nullable:
+                continue
+            if not accepted.contains(value):
+                expected = accepted.describe() + (" or NULL" if nullable else "")
+                raise StorageError(f"unreadable row in {self.name} ({self._which(values)}): column {name} = "
+                                   f"{shown(value, 60)}: expected {expected}")
         try:
             for name, enum in self.enums.items():
                 if values[name] is not None:
                     values[name] = enum(values[name])
             return self.cls(**values)
         except (ValueError, TypeError) as exc:
-            raise StorageError(f"unreadable row in {self.name}: {exc}") from None
+            raise StorageError(f"unreadable row in {self.name} ({self._which(values)}): {exc}") from None
+
+    def _which(self, values: Mapping[str, Any]) -> str:
+        """The row's key, as far as this table's fields hold it (`id = 7`)."""
+        return ", ".join(f"{k} = {shown(values[k], 60)}" for k in self.key if k in values) or "no key"
 
 
 @functools.cache
@@ -123,16 +149,45 @@ def _fields(cls: type, *, without: tuple[str, ...] = ()) -> tuple[str, ...]:
     return tuple(f.name for f in attrs.fields(cls) if f.name not in without)
 
 
+class STORED:
+    """What a stored number may be. Far wider than anything the engine writes (an exchange's
+    prices and sizes, epoch seconds, Trio's clock), narrow enough to exclude what no trade has:
+    NaN, infinities, negative prices, 1e308, a quantity stored as text."""
+
+    ID = integer(0, 2**63 - 1)  # ids, ranks
+    PRICE = positive_up_to(1e12)
+    QUANTITY = Range(0.0, 1e15)
+    AMOUNT = Range(-1e15, 1e15)  # realized PnL in the quote currency
+    TIME = Range(0.0, 1e11)  # epoch seconds (until the year 5138), Trio's clock, durations
+    PERCENT = Range(0.0, 100.0)
+    SCORE = Range(-1e12, 1e12)
+
+
+_PRICE, _QTY, _TIME, _ID = (STORED.PRICE, False), (STORED.QUANTITY, False), (STORED.TIME, False), (STORED.ID, False)
+_MAYBE_PRICE, _MAYBE_TIME = (STORED.PRICE, True), (STORED.TIME, True)
+
 POSITIONS = Table("positions", Position, _fields(Position), ("id",), {
-    "side": Side, "status": PositionStatus, "exit_reason": ExitReason, "trailing": TrailingStatus})
+    "side": Side, "status": PositionStatus, "exit_reason": ExitReason, "trailing": TrailingStatus},
+    numbers={"id": _ID, "quantity": _QTY, "entry_price": _MAYBE_PRICE, "stop_price": _MAYBE_PRICE,
+             "exit_price": _MAYBE_PRICE, "realized_pnl": (STORED.AMOUNT, True), "opened_at": _MAYBE_TIME,
+             "closed_at": _MAYBE_TIME})
 ORDERS = Table("orders", OrderRecord, _fields(OrderRecord), ("client_order_id",), {
-    "kind": OrderKind, "side": OrderSide, "status": OrderStatus})
-TRAILING = Table("trailing", TrailingRecord, _fields(TrailingRecord), ("position_id",), {"side": Side})
-WAVES = Table("waves", WaveRecord, _fields(WaveRecord, without=("outcomes",)), ("id",))
+    "kind": OrderKind, "side": OrderSide, "status": OrderStatus},
+    numbers={"position_id": _ID, "quantity": _QTY, "stop_price": _MAYBE_PRICE, "fill_price": _MAYBE_PRICE,
+             "updated_at": _TIME})
+TRAILING = Table("trailing", TrailingRecord, _fields(TrailingRecord), ("position_id",), {"side": Side},
+                 numbers={"position_id": _ID, "entry_price": _PRICE, "activation_price": _PRICE,
+                          "callback_percent": (STORED.PERCENT, False), "best_price": _PRICE,
+                          "stop_price": _PRICE, "updated_at": _TIME})
+WAVES = Table("waves", WaveRecord, _fields(WaveRecord, without=("outcomes",)), ("id",),
+              numbers={"at": _TIME, "started_at": _TIME, "duration": _MAYBE_TIME})
 OUTCOMES = Table("signal_outcomes", SignalOutcome, _fields(SignalOutcome), ("wave_id", "signal_id", "rank"),
-                 {"outcome": Outcome, "trailing": TrailingStatus}, extra=("wave_id",))
-EVENTS = Table("events", Event, _fields(Event), ("uid",))
-HANDLED = Table("handled_signals", HandledSignal, _fields(HandledSignal), ("signal_id",), {"outcome": Outcome})
+                 {"outcome": Outcome, "trailing": TrailingStatus}, extra=("wave_id",),
+                 numbers={"rank": _ID, "position_id": (STORED.ID, True), "score": (STORED.SCORE, True)})
+EVENTS = Table("events", Event, _fields(Event), ("uid",),
+               numbers={"at": _TIME, "position_id": (STORED.ID, True)})
+HANDLED = Table("handled_signals", HandledSignal, _fields(HandledSignal), ("signal_id",), {"outcome": Outcome},
+                numbers={"rank": _ID, "handled_at": _TIME})
 
 
 def handled_outcome_sql(dialect: str) -> str:

@@ -58,6 +58,16 @@ class SQLiteReads(SQLiteConnection):
 
         return await self._transaction("unfinished_waves", body)
 
+    async def wave(self, wave_id: str) -> WaveRecord | None:
+        def body(conn: sqlite3.Connection) -> WaveRecord | None:
+            found = _all(conn, WAVES, f"{WAVES.select()} WHERE id = ?", (wave_id,))
+            if not found:
+                return None
+            sql = f"{OUTCOMES.select()} WHERE wave_id = ? ORDER BY rank, signal_id"
+            return attrs.evolve(found[0], outcomes=tuple(_all(conn, OUTCOMES, sql, (wave_id,))))
+
+        return await self._transaction("wave", body)
+
     async def max_position_id(self) -> int:
         def body(conn: sqlite3.Connection) -> int:
             return int(conn.execute("SELECT coalesce(max(id), 0) FROM positions").fetchone()[0])

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import api_load, live, overhead, signals, storage, virtual_day, waves
+from bench import api_load, live, overhead, paper_account, signals, soak, storage, virtual_day, waves
 
 HERE = Path(__file__).resolve().parent
 KEYS = ("wave_over_critical_path_n50", "speedup_vs_sequential_n50", "speedup_vs_sequential_n50_hangs",
@@ -31,7 +31,8 @@ KEYS = ("wave_over_critical_path_n50", "speedup_vs_sequential_n50", "speedup_vs_
         "api_status_p99_ms", "webhook_signals_per_second", "signal_to_entry_ms_p99_websocket",
         "signal_to_entry_ms_p99_webhook", "signal_to_entry_ms_p99_nats", "virtual_day_seconds",
         "virtual_day_peak_mb", "simulated_ticks_per_second", "live_tick_to_stop_ms_p99",
-        "live_fill_to_record_ms_p99", "live_cpu_ms_per_signal")
+        "live_fill_to_record_ms_p99", "live_cpu_ms_per_signal", "kb_per_wave_soak", "paper_mutation_ms_p50",
+        "paper_mutation_ms_p99")
 GOALS = {"wave_over_critical_path_n50": ("<=", 1.2), "speedup_vs_sequential_n50": (">=", 25),
          "speedup_vs_sequential_n50_hangs": (">=", 25), "cpu_ms_per_signal": ("<=", 1.0),
          "ticks_per_second_manager": (">=", 100_000), "tick_to_order_p99_ms": ("<=", 1.0),
@@ -39,7 +40,8 @@ GOALS = {"wave_over_critical_path_n50": ("<=", 1.2), "speedup_vs_sequential_n50"
          "webhook_signals_per_second": (">=", 2000), "signal_to_entry_ms_p99_websocket": ("<=", 10),
          "signal_to_entry_ms_p99_webhook": ("<=", 10), "signal_to_entry_ms_p99_nats": ("<=", 10),
          "virtual_day_seconds": ("<=", 30), "virtual_day_peak_mb": ("<=", 300),
-         "live_tick_to_stop_ms_p99": ("<=", 5.0), "live_fill_to_record_ms_p99": ("<=", 50.0)}
+         "live_tick_to_stop_ms_p99": ("<=", 5.0), "live_fill_to_record_ms_p99": ("<=", 50.0),
+         "kb_per_wave_soak": ("<=", 0.1)}
 
 
 def _pg_url() -> str | None:
@@ -79,6 +81,7 @@ def run(quick: bool) -> dict[str, Any]:
     }
     results.update(overhead.tick_to_order_latency(100 if quick else 200))
     results.update(live.measure(5 if quick else 20, 2 if quick else 5))
+    results.update(paper_account.measure(150 if quick else 600))
     pg = _pg_url()
     store = storage.measure(pg, 50 if quick else 300, rounds=1 if quick else 3)
     results["storage"] = store
@@ -95,6 +98,9 @@ def run(quick: bool) -> dict[str, Any]:
     results["virtual_day_seconds"] = day["seconds"]
     results["virtual_day_peak_mb"] = day["peak_mb"]
     results["simulated_ticks_per_second"] = day["ticks_per_second"]
+    # Memory held per wave between wave 200 and 1,000 of a simulated run (--quick: 120 to 200).
+    results["soak"] = soak.measure(*((120, 200) if quick else (200, 1000)))
+    results["kb_per_wave_soak"] = results["soak"]["kb_per_wave_soak"]
     results["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count(),
                           "platform": platform.platform(), "quick": quick}
     results["seconds"] = time.perf_counter() - started

@@ -123,6 +123,10 @@ class Storage(Protocol):
 
     async def waves(self, *, last: int | None = None) -> list[WaveRecord]: ...
 
+    async def wave(self, wave_id: str) -> WaveRecord | None:
+        """One wave by id, with its outcomes (None if unknown): read by its key, not a scan."""
+        ...
+
     async def events(self, *, position_id: int | None = None, signal_id: str | None = None,
                      wave_id: str | None = None, since: float | None = None) -> list[Event]:
         """The timeline, oldest first; filters combine. `wave_id` takes the wave's own events and

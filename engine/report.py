@@ -33,8 +33,11 @@ def position_json(p: Position) -> dict[str, Any]:
     }
 
 
-def wave_json(record: WaveRecord, positions: Mapping[int, Position]) -> dict[str, Any]:
-    """A wave with its counts; a signal's `trailing` is its position's current status."""
+def wave_json(record: WaveRecord, positions: Mapping[int, Position], *, virtual: bool = False) -> dict[str, Any]:
+    """A wave with its counts; a signal's `trailing` is its position's current status.
+
+    `at`: when the wave started, in wall-clock epoch seconds (`trio-bot waves --json`, the API);
+    `virtual=True` (simulation reports) gives the scenario's virtual seconds instead."""
     signals = []
     for o in record.outcomes:
         position = positions.get(o.position_id) if o.position_id is not None else None
@@ -56,7 +59,7 @@ def wave_json(record: WaveRecord, positions: Mapping[int, Position]) -> dict[str
     c = record.counts
     return {
         "id": record.id,
-        "at": round(record.at, 6),
+        "at": round(record.at if virtual else record.started_at, 6),
         "duration": None if record.duration is None else round(record.duration, 6),
         "interrupted": record.interrupted,
         "counts": {

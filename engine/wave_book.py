@@ -78,13 +78,17 @@ class WaveBook:
         """Nothing in flight and nothing more can start."""
         return not self.in_flight and (not self._queue or self.opened + len(self.pending) >= self.target)
 
-    def skip_rest(self, reason: str) -> None:
-        """Every candidate never started becomes `skipped` with `reason`."""
+    def skip_rest(self, reason: str) -> list[SignalOutcome]:
+        """Every candidate never started becomes `skipped` with `reason`; returns those outcomes
+        (each is announced like any other)."""
+        skipped = []
         while self._queue:
             s = self._queue.popleft()
-            self._outcomes[s.rank] = SignalOutcome(
+            skipped.append(SignalOutcome(
                 signal_id=s.id, rank=s.rank, symbol=s.symbol, side=s.side.value,
-                outcome=Outcome.SKIPPED, reason=reason, score=s.score)
+                outcome=Outcome.SKIPPED, reason=reason, score=s.score))
+            self._outcomes[s.rank] = skipped[-1]
+        return skipped
 
     @property
     def outcomes(self) -> tuple[SignalOutcome, ...]:

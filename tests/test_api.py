@@ -242,3 +242,28 @@ async def test_metrics_can_be_public_and_count_calls_and_events(tmp_path):
         assert 'triobot_call_duration_seconds_count{point="exchange.stop_order"} 2.0' in text
         assert 'triobot_events_total{kind="entry_filled"} 2.0' in text
         assert "triobot_open_positions 2.0" in text and "triobot_entries_paused 0.0" in text
+
+
+async def test_closed_positions_the_engine_no_longer_keeps_are_served_from_the_store(tmp_path, monkeypatch):
+    """A long run keeps only the newest closed positions in memory; the API still answers for the
+    older ones (by id, in `?all=true`, and in their waves), and the realised PnL counts them all."""
+    from engine.nursery import position_book
+
+    monkeypatch.setattr(position_book, "CLOSED_KEPT", 1)
+    async with running_api(tmp_path) as h:
+        record = await h.engine.process_wave(wave_signals(3))
+        for pid in (1, 2, 3):
+            assert (await h.post(f"/api/v1/positions/{pid}/close")).status_code == 200
+        assert await h.engine.flush()
+        assert [p.id for p in h.engine.positions(include_closed=True)] == [3]  # 1 and 2: the store's only
+        store = h.engine.ctx.storage
+        stored = {p.id: p for p in await store.positions(include_closed=True)}
+
+        old = await h.get("/api/v1/positions/1")
+        assert old.status_code == 200 and old.json() == position_json(stored[1])
+        assert (await h.post("/api/v1/positions/1/close")).status_code == 409  # closed, not unknown
+        everything = (await h.get("/api/v1/positions", params={"all": "true"})).json()["positions"]
+        assert [p["id"] for p in everything] == [1, 2, 3]
+        assert (await h.get(f"/api/v1/waves/{record.id}")).json() == wave_json(record, stored)
+        pnl = sum(p.realized_pnl or 0.0 for p in stored.values())
+        assert h.engine.book.realized_pnl == pytest.approx(pnl)

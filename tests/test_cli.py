@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ def test_simulate_json_report(capsys):
     assert report["scenario"] == "incident-2025-10-19"
     assert report["virtual_seconds"] == 900.0
     assert report["waves"][0]["counts"]["opened"] == 5
+    assert 0 <= report["waves"][0]["at"] < 1  # simulation reports keep the scenario's virtual seconds
     assert set(report) >= {"scenario", "virtual_seconds", "waves", "positions", "exchange", "invariants"}
 
 
@@ -90,13 +92,17 @@ def test_run_then_read_back_waves_and_positions(tmp_path):
                     {"id": "2", "symbol": "ETHUSDT", "side": "sell", "score": 8},
                     {"id": "3", "symbol": "NOPEUSDT", "side": "long", "score": 7}]) + "\n"
         + json.dumps({"signals": [{"id": "4", "symbol": "BTCUSDT", "side": "long", "score": 9}]}) + "\n")
+    before = time.time()
     result = run_cli("run", "--signals", str(signals), "--waves", "2", "--wave-interval", "0.2", db=db)
+    after = time.time()
     assert result.returncode == 0, result.stderr
     assert "wave w1: 2 opened" in result.stdout and "unknown symbol 'NOPEUSDT'" in result.stdout
 
     waves = run_cli("waves", "--json", db=db)
     data = json.loads(waves.stdout)["waves"]
     assert [w["id"] for w in data] == ["w1", "w2"]
+    # `at` is when the wave started, wall-clock epoch seconds (not the engine's monotonic clock).
+    assert before <= data[0]["at"] <= data[1]["at"] <= after
     assert data[0]["counts"] == {"candidates": 3, "rejected": 1, "skipped": 0, "attempted": 2, "opened": 2,
                                  "failed": 0, "timed_out": 0}
     assert data[1]["signals"][0]["reason"] == "a position is already open or opening on BTCUSDT"
@@ -169,7 +175,7 @@ def test_paper_account_survives_a_restart(tmp_path):
     db = tmp_path / "bot.db"
     first = run_cli("run", "--waves", "1", "--seed", "5", db=db)
     assert first.returncode == 0, first.stderr
-    assert (tmp_path / "bot.db.paper.json").exists()
+    assert (tmp_path / "bot.db.paper.sqlite").exists()
     second = run_cli("run", "--waves", "1", "--seed", "5", "--wave-interval", "1", db=db)
     assert second.returncode == 0, second.stderr
     assert "5 open positions loaded" in second.stdout

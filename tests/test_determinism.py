@@ -1,23 +1,18 @@
 """Same scenario, same report, byte for byte, whatever order Trio runs tasks in.
 
-Trio shuffles every batch of runnable tasks (its run loop reverses or shuffles the batch
-with a module-level `random.Random`); with Hypothesis loaded it shuffles the whole batch.
-`scheduling(seed)` seeds that shuffle, so each run below explores a different order of the
-tasks that are due at the same virtual instant: ticks, fills, reads, wave children, trailing
-followers, the sweep.
+Each run below seeds Trio's shuffle of runnable tasks differently (tests/scheduling.py), so
+it explores a different order of the tasks that are due at the same virtual instant: ticks,
+fills, reads, wave children, trailing followers, the sweep, orders waiting for the rate limiter.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
-import trio._core._run as trio_run
 import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,22 +20,10 @@ from hypothesis import strategies as st
 from adapters.sim.scenario import load_scenario, parse_scenario
 from bench.virtual_day import day_scenario
 from tests.conftest import PRICES, scenario, wave_signals
+from tests.scheduling import scheduling
 from trio_bot.simulate import simulate
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-@contextmanager
-def scheduling(seed: int) -> Iterator[None]:
-    """Shuffle every batch of runnable tasks with a generator seeded by `seed`."""
-    saved = trio_run._ALLOW_DETERMINISTIC_SCHEDULING, trio_run._r.getstate()
-    trio_run._ALLOW_DETERMINISTIC_SCHEDULING = True  # type: ignore[misc]
-    trio_run._r.seed(seed)
-    try:
-        yield
-    finally:
-        trio_run._ALLOW_DETERMINISTIC_SCHEDULING = saved[0]  # type: ignore[misc]
-        trio_run._r.setstate(saved[1])
 
 
 def report_json(load: Any, seed: int) -> str:
@@ -79,9 +62,17 @@ def tie_heavy() -> dict[str, Any]:
     return data
 
 
+def rate_limited() -> dict[str, Any]:
+    """Orders queue for the rate limiter: entries, stops and stop moves asked for together."""
+    data = tie_heavy()
+    data["engine"].update(order_rate_per_second=0.5, order_burst=1, max_concurrent_signals=6,
+                          max_positions_per_wave=6, trailing_min_interval=0.0)
+    return data
+
+
 def test_same_report_whatever_the_scheduling():
     for load in (lambda: load_scenario(EXAMPLES / "incident-2025-10-19.toml"),
-                 lambda: parse_scenario(tie_heavy())):
+                 lambda: parse_scenario(tie_heavy()), lambda: parse_scenario(rate_limited())):
         reports = {report_json(load, seed) for seed in range(3)}
         assert len(reports) == 1
 
@@ -108,7 +99,10 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
                     engine={"max_positions_per_wave": draw(st.integers(1, 4)), "max_concurrent_signals": 4,
                             "sweep_interval": draw(st.sampled_from([0.0, 2.0, 5.0])),
                             "trailing_activation_percent": 0.2, "trailing_callback_percent": 0.2,
-                            "trailing_min_interval": draw(st.sampled_from([0.0, 0.5]))})
+                            "trailing_min_interval": draw(st.sampled_from([0.0, 0.5])),
+                            # From never binding to an order every two seconds, one at a time.
+                            "order_rate_per_second": draw(st.sampled_from([10.0, 1.0, 0.5])),
+                            "order_burst": draw(st.sampled_from([10, 2, 1]))})
     data["walks"] = [{"every": every, "step_percent": draw(st.sampled_from([0.1, 0.5])),
                       "seed": draw(st.integers(0, 1000))}]
     data["ticks"] = [{"at": float(draw(st.integers(1, 95))), "symbol": s,

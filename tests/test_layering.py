@@ -70,7 +70,7 @@ def test_production_adapters_never_import_test_instruments() -> None:
 def test_only_the_wiring_that_offers_simulation_imports_test_instruments() -> None:
     """Paper mode (`run`), `simulate` and the CLI's `fake-exchange`/`signal-server` commands are
     the only doors from production code paths to `adapters.sim`."""
-    doors = {ROOT / "trio_bot" / name for name in ("cli.py", "run.py", "simulate.py")}
+    doors = {ROOT / "trio_bot" / name for name in ("cli/instruments.py", "run.py", "simulate.py")}
     assert offenders([p for p in WIRING if p not in doors], ("adapters.sim",)) == []
     assert offenders(CORE + NURSERY, ("adapters.sim",)) == []
 

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 
 import pytest
@@ -150,3 +151,62 @@ def test_a_generated_token_is_printed_in_the_link_and_no_api_serves_nothing(tmp_
     assert len(link) == 1 and "/#token=" in link[0] and len(link[0].split("#token=")[1]) >= 24
     assert main(["run", "--waves", "1", "--seed", "3", "--no-api"]) == 0
     assert "dashboard" not in capsys.readouterr().out
+
+
+def test_client_commands_find_the_instance_whose_api_moved_off_the_busy_default_port(tmp_path, capsys, monkeypatch):
+    """8080 is taken: the instance listens on the next free port, and `status`/`pause` without
+    --url still reach it, from the address it recorded next to its database."""
+    db = tmp_path / "bot.db"
+    blocker = socket.socket()
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    deadline = time.monotonic() + 20
+    while True:  # hold 8080 ourselves: another process holding it now may let it go at any moment
+        try:
+            blocker.bind(("127.0.0.1", 8080))
+            blocker.listen(1)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                break  # held all along by another process: busy all the same
+            time.sleep(0.2)
+    env = {**os.environ, "TRIO_BOT_API_TOKEN": TOKEN}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trio_bot.cli", "run", "--db", f"sqlite:///{db}", "--wave-interval", "600",
+         "--seed", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    try:
+        assert proc.stdout is not None
+        url = ""
+        for line in proc.stdout:
+            if line.startswith("trio-bot: dashboard "):
+                url = line.split()[2].rstrip("/")
+                break
+        assert url.startswith("http://127.0.0.1:") and not url.endswith(":8080"), url
+        (recorded,) = tmp_path.glob("bot.db.*.api.json")
+        assert json.loads(recorded.read_text()) == {"url": url, "pid": proc.pid}
+        assert TOKEN not in recorded.read_text()
+        monkeypatch.setenv("TRIO_BOT_API_TOKEN", TOKEN)
+        assert main(["status", "--json", "--db", f"sqlite:///{db}"]) == 0
+        assert json.loads(capsys.readouterr().out)["state"] == "running"
+        assert main(["pause", "--reason", "moved", "--db", f"sqlite:///{db}"]) == 0
+        assert "state: paused (moved)" in capsys.readouterr().out
+    finally:
+        blocker.close()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert not list(tmp_path.glob("bot.db.*.api.json")), "the address must be removed at exit"
+
+
+def test_an_address_left_by_a_killed_instance_is_ignored(tmp_path):
+    from trio_bot.api.address import address_path, record_address, running_url
+
+    db = f"sqlite:///{tmp_path / 'bot.db'}"
+    path = address_path(db, "paper")
+    assert path is not None
+    record_address(path, "http://127.0.0.1:8099")
+    assert running_url(db) == "http://127.0.0.1:8099"  # this process is alive
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True, timeout=30)
+    path.write_text(json.dumps({"url": "http://127.0.0.1:8099", "pid": int(gone.stdout)}))
+    assert running_url(db) is None
+    assert address_path("sqlite:///:memory:", "paper") is None

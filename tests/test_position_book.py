@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import trio
 
 from adapters.sqlite_store import SQLiteStore
@@ -45,4 +46,22 @@ async def test_saves_mirror_at_once_and_land_in_the_store_in_order() -> None:
     assert stored is not None and (stored.status, stored.trailing) == (PositionStatus.OPEN, TrailingStatus.ACTIVE)
     assert book[4].trailing is TrailingStatus.NONE
     assert [e.kind for e in await store.events(position_id=8)] == ["trailing_saved"]
+    await store.aclose()
+
+
+async def test_only_the_newest_closed_positions_stay_in_memory() -> None:
+    """A bot that runs for months must not keep every position it ever closed."""
+    store = await SQLiteStore.open(":memory:")
+    writer = StateWriter(store, EngineConfig())
+    book = PositionBook(EngineContext(EngineConfig(), None, store, writer, SystemClock()),  # type: ignore[arg-type]
+                        closed_kept=2)
+    book.load([pos(1, "AUSDT", PositionStatus.OPEN)], max_position_id=1)
+    for pid in range(2, 7):
+        book.stored(pos(pid, f"S{pid}USDT", PositionStatus.OPEN))
+        book.stored(attrs.evolve(pos(pid, f"S{pid}USDT", PositionStatus.CLOSED), realized_pnl=float(pid)))
+    assert [p.id for p in book.all(include_closed=True)] == [1, 5, 6]  # the open one, the two newest closed
+    assert book.get(2) is None
+    assert book.realized_pnl == 2 + 3 + 4 + 5 + 6  # forgotten positions still count
+    book.stored(attrs.evolve(pos(6, "S6USDT", PositionStatus.CLOSED), realized_pnl=6.0))  # saved again: kept once
+    assert [p.id for p in book.all(include_closed=True)] == [1, 5, 6]
     await store.aclose()

@@ -136,6 +136,15 @@ async def test_last_waves_are_the_newest_in_order(store):
     assert await store.waves(last=0) == []
 
 
+async def test_one_wave_is_read_by_its_id_with_its_outcomes(store):
+    for i in range(1, 4):
+        await store.write([WaveRecord(f"w{i}", 0.0, float(i), 1.0, (outcome("b", 1), outcome(f"a{i}", 0)))])
+    found = await store.wave("w2")
+    assert found == (await store.waves())[1]
+    assert [o.signal_id for o in found.outcomes] == ["a2", "b"]  # by rank, as `waves` gives them
+    assert await store.wave("w9") is None
+
+
 async def test_many_writers_at_once(store):
     async def writer(n):
         await store.record_intent(position(n), entry(n))

@@ -47,3 +47,19 @@ async def test_a_lost_write_retried_does_not_duplicate_events(autojump_clock):
     assert len({e.uid for e in events}) == len(events)
     assert [e.kind for e in events].count("signal_outcome") == 1
     await inner.aclose()
+
+
+async def test_every_signal_has_its_outcome_event_skipped_ones_too(autojump_clock):
+    inner = await SQLiteStore.open(":memory:")
+    async with Engine.open(EngineConfig(max_positions_per_wave=2), SimExchange.from_spec(SPEC), inner,
+                           clock=VirtualWallClock()) as engine:
+        record = await engine.process_wave(wave_signals(6))
+        await engine.flush()
+        skipped = [o for o in record.outcomes if o.outcome.value == "skipped"]
+        assert skipped, "the wave's target must leave candidates skipped for this test to mean anything"
+        events = [e for e in await inner.events() if e.kind == "signal_outcome"]
+    assert sorted(e.signal_id for e in events) == sorted(o.signal_id for o in record.outcomes)
+    for outcome in skipped:
+        (event,) = [e for e in events if e.signal_id == outcome.signal_id]
+        assert event.detail == f"skipped: {outcome.reason}"
+    await inner.aclose()

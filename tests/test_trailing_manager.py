@@ -241,10 +241,10 @@ class ThinBookStops(SimExchange):
     def _trigger(self, order, price):
         import attrs
 
-        if self._reducible(order.symbol, order.side) == 0:
+        if self._ledger.reducible(order.symbol, order.side) == 0:
             return super()._trigger(order, price)
-        part = self._fill(attrs.evolve(order, quantity=min(100.0, order.quantity)), price)
-        self._store(attrs.evolve(part, quantity=order.quantity))
+        part = self._ledger.fill(attrs.evolve(order, quantity=min(100.0, order.quantity)), price)
+        self._book.store(attrs.evolve(part, quantity=order.quantity))
 
 
 async def test_a_stop_that_fills_only_in_part_shrinks_the_position_and_protects_the_rest(autojump_clock):

@@ -7,7 +7,7 @@ flushed for at most `shutdown_timeout`, and the process exits 0.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import math
 import random
@@ -20,7 +20,6 @@ from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import TextIO
-from urllib.parse import urlsplit
 
 import attrs
 import trio
@@ -28,13 +27,13 @@ from starlette.routing import BaseRoute
 
 from adapters.binance_account import AccountSettings
 from adapters.ccxt_exchange import CcxtExchange
-from adapters.db_url import parse_db_url, redact
+from adapters.db_url import redact
 from adapters.signals import Arrival, WaveFeed
 from adapters.signals.webhook import WebhookIntake
 from adapters.sim.exchange import SimExchange
+from adapters.sim.paper_account import open_paper_exchange
 from adapters.sim.scenario import ExchangeSpec, MarketSpec, parse_exchange
 from adapters.textfile import read_text
-from engine.checks import PRICE, finite
 from engine.config import EngineConfig
 from engine.errors import ConfigError
 from engine.model import SignalOutcome, WaveRecord
@@ -42,7 +41,7 @@ from engine.nursery.engine import Engine
 from engine.ports import Exchange
 from engine.rate_windows import bucket_for
 from engine.report import wave_json
-from engine.text import cut, printable, shown
+from trio_bot.api.address import address_path, record_address, remove_address
 from trio_bot.api.settings import ApiSettings, Token, parse_api_settings, resolve_token
 from trio_bot.api.wiring import RunningApi, start_api
 from trio_bot.exchange_config import (
@@ -55,6 +54,7 @@ from trio_bot.exchange_config import (
 from trio_bot.paper_markets import PAPER_PRICES
 from trio_bot.signal_feeds import open_feed
 from trio_bot.signals_config import SignalSettings, parse_signal_settings
+from trio_bot.stopping import Stopper, one_error
 from trio_bot.storage import account_lease, open_storage
 from trio_bot.tables import LAST_CELL_MAX, cell, positions_table, wave_table
 from trio_bot.webhook_route import webhook_route
@@ -127,17 +127,12 @@ async def open_account(settings: RunSettings, db_url: str, credentials: Credenti
                        seed: int | None) -> AsyncIterator[TradingAccount]:
     ex = settings.exchange
     if ex.is_paper:
-        paper = SimExchange.from_spec(settings.paper)
-        paper_file = paper_state_path(db_url)
-        if paper_file is not None and paper_file.exists():
-            load_paper_state(paper, paper_file)
-        symbols = [m.symbol for m in settings.paper.markets]
-        try:
+        # Kept change by change in a file next to the store (adapters.sim.paper_account).
+        with open_paper_exchange(settings.paper, db_url) as paper:
+            symbols = [m.symbol for m in settings.paper.markets]
             yield TradingAccount(paper, "paper exchange", symbols,
                                  background=partial(random_walk, paper, symbols, seed=seed),
-                                 after_wave=partial(save_paper_state, paper, paper_file))
-        finally:
-            save_paper_state(paper, paper_file)
+                                 after_wave=paper.sync)
         return
     assert credentials is not None
     live = CcxtExchange(ex.name, api_key=credentials.api_key, api_secret=credentials.api_secret,
@@ -184,9 +179,12 @@ async def run(
     out: TextIO | None = None,
     ready: Callable[[], None] | None = None,
     extra_routes: Sequence[BaseRoute] = (),
+    signals: AsyncIterator[int] | None = None,
 ) -> int:
     """`extra_routes`: Starlette routes other wiring adds to the operator's server (behind its token).
-    `out` defaults to the current `sys.stdout` (looked up at call time)."""
+    `out` defaults to the current `sys.stdout` (looked up at call time). `signals`: a SIGINT/SIGTERM
+    receiver the caller opened as early as it could (the CLI, first thing in its Trio run); without
+    it `run` opens its own. `ready` is called once start-up is done."""
     out = sys.stdout if out is None else out
     # Everything a user can get wrong is checked before the lease, the store or the exchange.
     credentials = None if settings.exchange.is_paper else load_credentials(settings.exchange)
@@ -204,10 +202,27 @@ async def run(
                               "at POST /api/v1/signals (remove --no-api or [api] enabled = false)")
         extra_routes = (*extra_routes, webhook_route(source, timeout=settings.api.request_timeout))
     wiring = _Wiring(account, token, tuple(extra_routes))
-    async with account_lease(db_url, account, standby=standby), \
-            open_account(settings, db_url, credentials, seed) as trading:
-        return await _run_leased(settings=settings, db_url=db_url, source=source, trading=trading,
-                                 waves=waves, out=out, ready=ready, wiring=wiring)
+    with contextlib.ExitStack() as stack:
+        if signals is None:
+            signals = stack.enter_context(trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM))
+        stopper = Stopper(out)
+        with one_error():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stopper.watch, signals)
+                try:
+                    # Waiting for the lease (--standby) or setting up the account: a signal stops at once.
+                    with trio.CancelScope() as startup:
+                        stopper.on_signal = startup.cancel
+                        async with account_lease(db_url, account, standby=standby), \
+                                open_account(settings, db_url, credentials, seed) as trading:
+                            stopper.on_signal = None  # the reconciliation ahead is not cut short
+                            return await _run_leased(settings=settings, db_url=db_url, source=source,
+                                                     trading=trading, waves=waves, out=out, ready=ready,
+                                                     wiring=wiring, stopper=stopper)
+                finally:
+                    nursery.cancel_scope.cancel()
+    print("trio-bot: stopped before start-up finished; nothing was traded", file=out, flush=True)
+    return 0
 
 
 def print_restart_summary(engine: Engine, out: TextIO) -> None:
@@ -224,16 +239,18 @@ class _Wiring:
 
 
 async def _run_leased(*, settings: RunSettings, db_url: str, source: WaveFeed, trading: TradingAccount,
-                      waves: int | None, out: TextIO, ready: Callable[[], None] | None, wiring: _Wiring) -> int:
+                      waves: int | None, out: TextIO, ready: Callable[[], None] | None, wiring: _Wiring,
+                      stopper: Stopper) -> int:
     """Everything that needs to be the account's only instance: the account's state and the store."""
     storage = await open_storage(db_url, call_timeout=settings.engine.call_timeout)
     api: RunningApi | None = None
+    address: Path | None = None
     if isinstance(source, WebhookIntake):
         source.handled = storage.handled_signals  # a re-posted alert is answered as a duplicate
     try:
-        # SIGINT/SIGTERM are received from here on, also during start-up: a signal there must not abort
-        # the reconciliation half-way (it protects positions); it stops the run once start-up is done.
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        # A signal during start-up must not abort the reconciliation half-way (it protects positions);
+        # the stopper holds it, and it stops the run once start-up is done.
+        with stopper.until_done():
             def progress(wave_id: str, outcome: SignalOutcome) -> None:
                 if api is not None:
                     api.metrics.on_outcome(outcome)
@@ -256,23 +273,23 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: WaveFeed, t
                     if wiring.token is not None:
                         api = await start_api(nursery, engine, settings.api, wiring.token, account=wiring.account,
                                               exchange=trading.label, extra_routes=wiring.extra_routes)
+                        address = address_path(db_url, wiring.account)  # for `trio-bot status` & co.
+                        record_address(address, api.url)
                         print(f"trio-bot: dashboard {api.dashboard}", file=out, flush=True)
                     if engine.pause_state is not None:
                         print(f"trio-bot: {engine.pause_state.skip_reason} (resume: trio-bot resume)", file=out,
                               flush=True)
                     stopping = trio.CancelScope()
 
-                    async def watch_signals() -> None:
-                        if ready is not None:
-                            ready()
-                        async for signum in signals:
-                            print(f"trio-bot: {signal.Signals(signum).name}: finishing up", file=out,
-                                  flush=True)
-                            engine.stop_current_wave("the engine is shutting down")
-                            stopping.cancel()
-                            return
+                    def stop_now() -> None:
+                        engine.stop_current_wave("the engine is shutting down")
+                        stopping.cancel()
 
-                    nursery.start_soon(watch_signals)
+                    if ready is not None:
+                        ready()
+                    stopper.on_signal = stop_now
+                    if stopper.received is not None:  # received during start-up: stop now that it is done
+                        stop_now()
                     send, arrivals = trio.open_memory_channel[Arrival](16)
                     nursery.start_soon(source.feed, send)
                     with stopping:
@@ -284,6 +301,7 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: WaveFeed, t
                     nursery.cancel_scope.cancel()
             return 0
     finally:
+        remove_address(address)
         with trio.CancelScope(shield=True):
             await storage.aclose()
 
@@ -308,57 +326,6 @@ async def _trade(engine: Engine, arrival: Arrival, trading: TradingAccount, out:
     else:
         print(f"trio-bot: wave {record.id}: outcomes not yet stored; not acknowledged "
               "(the service may deliver it again: handled ids are not traded twice)", file=out, flush=True)
-
-
-def paper_state_path(db_url: str) -> Path | None:
-    """Where the paper account is kept: next to a SQLite file (`trio-bot.db.paper.json`), or for
-    PostgreSQL in the working directory, named after the database (`DBNAME.paper.json`)."""
-    parsed = parse_db_url(db_url)
-    if parsed.path is not None:
-        return None if parsed.path == ":memory:" else Path(parsed.path + ".paper.json")
-    name = urlsplit(db_url).path.strip("/") or "trio-bot"
-    return Path(f"{cut(name.replace('/', '_'), 100)}.paper.json")
-
-
-_PAPER_SHAPE: dict[str, tuple[type | tuple[type, ...], str]] = {
-    "balance": ((int, float), "a number"), "prices": (dict, "an object"), "leverage": (dict, "an object"),
-    "holdings": (dict, "an object"), "orders": (list, "an array"), "next_order_id": (int, "an integer")}
-
-
-def load_paper_state(exchange: SimExchange, path: Path) -> None:
-    """Restore the paper account saved next to the database; a file that is not what trio-bot
-    wrote (hand-edited, truncated, another program's) stops `run` with one line naming it."""
-    text = read_text(path, key="paper account", where="run", what="paper account file")
-    try:
-        state = json.loads(text)
-        if not isinstance(state, dict):
-            raise ValueError("not a JSON object")
-        for key, (kind, name) in _PAPER_SHAPE.items():
-            if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
-                raise ValueError(f"{key!r} is missing or not {name}")
-        if finite(state["balance"]) is None or state["balance"] < 0:
-            raise ValueError(f"balance {shown(state['balance'])} is not a finite number >= 0")
-        for symbol, price in state["prices"].items():
-            if not PRICE.contains(price):
-                raise ValueError(f"price of {shown(symbol, 40)} is not {PRICE.describe()}")
-        exchange.import_state(state)
-    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
-        raise ConfigError("paper account", str(path),
-                          f"a paper account file written by trio-bot ({cut(printable(str(exc)), 120)}); move it "
-                          "away to start a fresh paper account", where="run") from None
-
-
-def save_paper_state(exchange: SimExchange, path: Path | None) -> None:
-    """Keep the paper account next to the database. A failure (disk full, read-only directory) is
-    logged, never fatal: the trades themselves are in the store."""
-    if path is None:
-        return
-    tmp = path.with_suffix(".tmp")
-    try:
-        tmp.write_text(json.dumps(exchange.export_state()), encoding="utf-8")
-        tmp.replace(path)  # atomic: a crash never leaves half a file
-    except OSError as exc:
-        log.error("could not save the paper account to %s: %s", path, exc.strerror or exc)
 
 
 def _id_base() -> int:

@@ -63,13 +63,18 @@ def wave_table(wave: Mapping[str, Any], stops: Mapping[int, float | None]) -> st
 
 
 def positions_table(positions: Iterable[Position], trail: Mapping[int, tuple[str, float]] | None = None) -> str:
-    """`trail`: position id → (trailing state, best price), from the live trailing manager."""
+    """`trail`: position id → (follower state, best price), from the live trailing manager.
+
+    Two columns, two meanings, named as in the JSON: `trailing` is the position's trailing
+    registration (`pending` until stored, then `active`; the wave table's column and the
+    `trailing` key), `trail state` is what its follower is doing (`waiting` for activation,
+    `active` following the price: the API's `trailing_state`)."""
     trail = trail or {}
     rows = [[p.id, p.symbol, p.side.value, p.status.value, p.quantity, p.entry_price, p.stop_price,
-             trail.get(p.id, (p.trailing.value, None))[0], trail.get(p.id, ("", None))[1],
+             p.trailing.value, trail.get(p.id, (None, None))[0], trail.get(p.id, (None, None))[1],
              p.exit_price, p.exit_reason.value if p.exit_reason else None, p.realized_pnl]
             for p in positions]
     if not rows:
         return "no positions"
-    return render_table(["id", "symbol", "side", "status", "qty", "entry", "stop", "trailing", "best", "exit",
-                         "exit reason", "pnl"], rows)
+    return render_table(["id", "symbol", "side", "status", "qty", "entry", "stop", "trailing", "trail state", "best",
+                         "exit", "exit reason", "pnl"], rows)

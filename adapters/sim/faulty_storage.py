@@ -102,6 +102,9 @@ class FaultyStorage:
     async def waves(self, *, last: int | None = None) -> list[WaveRecord]:
         return await self._plan.run(CallPoint.STORAGE_READ, lambda: self._inner.waves(last=last))
 
+    async def wave(self, wave_id: str) -> WaveRecord | None:
+        return await self._plan.run(CallPoint.STORAGE_READ, lambda: self._inner.wave(wave_id))
+
     async def events(self, *, position_id: int | None = None, signal_id: str | None = None,
                      wave_id: str | None = None, since: float | None = None) -> list[Event]:
         return await self._plan.run(CallPoint.STORAGE_READ, lambda: self._inner.events(

@@ -33,12 +33,18 @@ class Moves:
     order: int  # the source's rank within an instant
     relative: bool
     moves: tuple[tuple[str, float], ...]  # (symbol, price) or (symbol, factor)
+    # `[[ticks]]` only, and only when one of them gives a `mark`: the mark price of each move
+    # (None: the mark follows the price). The fake exchange server plays them; the simulator
+    # has no mark price.
+    marks: tuple[float | None, ...] | None = None
 
 
 def _ticks(ticks: Iterable[TickSpec], order: int) -> Iterator[Moves]:
     ordered = sorted(ticks, key=lambda t: t.at)  # stable: file order within an instant
     for at, group in itertools.groupby(ordered, key=lambda t: t.at):
-        yield Moves(at, order, False, tuple((t.symbol, t.price) for t in group))
+        ticks = tuple(group)
+        marks = tuple(t.mark for t in ticks) if any(t.mark is not None for t in ticks) else None
+        yield Moves(at, order, False, tuple((t.symbol, t.price) for t in ticks), marks)
 
 
 def _walk(walk: WalkSpec, order: int) -> Iterator[Moves]:
@@ -49,11 +55,12 @@ def _walk(walk: WalkSpec, order: int) -> Iterator[Moves]:
     symbols = walk.symbols
     if not symbols:
         return
+    start, every, until = walk.start, walk.every, walk.until
     for k in itertools.count(1):
-        at = walk.start + k * walk.every  # multiplied, not summed: no drift over a day
-        if at > walk.until:
+        at = start + k * every  # multiplied, not summed: no drift over a day
+        if at > until:
             return
-        yield Moves(at, order, True, tuple((s, 1.0 + scale * (2.0 * draw() - 1.0)) for s in symbols))
+        yield Moves(at, order, True, tuple([(s, 1.0 + scale * (2.0 * draw() - 1.0)) for s in symbols]))
 
 
 def _recorded(prices: PricesSpec, order: int) -> Iterator[Moves]:
@@ -71,6 +78,10 @@ def timeline(scenario: Scenario) -> Iterator[tuple[float, list[Moves]]]:
     sources += [_walk(w, 1 + i) for i, w in enumerate(scenario.walks)]
     base = 1 + len(scenario.walks)
     sources += [_recorded(p, base + i) for i, p in enumerate(scenario.prices)]
+    if len(scenario.walks) == 1 and not scenario.ticks and not scenario.prices:
+        for moves in sources[1]:  # one walk (a long day's usual path): its instants are already apart
+            yield moves.at, [moves]
+        return
     merged = heapq.merge(*sources, key=_key)
     for at, group in itertools.groupby(merged, key=lambda m: m.at):
         yield at, list(group)

@@ -63,17 +63,18 @@ class EngineContext:
             self.limiter = RateLimiter(self.config.order_rate_per_second, self.config.order_burst)
         self.writer.call_observers = self.call_observers
 
-    async def order(self, what: CallPoint, priority: bool, fn: Callable[P, Awaitable[T]], /, *args: P.args,
-                    **kwargs: P.kwargs) -> T:
+    async def order(self, what: CallPoint, priority: bool, key: str, fn: Callable[P, Awaitable[T]], /,
+                    *args: P.args, **kwargs: P.kwargs) -> T:
         """An order-changing call: a rate-limiter token, then the call.
 
         `priority` (stops, closes, cancels) goes ahead of entries and gets `protect_deadline` for
         both. An entry gets `call_timeout` for both and `entry_deadline` for the request itself:
-        its answer is looked up afterwards if it does not come (the resolver).
+        its answer is looked up afterwards if it does not come (the resolver). `key` (the order's
+        client id) orders requests made at the same instant.
         """
 
         async def limited() -> T:
-            await self.limiter.acquire(priority=priority)
+            await self.limiter.acquire(priority=priority, key=key)
             if priority:
                 return await fn(*args, **kwargs)
             return await bounded(what, self.config.entry_deadline, fn, *args, **kwargs)

@@ -31,6 +31,7 @@ from engine.nursery.clocks import SystemClock
 from engine.nursery.context import EngineContext
 from engine.nursery.opener import Opener
 from engine.nursery.position_book import PositionBook
+from engine.nursery.ratelimit import RateLimiter
 from engine.nursery.resolver import Resolver
 from engine.nursery.sweep import ProtectionSweep
 from engine.nursery.trailing_manager import TrailingManager
@@ -70,6 +71,7 @@ class Engine:
         *,
         clock: WallClock | None = None,
         listener: OutcomeListener | None = None,
+        limiter: RateLimiter | None = None,
     ) -> AsyncIterator[Engine]:
         writer = StateWriter(storage, config)
         # Shutdown order: the services that produce state (trailing manager, sweep) stop first —
@@ -78,8 +80,9 @@ class Engine:
             await services.start(writer.run)
             try:
                 markets = await bounded(CallPoint.LOAD_MARKETS, config.call_timeout, exchange.load_markets)
+                limiter = limiter or RateLimiter(config.order_rate_per_second, config.order_burst)
                 engine = cls(EngineContext(config, exchange, storage, writer, clock or SystemClock(),
-                                           markets=markets), listener)
+                                           markets=markets, limiter=limiter), listener)
                 async with trio.open_nursery() as producers:
                     await producers.start(engine.trailing.run)
                     await producers.start(engine.resolver.run)

@@ -61,7 +61,8 @@ class Opener:
         try:
             run.advance(Step.ENTRY_SENT)
             self._event(run, EventKind.ENTRY_SENT, entry.client_order_id)
-            self.entry_answer(run, await ctx.order(CallPoint.ENTRY_ORDER, False, ctx.exchange.place_order, entry))
+            self.entry_answer(run, await ctx.order(CallPoint.ENTRY_ORDER, False, entry.client_order_id,
+                                                   ctx.exchange.place_order, entry))
         except DuplicateOrderError as exc:
             run.note(entry_error=str(exc))  # an earlier send landed: look it up
         except PermanentError as exc:

@@ -60,7 +60,8 @@ async def place(ctx: EngineContext, request: OrderRequest, emit: Emit, *, retry_
     error = "no attempt"
     async for attempt in Attempts(policy):
         try:
-            return Placed(await ctx.order(CallPoint.placing(request.kind), True, ctx.exchange.place_order, request))
+            return Placed(await ctx.order(CallPoint.placing(request.kind), True, request.client_order_id,
+                                          ctx.exchange.place_order, request))
         except DuplicateOrderError:
             pass  # an earlier attempt landed; the look-up finds it
         except PermanentError as exc:
@@ -81,7 +82,8 @@ async def cancel(ctx: EngineContext, symbol: str, client_order_id: str, emit: Em
     """Cancel with retries; True once the order is no longer live (cancelled, filled or unknown)."""
     async for attempt in Attempts(ctx.config.cancel_retry):
         try:
-            await ctx.order(CallPoint.CANCEL_ORDER, True, ctx.exchange.cancel_order, symbol, client_order_id)
+            await ctx.order(CallPoint.CANCEL_ORDER, True, client_order_id, ctx.exchange.cancel_order, symbol,
+                            client_order_id)
             emit(EventKind.ORDER_CANCELLED, client_order_id)
             return True
         except Exception as exc:

@@ -138,7 +138,8 @@ class WaveRunner:
                 self._current = None
                 self.running_wave = None
                 self._wave_book = None
-                book.skip_rest(NOT_ATTEMPTED)
+                for outcome in book.skip_rest(NOT_ATTEMPTED):
+                    self._announce(wave_id, outcome)
                 ctx.writer.submit(WaveRecord(wave_id, t0, started_at, trio.current_time() - t0, book.outcomes,
                                              interrupted=True))
                 ctx.event(EventKind.WAVE_INTERRUPTED, "the engine stopped during the wave", wave_id=wave_id)
@@ -152,7 +153,8 @@ class WaveRunner:
         elif book.pending and not book.target_reached:
             n = len(book.pending)
             skip_reason += f", counting {n} entr{'y' if n == 1 else 'ies'} whose outcome is being resolved"
-        book.skip_rest(skip_reason)
+        for outcome in book.skip_rest(skip_reason):  # every signal's outcome gets its event
+            self._announce(wave_id, outcome)
         record = WaveRecord(wave_id, t0, started_at, trio.current_time() - t0, book.outcomes,
                             interrupted=interrupted)
         ctx.writer.submit(record)

@@ -121,10 +121,10 @@ def build_app(operator: Operator, settings: ApiSettings, token: str, *, hub: Eve
         return await operator.wave(request.path_params["wave_id"])
 
     async def positions(request: Request) -> Any:
-        return operator.positions(_bool(request, "all"))
+        return await operator.positions(_bool(request, "all"))
 
     async def position(request: Request) -> Any:
-        return operator.position(request.path_params["position_id"])
+        return await operator.position(request.path_params["position_id"])
 
     async def events(request: Request) -> Any:
         q = request.query_params

@@ -45,8 +45,7 @@ class _EngineState(Collector):
 
     def collect(self) -> Iterable[Metric]:
         engine = self.engine
-        positions = engine.positions(include_closed=True)
-        open_ = [p for p in positions if p.status is PositionStatus.OPEN]
+        open_ = [p for p in engine.positions() if p.status is PositionStatus.OPEN]
         yield GaugeMetricFamily("triobot_open_positions", "Open positions", value=len(open_))
         yield GaugeMetricFamily("triobot_unprotected_positions", "Open positions without a stop-loss",
                                 value=sum(1 for p in open_ if p.stop_price is None))
@@ -55,7 +54,7 @@ class _EngineState(Collector):
         yield GaugeMetricFamily("triobot_entries_paused", "1 while the operator paused new entries",
                                 value=1 if engine.pause_state is not None else 0)
         yield GaugeMetricFamily("triobot_realized_pnl_usdt", "Realised PnL of the positions this engine knows",
-                                value=sum(p.realized_pnl or 0.0 for p in positions))
+                                value=engine.book.realized_pnl)
         repairs = CounterMetricFamily("triobot_sweep_repairs", "Protection sweep repairs by kind", labels=["kind"])
         for kind, count in sorted(engine.sweep.repairs.items()):
             repairs.add_metric([kind], count)

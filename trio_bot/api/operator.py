@@ -12,7 +12,7 @@ from typing import Any
 
 import attrs
 
-from engine.model import Event, PositionStatus
+from engine.model import Event, Position, PositionStatus, WaveRecord
 from engine.nursery.engine import Engine
 from engine.report import event_json, position_json, reportable_positions, wave_json
 from engine.sizing import realized_pnl
@@ -77,27 +77,45 @@ class Operator:
                                     if last is not None and position.entry_price is not None else None)
         return shaped
 
+    async def _positions_of(self, records: list[WaveRecord]) -> dict[int, Position]:
+        """The positions these waves' signals opened: the engine's view where it still keeps them,
+        the store's for closed positions it no longer keeps in memory."""
+        positions = {p.id: p for p in self.engine.positions(include_closed=True)}
+        if any(o.position_id is not None and o.position_id not in positions for w in records for o in w.outcomes):
+            stored = await self.engine.ctx.storage.positions(include_closed=True)
+            positions = {**{p.id: p for p in stored}, **positions}
+        return positions
+
     async def waves(self, last: int | None) -> dict[str, Any]:
         records = await self.engine.ctx.storage.waves(last=last)
-        positions = {p.id: p for p in self.engine.positions(include_closed=True)}
+        positions = await self._positions_of(records)
         return {"waves": [wave_json(w, positions) for w in records]}
 
     async def wave(self, wave_id: str) -> dict[str, Any]:
-        for record in await self.engine.ctx.storage.waves():
-            if record.id == wave_id:
-                positions = {p.id: p for p in self.engine.positions(include_closed=True)}
-                return wave_json(record, positions)
-        raise NotFound(f"no wave {wave_id!r}")
+        record = await self.engine.ctx.storage.wave(wave_id)
+        if record is None:
+            raise NotFound(f"no wave {wave_id!r}")
+        return wave_json(record, await self._positions_of([record]))
 
-    def positions(self, include_closed: bool) -> dict[str, Any]:
-        rows = reportable_positions(self.engine.positions(include_closed=include_closed))
+    async def positions(self, include_closed: bool) -> dict[str, Any]:
+        live = {p.id: p for p in self.engine.positions(include_closed=include_closed)}
+        if include_closed:  # history is the store's; the engine's view is newer for what it keeps
+            stored = await self.engine.ctx.storage.positions(include_closed=True)
+            live = {**{p.id: p for p in stored}, **live}
+        rows = reportable_positions(live.values())
         return {"positions": [position_json(p) for p in rows]}
 
-    def position(self, position_id: int) -> dict[str, Any]:
+    async def _known(self, position_id: int) -> Position:
         position = self.engine.book.get(position_id)
+        if position is None:  # closed long ago: only the store keeps it
+            position = await self.engine.ctx.storage.position(position_id)
         if position is None:
             raise NotFound(f"no position {position_id}")
-        if position.status is PositionStatus.OPEN:
+        return position
+
+    async def position(self, position_id: int) -> dict[str, Any]:
+        position = await self._known(position_id)
+        if position.status is PositionStatus.OPEN and self.engine.book.get(position_id) is not None:
             return self._live_position(position_id)
         return position_json(position)
 
@@ -125,9 +143,7 @@ class Operator:
 
     async def close(self, position_id: int) -> dict[str, Any]:
         """Close an open position (reduce-only market, exit_reason `operator`); 409 if not open."""
-        position = self.engine.book.get(position_id)
-        if position is None:
-            raise NotFound(f"no position {position_id}")
+        position = await self._known(position_id)
         if position.status is not PositionStatus.OPEN:
             raise Conflict(f"position {position_id} is {position.status.value}, not open")
         try:

@@ -64,6 +64,9 @@ class _Window:
         return max(1, math.ceil(self.start + self.length - now))
 
 
+MAX_BAN_SECONDS = 3 * 86_400.0
+
+
 class Limiter:
     """One IP's weight and ban, and each account's order counts."""
 
@@ -109,7 +112,9 @@ class Limiter:
 
     def _ban(self, now: float) -> None:
         self.bans += 1
-        seconds = self.limits.ban_seconds * 2 ** (self.bans - 1)
+        # Binance's bans grow "from 2 minutes to 3 days" for repeat offenders; the doubling stops
+        # there (uncapped, a client hammering through its ban overflowed the float).
+        seconds = min(self.limits.ban_seconds * 2.0 ** min(self.bans - 1, 64), MAX_BAN_SECONDS)
         self.banned_until = max(self.banned_until, now + seconds)
         until_ms = int((trio.current_time() - now + seconds) * 1000)  # relative: the clock may be a test's
         raise Limited(418, -1003, f"Way too much request weight used; IP banned for {until_ms} ms. Please use "
