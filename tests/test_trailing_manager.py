@@ -261,3 +261,51 @@ async def test_a_stop_that_fills_only_in_part_shrinks_the_position_and_protects_
         await engine.flush()
         changed = [e.detail for e in await store.events(position_id=position.id) if e.kind == "size_changed"]
         assert changed and changed[0].startswith("245 -> 145 (stop tb-1-stop1 filled 100")
+
+
+class ThinBookCloses(SimExchange):
+    """A reduce-only market close finds only 100 contracts inside its price band; the rest expires
+    (Binance: EXPIRED with an executed quantity below the order's)."""
+
+    def _place(self, request):
+        import attrs
+
+        from engine.model import OrderKind, OrderStatus
+
+        if request.kind is OrderKind.CLOSE and request.quantity > 100:
+            part = super()._place(attrs.evolve(request, quantity=100.0))
+            return self._book.store(attrs.evolve(part, quantity=request.quantity, status=OrderStatus.CANCELED))
+        return super()._place(request)
+
+
+async def test_an_operator_close_that_fills_only_in_part_leaves_the_rest_open_and_protected(autojump_clock):
+    exchange = ThinBookCloses.from_spec(SPEC)
+    async with trading(exchange=exchange) as (engine, exchange, _):
+        (position,) = engine.positions()
+        request = await engine.trailing.close(position.id)
+        assert not request.closed and request.error.startswith("closed only 100 of 245")
+        (after,) = engine.positions()
+        assert after.quantity == 145
+        (held,) = exchange.positions_snapshot()
+        (stop,) = exchange.open_orders_snapshot()
+        assert held.quantity == 145 and stop.quantity == 145  # the stop now covers exactly what is held
+
+
+async def test_an_emergency_close_that_fills_only_in_part_is_never_recorded_closed(autojump_clock):
+    faults = FaultPlan([FaultSpec("exchange.stop_order", "reject", times=1)])
+    exchange = ThinBookCloses.from_spec(SPEC, faults=faults)
+    config = EngineConfig(max_positions_per_wave=1, sweep_interval=1.0)
+    async with trading(exchange=exchange, faults=faults, open_signal=False, config=config) as (engine, exchange,
+                                                                                                store):
+        record = await engine.process_wave([{"id": "1", "symbol": "FORMUSDT", "side": "long", "score": 1}])
+        (outcome,) = record.outcomes
+        assert outcome.reason.startswith("UNPROTECTED") and "the close filled only 100 of 245" in outcome.reason
+        await trio.sleep(5)  # the next sweep finds 145 held: the position shrinks to it and gets a stop
+        (position,) = engine.positions(include_closed=True)
+        assert position.status is PositionStatus.OPEN and position.quantity == 145
+        (held,) = exchange.positions_snapshot()
+        (stop,) = exchange.open_orders_snapshot()
+        assert held.quantity == 145 and stop.quantity == 145
+        await engine.flush()
+        details = [e.detail for e in await store.events(position_id=position.id) if e.kind == "size_changed"]
+        assert "emergency close filled 100 of 245; the rest expired" in details
