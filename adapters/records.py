@@ -31,6 +31,7 @@ from engine.model import (
     OrderSide,
     OrderStatus,
     Outcome,
+    OutcomeResolved,
     Position,
     PositionStatus,
     Side,
@@ -196,6 +197,20 @@ def handled_outcome_sql(dialect: str) -> str:
             f"WHERE signal_id = {p[1]} AND wave_id = {p[2]} AND rank = {p[3]}")
 
 
+def resolved_outcome_sql(dialect: str) -> tuple[str, str]:
+    """Update one signal's stored outcome once its entry's unknown outcome is resolved.
+
+    The row is found by wave and position (only the attempted copy of an id has a position);
+    the claim in `handled_signals` gets the new outcome too.
+    """
+    p = ["?"] * 6 if dialect == "sqlite" else [f"${i}" for i in range(1, 7)]
+    outcome = (f"UPDATE signal_outcomes SET outcome = {p[0]}, reason = {p[1]}, {q('trailing')} = {p[2]}, "
+               f"resolved_at = {p[3]} WHERE wave_id = {p[4]} AND position_id = {p[5]}")
+    c = ["?"] * 3 if dialect == "sqlite" else [f"${i}" for i in range(1, 4)]
+    claim = f"UPDATE handled_signals SET outcome = {c[0]} WHERE signal_id = {c[1]} AND wave_id = {c[2]}"
+    return outcome, claim
+
+
 def _claim_row(wave_id: str, outcome: SignalOutcome) -> tuple[object, ...]:
     return (outcome.outcome.value, outcome.signal_id, wave_id, outcome.rank)
 
@@ -233,6 +248,11 @@ def write_plan(dialect: str, records: Sequence[object]) -> list[tuple[str, list[
         elif isinstance(record, WaveOutcome):
             add(OUTCOMES.upsert(dialect), OUTCOMES.encode(record.outcome, record.wave_id))
             add(handled_outcome_sql(dialect), _claim_row(record.wave_id, record.outcome))
+        elif isinstance(record, OutcomeResolved):
+            outcome_sql, claim_sql = resolved_outcome_sql(dialect)
+            add(outcome_sql, (record.outcome.value, record.reason, record.trailing.value, record.resolved_at,
+                              record.wave_id, record.position_id))
+            add(claim_sql, (record.outcome.value, record.signal_id, record.wave_id))
         elif isinstance(record, Event):
             add(EVENTS.insert(dialect, ignore_duplicates=True), EVENTS.encode(record))
         elif isinstance(record, SignalOutcome):

@@ -24,6 +24,7 @@ RANGES: dict[str, Range] = {
     "call_timeout": positive_up_to(3_600.0),
     "read_timeout": positive_up_to(3_600.0),
     "protect_timeout": positive_up_to(3_600.0),
+    "entry_timeout": positive_up_to(3_600.0),
     "cleanup_timeout": positive_up_to(_DAY),
     "position_size_usdt": Range(0.01, 1e9),
     "leverage": integer(1, 125),
@@ -65,6 +66,9 @@ class EngineConfig:
     call_timeout: float = 10.0
     read_timeout: float | None = None  # default: min(3, call_timeout)
     protect_timeout: float | None = None  # default: min(3, call_timeout)
+    # Deadline of the entry request itself (after its rate-limit token): an unanswered entry is
+    # resolved in the background (unknown_outcome_window), so the wave need not wait long for it.
+    entry_timeout: float | None = None  # default: min(5, call_timeout)
     cleanup_timeout: float = 60.0
     position_size_usdt: float = 200.0
     leverage: int = 1
@@ -89,9 +93,10 @@ class EngineConfig:
     sweep_interval: float = 30.0
     # How long a handled signal id is remembered (a repeat within it is rejected); 0 = forever.
     signal_memory_retention: float = 30 * 24 * 3600.0
-    # How long an entry whose answer was lost keeps being looked up before "not found" is
-    # believed (capped at half of cleanup_timeout).
-    unknown_outcome_window: float = 10.0
+    # How long an entry whose answer was lost keeps being looked up (in the background, by the
+    # resolver) before "not found" is believed. Binance gives no bound for when an order of
+    # unknown status may still execute; 60 s is its largest recvWindow (README: Configuration).
+    unknown_outcome_window: float = 60.0
     # Deprecated aliases (README: Configuration), still honoured: `stop_loss_retries` sets
     # every attempt count not given explicitly, `retry_backoff` is `exchange_retry_backoff`.
     stop_loss_retries: int | None = None
@@ -125,7 +130,7 @@ class EngineConfig:
                 "call_timeout", self.call_timeout,
                 f"less than signal_timeout ({self.signal_timeout:g})", where="engine",
             )
-        for key in ("read_timeout", "protect_timeout"):
+        for key in ("read_timeout", "protect_timeout", "entry_timeout"):
             value = getattr(self, key)
             if value is None:
                 continue
@@ -141,6 +146,12 @@ class EngineConfig:
     def read_deadline(self) -> float:
         """Deadline of one read attempt: reads are retried, so a hung one is abandoned early."""
         return self.read_timeout if self.read_timeout is not None else min(3.0, self.call_timeout)
+
+    @property
+    def entry_deadline(self) -> float:
+        """Deadline of the entry request once it has its rate-limit token. It is sent once (never
+        retried); an answer that does not come in time is looked up by the resolver."""
+        return self.entry_timeout if self.entry_timeout is not None else min(5.0, self.call_timeout)
 
     @property
     def protect_deadline(self) -> float:

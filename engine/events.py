@@ -30,6 +30,8 @@ class EventKind(StrEnum):
     ENTRY_FILLED = "entry_filled"
     ENTRY_UNRESOLVED = "entry_unresolved"
     ENTRY_NOT_FOUND = "entry_not_found"
+    ENTRY_RESOLVED = "entry_resolved"  # an entry of unknown outcome decided by the resolver
+    RESOLVER_WAITING = "resolver_waiting"  # shutdown waits for entries of unknown outcome
     CLEANUP_EXPIRED = "cleanup_expired"
     RECONCILE_OPENING = "reconcile_opening"
     # protection

@@ -207,6 +207,9 @@ class SignalOutcome:
     position_id: int | None = None
     trailing: TrailingStatus = TrailingStatus.NONE
     score: float | None = None
+    # Wall-clock epoch seconds at which an outcome reported provisionally (an entry whose
+    # answer was lost, "being resolved") was decided by the unknown-outcome resolver.
+    resolved_at: float | None = None
 
 
 @attrs.frozen
@@ -215,6 +218,23 @@ class WaveOutcome:
 
     wave_id: str
     outcome: SignalOutcome
+
+
+@attrs.frozen
+class OutcomeResolved:
+    """A signal's outcome decided after it was reported: its entry's answer was lost, the wave
+    reported it `timed_out` ("being resolved"), and the resolver has since found what the
+    exchange did. Keyed by the wave and the position the signal's open created (only the
+    attempted copy of a signal id has one), so it can be written without the wave's other data.
+    """
+
+    wave_id: str
+    position_id: int
+    signal_id: str
+    outcome: Outcome
+    reason: str | None
+    trailing: TrailingStatus
+    resolved_at: float  # wall-clock epoch seconds
 
 
 @attrs.frozen

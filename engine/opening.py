@@ -204,7 +204,9 @@ def _by_ending(completed: Verdict, deadline: Verdict | None = None) -> Mapping[E
             Ending.WAVE_DEADLINE: deadline or completed, Ending.CRASHED: _failed("internal error: {crash}")}
 
 
-_UNKNOWN = "entry order outcome unknown ({unknown}); left for reconciliation"
+# Provisional: the entry's answer was lost and the resolver (engine/nursery/resolver.py) keeps
+# looking it up in the background; the stored outcome is updated when it is decided.
+_UNKNOWN = "entry order outcome unknown ({unknown}); being resolved"
 
 # The final step, and a verdict for every way the child can end. Protected beats a deadline
 # (the position is open and safe); an exposed fill is never hidden, not even by a crash.
@@ -215,7 +217,7 @@ OUTCOMES: Mapping[Step, Verdict | Mapping[Ending, Verdict]] = {
     Step.NEW: _by_ending(_timed_out("{deadline} fired before the intent was stored; no order sent")),
     Step.INTENT_FAILED: _by_ending(_failed("could not store the position intent, no order sent: {intent_error}")),
     Step.INTENT_STORED: _by_ending(_timed_out("{deadline} fired before the entry order was sent")),
-    Step.ENTRY_SENT: _by_ending(_failed(_UNKNOWN), _timed_out(_UNKNOWN)),
+    Step.ENTRY_SENT: _by_ending(_timed_out(_UNKNOWN)),
     Step.ENTRY_FAILED: _by_ending(_failed("entry order failed: {entry_error}")),
     Step.ENTRY_NOT_FOUND: _by_ending(_failed("entry order failed: {entry_error}"), _timed_out(
         "{deadline} fired before the entry order filled; the exchange has no such order")),
@@ -229,3 +231,42 @@ def verdict(step: Step, ending: Ending) -> Verdict:
     """The outcome kind, reason template and trailing status for a run ended this way."""
     row = OUTCOMES[step]
     return row if isinstance(row, tuple) else row[ending]
+
+
+# What a resolution decided, by the step the resolver left the run at. The wave had reported
+# the signal `timed_out` ("being resolved"); this replaces it.
+RESOLVED: Mapping[Step, Verdict] = {
+    Step.PROTECTED: (Outcome.OPENED, "the entry filled after its answer was lost ({unknown}); "
+                                     "protected when the fill was found", TrailingStatus.PENDING),
+    Step.ENTRY_NOT_FOUND: _failed("the entry was never executed: its answer was lost ({unknown}) and the "
+                                  "exchange had no such order after {window}"),
+    Step.ENTRY_FAILED: _failed("entry order failed: {entry_error}"),
+    Step.STOPPED_OUT: _failed("the entry filled after its answer was lost; its stop-loss triggered at once"),
+    Step.CLOSED: _failed("the entry filled after its answer was lost; no stop-loss could be placed "
+                         "({stop_error}), closed by emergency close"),
+    Step.FILLED: _UNPROTECTED,
+    Step.UNPROTECTED: _UNPROTECTED,
+    Step.ENTRY_SENT: _timed_out("entry order outcome still unknown after {window} ({unknown}); "
+                                "the exchange could not be asked: left for reconciliation"),
+}
+
+
+_NEVER_EXECUTED_IN_TIME = _timed_out("{deadline} fired before the entry order was answered; the exchange never "
+                                     "executed it (looked up for {window})")
+
+
+def resolution(run: OpenRun, ending: Ending, window: str,
+               first_error: str | None) -> tuple[Outcome, str | None, TrailingStatus]:
+    """The outcome, reason and trailing status of a run the resolver has finished with.
+
+    `ending` is how the signal's child ended: an entry never executed is `timed_out` if a
+    deadline cut it short, `failed` otherwise (as it would have been, answered in time).
+    """
+    kind, template, trailing = (_NEVER_EXECUTED_IN_TIME if run.step is Step.ENTRY_NOT_FOUND and ending.timed_out
+                                else RESOLVED[run.step])
+    f = run.facts
+    why = f.close_error or f.stop_error or "cleanup deadline expired"
+    reason = None if template is None else template.format(
+        unknown=first_error or f.entry_error or "no answer", window=window, stop_error=f.stop_error,
+        entry_error=f.entry_error, why=why, deadline=ending.deadline)
+    return kind, reason, trailing

@@ -20,6 +20,7 @@ from engine.model import (
     OrderRecord,
     OrderRequest,
     OrderState,
+    OutcomeResolved,
     Position,
     TrailingRecord,
     WaveOutcome,
@@ -27,7 +28,7 @@ from engine.model import (
 )
 
 # Everything the state writer can persist, in one transaction per batch.
-Record = Position | OrderRecord | TrailingRecord | WaveRecord | WaveOutcome | Event
+Record = Position | OrderRecord | TrailingRecord | WaveRecord | WaveOutcome | OutcomeResolved | Event
 
 
 class Exchange(Protocol):

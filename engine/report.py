@@ -52,6 +52,9 @@ def wave_json(record: WaveRecord, positions: Mapping[int, Position], *, virtual:
             "reason": o.reason,
             "position_id": o.position_id,
             "trailing": trailing.value,
+            # Set when the outcome was first reported provisionally ("being resolved") and the
+            # resolver decided it later: wall-clock epoch seconds of that decision.
+            "resolved_at": _num(o.resolved_at, 3),
         })
     c = record.counts
     return {

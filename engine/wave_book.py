@@ -21,6 +21,9 @@ class WaveBook:
         self.concurrency = concurrency
         self.in_flight: dict[str, Signal] = {}
         self.opened = 0
+        # Ranks reported provisionally while the resolver decides their entry: counted towards
+        # the target (each may yet be a position), never waited for.
+        self.pending: set[int] = set()
         self._outcomes: dict[int, SignalOutcome] = {}
 
     def next_to_start(self) -> Signal | None:
@@ -29,20 +32,35 @@ class WaveBook:
             return None
         if len(self.in_flight) >= self.concurrency:
             return None
-        if self.opened + len(self.in_flight) >= self.target:
+        if self.opened + len(self.pending) + len(self.in_flight) >= self.target:
             return None
         signal = self._queue.popleft()
         self.in_flight[signal.id] = signal
         return signal
 
-    def finish(self, outcome: SignalOutcome) -> None:
-        """Record the one outcome of a started signal; a second outcome is a bug."""
+    def finish(self, outcome: SignalOutcome, *, pending: bool = False) -> None:
+        """Record the one outcome of a started signal; a second outcome is a bug.
+
+        `pending`: the outcome is provisional, its entry's outcome is being resolved.
+        """
         if outcome.rank in self._outcomes:
             raise RuntimeError(f"signal {outcome.signal_id} got a second outcome")
         self.in_flight.pop(outcome.signal_id, None)
         self._outcomes[outcome.rank] = outcome
+        if pending:
+            self.pending.add(outcome.rank)
         if outcome.outcome is Outcome.OPENED:
             self.opened += 1
+
+    def resolve(self, outcome: SignalOutcome) -> bool:
+        """A provisional outcome decided while the wave still runs; False if it was not pending."""
+        if outcome.rank not in self.pending:
+            return False
+        self.pending.discard(outcome.rank)
+        self._outcomes[outcome.rank] = outcome
+        if outcome.outcome is Outcome.OPENED:
+            self.opened += 1
+        return True
 
     def add(self, outcomes: Iterable[SignalOutcome]) -> None:
         """Outcomes decided without starting a child (rejections)."""
@@ -58,7 +76,7 @@ class WaveBook:
     @property
     def idle(self) -> bool:
         """Nothing in flight and nothing more can start."""
-        return not self.in_flight and (not self._queue or self.target_reached)
+        return not self.in_flight and (not self._queue or self.opened + len(self.pending) >= self.target)
 
     def skip_rest(self, reason: str) -> list[SignalOutcome]:
         """Every candidate never started becomes `skipped` with `reason`; returns those outcomes

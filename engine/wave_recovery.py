@@ -101,7 +101,7 @@ def outcome_of(position: Position, rank: int, score: float | None) -> SignalOutc
             return out(Outcome.OPENED, "reconciliation found it filled and protected", position.trailing)
         return out(Outcome.FAILED, "UNPROTECTED position: filled, no stop-loss yet (the follower keeps trying)")
     if position.status is PositionStatus.OPENING:
-        return out(Outcome.TIMED_OUT, "the entry's outcome is still unknown; left for reconciliation")
+        return out(Outcome.TIMED_OUT, "the entry's outcome is still unknown; being resolved")
     if position.entry_price is not None:
         how = position.exit_reason.value if position.exit_reason is not None else "closed"
         return out(Outcome.FAILED, f"it filled and was closed again ({how})")

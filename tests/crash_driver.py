@@ -72,6 +72,9 @@ position_size_usdt = 100.0
 stop_loss_percent = 1.0
 trailing_activation_percent = 0.1
 trailing_callback_percent = 0.5
+# The local server applies a delayed entry within 0.3 s: a 10 s window resolves every entry of
+# unknown outcome, and keeps the final SIGINT's wait for them inside the trial's exit deadline.
+unknown_outcome_window = 10.0
 """
 
 

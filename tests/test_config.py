@@ -44,3 +44,12 @@ def test_deadlines_must_nest():
 def test_whole_numbers_accepted_for_float_keys():
     cfg = EngineConfig.from_mapping({"signal_timeout": 20, "position_size_usdt": 100})
     assert cfg.signal_timeout == 20.0 and isinstance(cfg.signal_timeout, float)
+
+
+def test_an_entry_deadline_is_its_own_and_never_longer_than_call_timeout():
+    assert EngineConfig().entry_deadline == 5.0 and EngineConfig(call_timeout=2.0).entry_deadline == 2.0
+    assert EngineConfig.from_mapping({"entry_timeout": 8}).entry_deadline == 8.0
+    with pytest.raises(ConfigError, match=r"entry_timeout = 12.0: expected at most call_timeout \(10\)"):
+        EngineConfig.from_mapping({"entry_timeout": 12.0})
+    with pytest.raises(ConfigError, match=r"entry_timeout = 0: expected a number in \(0, 3600\]"):
+        EngineConfig.from_mapping({"entry_timeout": 0})

@@ -41,7 +41,9 @@ EXPECTED = {
 
 @pytest.mark.parametrize(("point", "effect"), [(p, e) for p in EXPECTED for e in EFFECTS])
 def test_effect_at_point(point, effect):
-    report, signal = one_signal_run(fault(point, effect))
+    # A delayed entry is answered within its own deadline (`entry_timeout`, 5 s): 2 s.
+    late = {"seconds": 2.0} if (point, effect) == ("exchange.entry_order", "delay") else {}
+    report, signal = one_signal_run(fault(point, effect, **late))
     assert signal["outcome"] == EXPECTED[point][effect], signal
     on_exchange = report["exchange"]["positions"]
     if signal["outcome"] == "opened":
@@ -89,7 +91,7 @@ def test_stop_and_close_both_impossible_is_reported_unprotected():
 def test_entry_hang_every_time_fails_cleanly_within_the_signal_deadline():
     report, signal = one_signal_run(fault("exchange.entry_order", "hang", times=None))
     assert signal["outcome"] == "failed"
-    assert "did not answer within 10s" in signal["reason"]
+    assert "did not answer within 5s" in signal["reason"]  # the entry's own deadline (entry_timeout)
     assert report["waves"][0]["duration"] < 30.0
 
 
@@ -111,14 +113,14 @@ def test_failure_is_replaced_from_the_buffer():
 
 def test_call_deadline_during_a_delayed_entry_fails_after_looking_it_up():
     _report, signal = one_signal_run(fault("exchange.entry_order", "delay", seconds=25.0),
-                                    engine={"signal_timeout": 20.0, "call_timeout": 15.0})
+                                    engine={"signal_timeout": 20.0, "call_timeout": 15.0, "entry_timeout": 15.0})
     assert signal["outcome"] == "failed"
     assert "did not answer within 15s" in signal["reason"]
 
 
 # Deadlines nest, so the signal deadline can only catch the entry call when something before it
 # was slow: a 1s intent write puts the 11.5s entry call deadline after the 12s signal deadline.
-SIGNAL_FIRST = {"signal_timeout": 12.0, "call_timeout": 11.5}
+SIGNAL_FIRST = {"signal_timeout": 12.0, "call_timeout": 11.5, "entry_timeout": 11.5}
 SLOW_INTENT = fault("storage.write", "delay", seconds=1.0)
 
 
@@ -138,9 +140,10 @@ def test_signal_deadline_after_the_entry_landed_protects_it():
 
 
 def test_wave_deadline_skips_the_unstarted_and_times_out_the_running():
-    # The hung entry is looked up for 1 s after its call deadline (unknown_outcome_window).
+    # The hung entry is looked up for 1 s after its deadline (unknown_outcome_window), in the
+    # background: the wave's deadline does not wait for it.
     data = scenario(engine={"max_concurrent_signals": 1, "wave_timeout": 12.0, "signal_timeout": 12.0,
-                            "call_timeout": 10.0, "unknown_outcome_window": 1.0},
+                            "call_timeout": 10.0, "entry_timeout": 10.0, "unknown_outcome_window": 1.0},
                     faults=[{"point": "exchange.entry_order", "effect": "hang"}])
     report = run(data)
     wave = report["waves"][0]
@@ -149,3 +152,14 @@ def test_wave_deadline_skips_the_unstarted_and_times_out_the_running():
     assert rest[0]["outcome"] == "timed_out"
     assert all(s["outcome"] == "skipped" and "wave deadline" in s["reason"] for s in rest[1:])
     assert_invariants(report)
+
+
+def test_an_entry_answered_after_its_deadline_is_resolved_not_guessed():
+    # The simulated exchange applies a delayed request only after its delay, so an entry cut off
+    # by its deadline (5 s) never executed there: the resolver finds it so once its window ends.
+    report, signal = one_signal_run(fault("exchange.entry_order", "delay", seconds=8.0),
+                                    engine={"unknown_outcome_window": 20.0})
+    assert signal["outcome"] == "failed" and signal["resolved_at"] is not None
+    assert signal["reason"].startswith("the entry was never executed: its answer was lost (exchange.entry_order "
+                                       "did not answer within 5s)")
+    assert report["exchange"]["positions"] == []

@@ -16,6 +16,7 @@ from engine.model import (
     OrderSide,
     OrderStatus,
     Outcome,
+    OutcomeResolved,
     Position,
     PositionStatus,
     Side,
@@ -230,3 +231,28 @@ async def test_signal_claims_older_than_the_retention_are_forgotten(store):
     earlier = await store.claim_signals(WaveRecord("w3", 0.0, 9000.0), {"a": 0, "b": 1}, forget_before=4000.0)
     assert set(earlier) == {"b"}
     assert (await store.handled_signals(["a"]))["a"].wave_id == "w3"
+
+
+async def test_a_resolved_outcome_updates_the_signal_and_its_claim(store):
+    """An entry of unknown outcome decided after its wave: the attempted copy (the one with the
+    position) gets the new outcome and the time; another copy of the id and other waves keep theirs."""
+    w1 = WaveRecord("w1", 0.0, 1000.0)
+    await store.claim_signals(w1, {"a": 1})
+    pending = outcome("a", 1, Outcome.TIMED_OUT, reason="entry order outcome unknown (503); being resolved",
+                      position_id=7)
+    copy = outcome("a", 0, Outcome.REJECTED, reason="duplicate signal id in the wave")
+    await store.write([WaveRecord("w1", 0.0, 1000.0, 1.0, (copy, pending)),
+                       WaveRecord("w2", 5.0, 1001.0, 1.0, (outcome("z", 0, position_id=7),))])
+    await store.write([OutcomeResolved("w1", 7, "a", Outcome.OPENED, "filled late", TrailingStatus.PENDING,
+                                       1_760_851_861.25)])
+    waves = {w.id: w for w in await store.waves()}
+    assert waves["w1"].outcomes == (copy, attrs_evolve_resolved(pending))
+    assert waves["w2"].outcomes == (outcome("z", 0, position_id=7),)
+    assert (await store.handled_signals(["a"]))["a"].outcome is Outcome.OPENED
+
+
+def attrs_evolve_resolved(o):
+    import attrs
+
+    return attrs.evolve(o, outcome=Outcome.OPENED, reason="filled late", trailing=TrailingStatus.PENDING,
+                        resolved_at=1_760_851_861.25)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -52,8 +53,11 @@ def wave_table(wave: Mapping[str, Any], stops: Mapping[int, float | None]) -> st
             + (" [INTERRUPTED: the engine stopped during this wave]" if wave.get("interrupted") else ""))
     rows = []
     for s in wave["signals"]:
+        reason = s["reason"] or ""
+        if s.get("resolved_at") is not None:  # decided after the wave reported it
+            reason = f"(resolved {time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime(s['resolved_at']))}) {reason}"
         rows.append([s["id"], s["symbol"], s["side"], s["outcome"], s["position_id"],
-                     stops.get(s["position_id"]), s["trailing"], s["reason"] or ""])
+                     stops.get(s["position_id"]), s["trailing"], reason])
     return head + "\n" + render_table(["signal", "symbol", "side", "outcome", "position", "stop", "trailing",
                                  "reason"], rows)
 

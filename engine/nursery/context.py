@@ -65,18 +65,27 @@ class EngineContext:
 
     async def order(self, what: CallPoint, priority: bool, key: str, fn: Callable[P, Awaitable[T]], /,
                     *args: P.args, **kwargs: P.kwargs) -> T:
-        """An order-changing call: a rate-limiter token, then the call, both within `call_timeout`.
+        """An order-changing call: a rate-limiter token, then the call.
 
-        `priority` (stops, closes, cancels) goes ahead of entries and gets `protect_deadline`;
-        `key` (the order's client id) orders requests made at the same instant.
+        `priority` (stops, closes, cancels) goes ahead of entries and gets `protect_deadline` for
+        both. An entry gets `call_timeout` for both and `entry_deadline` for the request itself:
+        its answer is looked up afterwards if it does not come (the resolver). `key` (the order's
+        client id) orders requests made at the same instant.
         """
 
         async def limited() -> T:
             await self.limiter.acquire(priority=priority, key=key)
-            return await fn(*args, **kwargs)
+            if priority:
+                return await fn(*args, **kwargs)
+            return await bounded(what, self.config.entry_deadline, fn, *args, **kwargs)
 
         deadline = self.config.protect_deadline if priority else self.config.call_timeout
         return await observed(self.call_observers, what, lambda: bounded(what, deadline, limited))
+
+    async def call_once(self, what: CallPoint, seconds: float, fn: Callable[P, Awaitable[T]], /, *args: P.args,
+                        **kwargs: P.kwargs) -> T:
+        """A port call under its own deadline `seconds`, observed, not retried."""
+        return await observed(self.call_observers, what, lambda: bounded(what, seconds, fn, *args, **kwargs))
 
     async def read(self, what: CallPoint, fn: Callable[P, Awaitable[T]], /, *args: P.args,
                    **kwargs: P.kwargs) -> T:

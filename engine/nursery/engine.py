@@ -4,8 +4,10 @@
         record = await engine.process_wave(signals)
 
 `open` starts the state writer, loads markets and state, resolves positions left
-`opening` by a crash (invariant 5), starts the trailing manager, runs a first protection sweep
-(its repairs go into the restart summary) and starts the sweep's rounds. Leaving the block drains the
+`opening` by a crash (invariant 5), starts the trailing manager and the resolver of unknown
+entry outcomes, runs a first protection sweep (its repairs go into the restart summary) and
+starts the sweep's rounds. Leaving the block first waits (bounded, said on screen) for
+entries of unknown outcome to be resolved or their windows to pass, then drains the
 writer for at most `shutdown_timeout` seconds, then stops every service:
 nothing the engine started outlives it.
 """
@@ -30,6 +32,7 @@ from engine.nursery.context import EngineContext
 from engine.nursery.opener import Opener
 from engine.nursery.position_book import PositionBook
 from engine.nursery.ratelimit import RateLimiter
+from engine.nursery.resolver import Resolver
 from engine.nursery.resume import adopt_in_flight_stop
 from engine.nursery.sweep import ProtectionSweep
 from engine.nursery.trailing_manager import TrailingManager
@@ -56,7 +59,9 @@ class Engine:
         self.opener = Opener(ctx, self.book)
         self.trailing = TrailingManager(ctx, self.book)
         self.sweep = ProtectionSweep(ctx, self.book, self.trailing)
-        self.waves = WaveRunner(ctx, self.book, self.opener, self.trailing, listener)
+        self.resolver = Resolver(ctx, self.opener, self.trailing)
+        self.opener.handover = self.resolver.take
+        self.waves = WaveRunner(ctx, self.book, self.opener, self.trailing, listener, self.resolver)
 
     @classmethod
     @asynccontextmanager
@@ -82,13 +87,18 @@ class Engine:
                                            markets=markets, limiter=limiter), listener)
                 async with trio.open_nursery() as producers:
                     await producers.start(engine.trailing.run)
+                    await producers.start(engine.resolver.run)
                     try:
-                        await engine._start()
+                        with engine.resolver.held():
+                            await engine._start()
                         if config.sweep_interval > 0:
                             await engine._first_sweep()
                             await producers.start(engine.sweep.run)
                         yield engine
                     finally:
+                        # An entry whose answer was lost may still execute: wait (bounded, said on
+                        # screen) until each is resolved or its window has passed.
+                        await engine.resolver.wait_for_pending()
                         producers.cancel_scope.cancel()
             finally:
                 with trio.move_on_after(config.shutdown_timeout, shield=True):
@@ -228,11 +238,23 @@ class Engine:
                       f"{c.timed_out} timed out, {c.skipped} skipped, {c.rejected} rejected", wave_id=wave.id)
 
     async def _reconcile_opening(self, position: Position) -> None:
-        """An intent left by a crash: ask the exchange what became of its entry, then protect."""
+        """An intent left by a crash: ask the exchange what became of its entry, then protect.
+
+        Still unknown after one look-up, it goes to the resolver with what is left of its
+        window, counted from when the intent was stored.
+        """
+        ctx = self.ctx
         signal = Signal(position.signal_id, position.symbol, position.side, 0.0, 0)
         run = OpenRun.resumed(signal, position.id, position.quantity, "found `opening` at start-up")
-        self.ctx.event(EventKind.RECONCILE_OPENING, position.entry_client_id, position_id=position.id)
-        await self.opener.settle_shielded(run, position)
+        ctx.event(EventKind.RECONCILE_OPENING, position.entry_client_id, position_id=position.id)
+        window = ctx.config.unknown_outcome_window
+        try:
+            stored = await ctx.read(CallPoint.STORAGE_READ, ctx.storage.orders, position.id)
+            sent = max(o.updated_at for o in stored if o.client_order_id == position.entry_client_id)
+            window -= max(0.0, ctx.clock.now() - sent)
+        except Exception:  # no record of when: the whole window
+            log.info("position %d: no stored time for its entry; resolving it for the whole window", position.id)
+        await self.opener.settle_shielded(run, position, window)
         after = self.book.get(position.id)
         if run.step is Step.PROTECTED:
             self.summary.reconciled_opened += 1

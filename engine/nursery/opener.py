@@ -6,12 +6,16 @@ is true on the exchange and the outcome is looked up from it. Once an entry may
 have filled, everything that protects the money runs in `settle`, shielded and
 bounded by `cleanup_timeout` (DESIGN.md invariant 3). Orders are idempotent:
 every retry reuses the step's client order id and a lost answer is looked up by
-that id before anything else is sent.
+that id before anything else is sent. An entry whose outcome one look-up cannot
+settle is handed to the resolver (`engine/nursery/resolver.py`), which keeps
+looking in the background so the wave is not held up; the position stays
+`opening` in the store until it is decided.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import trio
 
@@ -28,14 +32,16 @@ from engine.sizing import initial_stop_price
 
 log = logging.getLogger("trio_bot.open")
 
-# How often an entry of unknown outcome is looked up again within its window.
-_LOOKUP_EVERY = 0.5
+# Takes over a run whose entry is still of unknown outcome, with what is left of its window
+# (the engine's resolver).
+Handover = Callable[[OpenRun, Position, float], None]
 
 
 class Opener:
-    def __init__(self, ctx: EngineContext, book: PositionBook) -> None:
+    def __init__(self, ctx: EngineContext, book: PositionBook, handover: Handover | None = None) -> None:
         self.ctx = ctx
         self.book = book
+        self.handover = handover
 
     async def open(self, run: OpenRun, base: Position) -> None:
         ctx, s = self.ctx, run.signal
@@ -55,8 +61,8 @@ class Opener:
         try:
             run.advance(Step.ENTRY_SENT)
             self._event(run, EventKind.ENTRY_SENT, entry.client_order_id)
-            self._entry_answer(run, await ctx.order(CallPoint.ENTRY_ORDER, False, entry.client_order_id,
-                                                       ctx.exchange.place_order, entry))
+            self.entry_answer(run, await ctx.order(CallPoint.ENTRY_ORDER, False, entry.client_order_id,
+                                                   ctx.exchange.place_order, entry))
         except DuplicateOrderError as exc:
             run.note(entry_error=str(exc))  # an earlier send landed: look it up
         except PermanentError as exc:
@@ -68,23 +74,32 @@ class Opener:
         finally:
             await self.settle_shielded(run, base)
 
-    async def settle_shielded(self, run: OpenRun, base: Position) -> None:
-        """Resolve and protect whatever the exchange has; cancellation can't skip it."""
+    async def settle_shielded(self, run: OpenRun, base: Position, window: float | None = None) -> None:
+        """Resolve and protect whatever the exchange has; cancellation can't skip it.
+
+        An entry still of unknown outcome after one look-up is handed to the resolver
+        (`handover`) for the rest of its `window` (default `unknown_outcome_window`), which
+        keeps looking in the background: the wave is not held up. With no window left, the
+        one look-up decides.
+        """
+        window = self.ctx.config.unknown_outcome_window if window is None else max(0.0, window)
         with trio.move_on_after(self.ctx.config.cleanup_timeout, shield=True) as cleanup:
-            await self._settle(run)
+            await self._settle(run, window)
         if cleanup.cancelled_caught:
             self._event(run, EventKind.CLEANUP_EXPIRED, f"after {self.ctx.config.cleanup_timeout:g}s")
-        self._persist(run, base)
+        self.persist(run, base)
+        if run.step is Step.ENTRY_SENT and self.handover is not None:
+            self.handover(run, base, window)
 
-    async def _settle(self, run: OpenRun) -> None:
+    async def _settle(self, run: OpenRun, window: float) -> None:
         if run.step is Step.ENTRY_SENT:
-            await self._resolve_entry(run)
+            await self._first_lookup(run, window)
         if run.step is Step.FILLED:
-            await self._protect(run)
+            await self.protect(run)
 
     # --- entry ---
 
-    def _entry_answer(self, run: OpenRun, state: OrderState) -> None:
+    def entry_answer(self, run: OpenRun, state: OrderState) -> None:
         """What an answer about the entry says: filled, refused, or (still) unknown."""
         if state.filled_quantity > 0:
             run.advance(Step.FILLED, filled_quantity=state.filled_quantity, fill_price=state.average_price)
@@ -92,41 +107,33 @@ class Opener:
         elif state.status in (OrderStatus.REJECTED, OrderStatus.CANCELED):
             run.advance(Step.ENTRY_FAILED, entry_error=f"entry order {state.status}")
 
-    async def _resolve_entry(self, run: OpenRun) -> None:
-        """Look the entry up by client id until the exchange answers, or the window passes.
+    async def _first_lookup(self, run: OpenRun, window: float) -> None:
+        """One look-up of an entry whose answer was lost: most are answered here.
 
-        A request whose answer was lost (a timeout, a cancelled call, 503/-1007) may still
-        execute: Binance documents that its status is then unknown. "Not found" right after
-        is no proof, so the look-up is repeated for `unknown_outcome_window` seconds; this
-        runs shielded, so a shutdown waits for it too (bounded) before it leaves.
+        "Not found" right after a lost answer is no proof (Binance documents that a 503
+        "Unknown error" / -1007 may still execute), so a run still `entry_sent` after it
+        is left to the resolver, which keeps looking for `unknown_outcome_window`.
         """
-        ctx = self.ctx
-        cid = ids.entry_id(run.position_id)
-        window = min(ctx.config.unknown_outcome_window, ctx.config.cleanup_timeout / 2)
-        give_up_at = trio.current_time() + window
-        while True:
-            found, known = await orders.lookup(ctx, run.signal.symbol, cid, self._emitter(run))
-            if known and found is not None:
-                self._entry_answer(run, found)
-                if run.step is not Step.ENTRY_SENT or found.status is not OrderStatus.NEW:
-                    return
-            left = give_up_at - trio.current_time()
-            if left <= 0:
-                break
-            await trio.sleep(min(_LOOKUP_EVERY, left))
-        if not known:
-            self._event(run, EventKind.ENTRY_UNRESOLVED, "could not look up the entry order")
-            return
-        if found is None:
+        ctx, cid = self.ctx, ids.entry_id(run.position_id)
+        try:  # one attempt, not retried: the resolver asks again, without holding up the wave
+            found, known = await ctx.call_once(CallPoint.QUERY, ctx.config.read_deadline, ctx.exchange.fetch_order,
+                                               run.signal.symbol, cid), True
+        except Exception as exc:
+            found, known = None, False
+            self._event(run, EventKind.LOOKUP_FAILED, f"{cid}: {exc}")
+        if known and found is not None:
+            self.entry_answer(run, found)
+        elif known and window <= 0:  # its window has passed: "not found" is believed
             run.advance(Step.ENTRY_NOT_FOUND)
-            self._event(run, EventKind.ENTRY_NOT_FOUND, f"{cid}: the exchange never saw it "
-                                                        f"(looked up for {window:g}s)")
-            return
-        self._event(run, EventKind.ENTRY_UNRESOLVED, f"{cid} is still {found.status} after {window:g}s")
+            self._event(run, EventKind.ENTRY_NOT_FOUND, f"{cid}: the exchange never saw it")
+        if run.step is Step.ENTRY_SENT:
+            what = "could not look it up" if not known else "not found yet" if found is None else f"{found.status}"
+            self._event(run, EventKind.ENTRY_UNRESOLVED, f"{cid}: {what}; being resolved")
 
     # --- protection ---
 
-    async def _protect(self, run: OpenRun) -> None:
+    async def protect(self, run: OpenRun) -> None:
+        """A fill: place its stop-loss, else close it (callers shield this)."""
         ctx, s, f = self.ctx, run.signal, run.facts
         assert f.fill_price is not None
         stop_price = initial_stop_price(s.side, f.fill_price, ctx.config.stop_loss_percent,
@@ -168,7 +175,8 @@ class Opener:
                            symbol=req.symbol, kind=req.kind, side=req.side, quantity=req.quantity,
                            status=status, stop_price=req.stop_price, updated_at=self.ctx.clock.now())
 
-    def _persist(self, run: OpenRun, base: Position) -> None:
+    def persist(self, run: OpenRun, base: Position) -> None:
+        """Store the position and its orders as the run left them (through the writer)."""
         if not run.intent_stored:
             return
         ctx, s, f = self.ctx, run.signal, run.facts

@@ -23,6 +23,7 @@ from engine.model import (
     Balance,
     HandledSignal,
     Outcome,
+    OutcomeResolved,
     Position,
     PositionStatus,
     Signal,
@@ -33,6 +34,7 @@ from engine.model import (
 from engine.nursery.context import EngineContext
 from engine.nursery.opener import Opener
 from engine.nursery.position_book import PositionBook
+from engine.nursery.resolver import Resolver
 from engine.nursery.trailing_manager import TrailingManager
 from engine.opening import Ending, OpenRun, Step
 from engine.validation import Screened, claims_of, screen_size, screen_wave, wave_size
@@ -52,15 +54,35 @@ class _Snapshot:
 
 class WaveRunner:
     def __init__(self, ctx: EngineContext, book: PositionBook, opener: Opener, trailing: TrailingManager,
-                 listener: OutcomeListener | None = None) -> None:
+                 listener: OutcomeListener | None = None, resolver: Resolver | None = None) -> None:
         self.ctx = ctx
         self.book = book
         self.opener = opener
         self.trailing = trailing
+        self.resolver = resolver
         self._listener = listener
         self._current: trio.CancelScope | None = None
         self._stop_reason: str | None = None
         self.running_wave: str | None = None
+        # The running wave's book and fill loop: a resolution arriving while it runs updates both.
+        self._wave_book: WaveBook | None = None
+        self._wake: trio.MemorySendChannel[None] | None = None
+        if resolver is not None:
+            resolver.observers.append(self._on_resolved)
+
+    def _on_resolved(self, resolved: OutcomeResolved) -> None:
+        """An entry of unknown outcome was decided: if its wave still runs, the wave's own record
+        (and target accounting) takes the new outcome; otherwise the stored one was updated."""
+        book = self._wave_book
+        if book is None or resolved.wave_id != self.running_wave:
+            return
+        for outcome in book.outcomes:
+            if outcome.position_id == resolved.position_id:
+                book.resolve(attrs.evolve(outcome, outcome=resolved.outcome, reason=resolved.reason,
+                                          trailing=resolved.trailing, resolved_at=resolved.resolved_at))
+                if self._wake is not None:
+                    self._wake.send_nowait(None)  # a failed one frees a place in the wave
+                return
 
     def stop_current(self, reason: str) -> None:
         """Cancel the running wave: children clean up (shielded), the rest are skipped."""
@@ -94,6 +116,7 @@ class WaveRunner:
         skip_reason = f"the wave's target of {cfg.max_positions_per_wave} positions was reached"
         self._stop_reason = None
         self.running_wave = wave_id
+        self._wave_book = book
         ended = False
         try:
             with trio.move_on_after(cfg.wave_timeout) as wave_scope:
@@ -114,6 +137,7 @@ class WaveRunner:
                 # shielded; the wave's final record is still stored before exit.
                 self._current = None
                 self.running_wave = None
+                self._wave_book = None
                 for outcome in book.skip_rest(NOT_ATTEMPTED):
                     self._announce(wave_id, outcome)
                 ctx.writer.submit(WaveRecord(wave_id, t0, started_at, trio.current_time() - t0, book.outcomes,
@@ -121,10 +145,14 @@ class WaveRunner:
                 ctx.event(EventKind.WAVE_INTERRUPTED, "the engine stopped during the wave", wave_id=wave_id)
         self._current = None
         self.running_wave = None
+        self._wave_book = None
         interrupted = self._stop_reason is not None
         if wave_scope.cancelled_caught:
             skip_reason = self._stop_reason or (
                 f"the wave deadline ({cfg.wave_timeout:g}s) passed before it was attempted")
+        elif book.pending and not book.target_reached:
+            n = len(book.pending)
+            skip_reason += f", counting {n} entr{'y' if n == 1 else 'ies'} whose outcome is being resolved"
         for outcome in book.skip_rest(skip_reason):  # every signal's outcome gets its event
             self._announce(wave_id, outcome)
         record = WaveRecord(wave_id, t0, started_at, trio.current_time() - t0, book.outcomes,
@@ -176,6 +204,7 @@ class WaveRunner:
         ctx, cfg = self.ctx, self.ctx.config
         free = snapshot.balance.free
         wake_send, wake_receive = trio.open_memory_channel[None](math.inf)
+        self._wake = wake_send
 
         def release(margin: float) -> None:
             nonlocal free
@@ -208,6 +237,7 @@ class WaveRunner:
                 if book.idle or (ctx.paused is not None and not book.in_flight):
                     break
                 await wake_receive.receive()
+        self._wake = None
 
     async def _child(self, wave_id: str, book: WaveBook, signal: Signal, quantity: float, margin: float,
                      release: Callable[[float], None], wake: trio.MemorySendChannel[None],
@@ -233,11 +263,15 @@ class WaveRunner:
             ending, crash = Ending.CRASHED, exc
         finally:
             outcome = run.outcome(ending, crash)
+            # Handed to the resolver: reported provisionally, updated when it is decided.
+            pending = self.resolver is not None and self.resolver.is_pending(position_id)
+            if pending and self.resolver is not None:
+                self.resolver.ended(position_id, ending)
             if run.step is Step.PROTECTED:
                 self.trailing.follow_protected(self.book[position_id])
-            else:
+            elif not pending:  # an entry being resolved may yet fill: its margin stays reserved
                 release(margin)
-            book.finish(outcome)
+            book.finish(outcome, pending=pending)
             ctx.writer.submit(WaveOutcome(wave_id, outcome))
             self._announce(wave_id, outcome)
             wake.send_nowait(None)
