@@ -1,7 +1,8 @@
-"""The paper crash trial's process handle and checks (tests/test_crash_paper.py): a paper account
-has no REST API, so the trial builds the exchange side itself, in this shape
-({"held", "algo", "plain", "stored", "waves", "history"}), and checks it here. The live trials
-read much more (order history, store client ids): see tests/crash_checks.py."""
+"""A simple process handle and the basic exchange/store checks, for trials that build the exchange
+side themselves (the paper crash trial: a paper account has no REST API) or need only the
+basics (the unknown-outcome live test): found = {"held", "algo", "plain", "stored", "waves",
+"history"}. The named-moment crash trials read much more (order history, store client ids): see
+tests/crash_checks.py."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tests.crash_checks import cli_json
+from tests.crash_checks import cli_json, signed_get
 from tests.crash_driver import env
 
-__all__ = ["Bot", "cli_json", "problems"]
+__all__ = ["Bot", "check", "cli_json", "problems"]
 
 
 class Bot:
@@ -66,6 +67,17 @@ class Bot:
             self.proc.kill()
             self.proc.wait(timeout=10)
 
+
+
+def check(port: int, db: str) -> dict[str, Any]:
+    positions = [p for p in signed_get(port, "/fapi/v2/positionRisk") if float(p["positionAmt"]) != 0]
+    held = {p["symbol"]: float(p["positionAmt"]) for p in positions}
+    algo = signed_get(port, "/fapi/v1/openAlgoOrders")
+    plain = signed_get(port, "/fapi/v1/openOrders")
+    stored = cli_json("positions", "--db", db)
+    waves = cli_json("waves", "--db", db)
+    history = cli_json("positions", "--db", db, "--all")
+    return {"held": held, "algo": algo, "plain": plain, "stored": stored, "waves": waves, "history": history}
 
 
 def _reduce_only(order: dict[str, Any]) -> bool:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.crash_driver import CONFIG, Bot, check, env, free_port, problems
+from tests.crash_driver import CONFIG, env, free_port
+from tests.crash_paper_checks import Bot, check, problems
 
 pytestmark = pytest.mark.e2e
 
