@@ -2,7 +2,10 @@
 server in the same process (REST over HTTP, prices over the bookTicker websocket).
 
 * `live_tick_to_stop_ms_p99`: a price change on the server's stream -> the trailing stop's
-  new order received by the server.
+  new order received by the server, each tick 20 ms after the previous move (whose cancel
+  and record are over by then): the path itself. `..._back_to_back`: the next symbol
+  ticks the moment the previous stop arrived, so it queues behind that move's cancel,
+  store write and user-stream events in the same single-threaded process.
 * `live_fill_to_record_ms_p99`: the server fills a stop -> the engine has the position closed.
 * `live_cpu_ms_per_signal`: CPU per opened, protected position over HTTP. The server runs in
   the same process, so its CPU is included: an upper bound for the engine and ccxt.
@@ -28,6 +31,7 @@ from engine.model import PositionStatus
 from trio_bot import Engine
 
 DEADLINE = 10.0
+SETTLE = 0.02  # seconds between spaced ticks: the previous move's cancel and record are done by then
 
 
 def _p(values: list[float], q: float) -> float:
@@ -84,19 +88,11 @@ def measure(positions: int = 20, rounds: int = 5) -> dict[str, Any]:
             cpu_per_signal = (time.process_time() - cpu) / max(1, record.counts.opened) * 1000
             with trio.fail_after(DEADLINE):
                 await _until(lambda: fake.streams.connected > 0, 0.01)
-            tick_to_stop: list[float] = []
-            for round_ in range(rounds):
-                for k, symbol in enumerate(symbols):
-                    placed.pop(symbol, None)
-                    arrived[0] = trio.Event()
-                    start = time.perf_counter()
-                    fake.exchange.set_price(symbol, 101.0 + round_ + k * 0.01)
-                    with trio.move_on_after(DEADLINE):
-                        while symbol not in placed:  # woken by the server, not by polling
-                            await arrived[0].wait()
-                            arrived[0] = trio.Event()
-                    if symbol in placed:
-                        tick_to_stop.append(placed[symbol] - start)
+            # Spaced: each tick comes after the previous move is over (its cancel and record done),
+            # the latency of the path itself. Back to back: the next symbol ticks as soon as the
+            # previous stop reached the server, queueing behind that move's cancel and record.
+            tick_to_stop = await _ticks(fake, symbols, rounds, 101.0, settle=SETTLE)
+            back_to_back = await _ticks(fake, symbols, rounds, 101.0 + rounds, settle=0.0)
             fill_to_record: list[float] = []
             for symbol in symbols:
                 start = time.perf_counter()
@@ -109,10 +105,30 @@ def measure(positions: int = 20, rounds: int = 5) -> dict[str, Any]:
             "live_cpu_ms_per_signal": cpu_per_signal,
             "live_tick_to_stop_ms_p50": statistics.median(tick_to_stop) * 1000,
             "live_tick_to_stop_ms_p99": _p(tick_to_stop, 0.99) * 1000,
+            "live_tick_to_stop_ms_p99_back_to_back": _p(back_to_back, 0.99) * 1000,
             "live_fill_to_record_ms_p50": statistics.median(fill_to_record) * 1000,
             "live_fill_to_record_ms_p99": _p(fill_to_record, 0.99) * 1000,
-            "live_samples": {"tick_to_stop": len(tick_to_stop), "fill_to_record": len(fill_to_record)},
+            "live_samples": {"tick_to_stop": len(tick_to_stop), "back_to_back": len(back_to_back),
+                             "fill_to_record": len(fill_to_record)},
         }
+
+    async def _ticks(fake: FakeBinance, symbols: list[str], rounds: int, base: float, *,
+                     settle: float) -> list[float]:
+        latencies: list[float] = []
+        for round_ in range(rounds):
+            for k, symbol in enumerate(symbols):
+                placed.pop(symbol, None)
+                arrived[0] = trio.Event()
+                start = time.perf_counter()
+                fake.exchange.set_price(symbol, base + round_ + k * 0.01)
+                with trio.move_on_after(DEADLINE):
+                    while symbol not in placed:  # woken by the server, not by polling
+                        await arrived[0].wait()
+                        arrived[0] = trio.Event()
+                if symbol in placed:
+                    latencies.append(placed[symbol] - start)
+                await trio.sleep(settle)
+        return latencies
 
     return trio.run(main)
 
