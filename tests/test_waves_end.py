@@ -1,15 +1,20 @@
 """Every wave ends with one outcome per signal, even when the engine stops in its middle:
 a crash is completed at the next start-up, a shutdown stores the final record before exit."""
 
+from collections.abc import Mapping
+
+import pytest
 import trio
 
 from adapters.sim.exchange import SimExchange
 from adapters.sim.faults import FaultPlan
+from adapters.sim.faulty_storage import FaultyStorage
 from adapters.sim.scenario import FaultSpec
 from adapters.sqlite_store import SQLiteStore
 from engine import EngineConfig
 from engine.ids import entry_id
 from engine.model import (
+    HandledSignal,
     OrderKind,
     OrderRequest,
     OrderSide,
@@ -71,3 +76,42 @@ async def test_stopping_the_engine_mid_wave_stores_the_waves_final_record(autoju
         ("4974690", "opened"), ("4974691", "timed_out"), ("4974692", "skipped")]
     assert wave.outcomes[2].reason == NOT_ATTEMPTED
     await store.aclose()
+
+
+class _SlowClaims(FaultyStorage):
+    """Storing a wave's start takes `seconds`, before (`landed=False`) or after it is committed."""
+
+    def __init__(self, inner: SQLiteStore, seconds: float, *, landed: bool) -> None:
+        super().__init__(inner, FaultPlan([]))
+        self.seconds, self.landed = seconds, landed
+
+    async def claim_signals(self, wave: WaveRecord, claims: Mapping[str, int], *,
+                            forget_before: float | None = None) -> dict[str, HandledSignal]:
+        if not self.landed:
+            await trio.sleep(self.seconds)
+        known = await super().claim_signals(wave, claims, forget_before=forget_before)
+        if self.landed:
+            await trio.sleep(self.seconds)
+        return known
+
+
+@pytest.mark.parametrize("landed", [False, True], ids=["before-commit", "after-commit"])
+async def test_stopping_the_engine_while_the_waves_start_is_stored_still_stores_its_end(autojump_clock, landed):
+    # A SIGINT a few milliseconds after a wave began (a crash trial found it): the run was
+    # cancelled while the wave's start and signal ids were being stored, and the wave was left
+    # without an end although the run exited cleanly.
+    inner = await SQLiteStore.open(":memory:")
+    store = _SlowClaims(inner, 3.0, landed=landed)
+    config = EngineConfig(max_positions_per_wave=3, sweep_interval=0)
+    exchange = SimExchange.from_spec(SPEC)
+    async with Engine.open(config, exchange, store) as engine:
+        with trio.move_on_after(1.0):  # what SIGINT does to `trio-bot run`: the whole run is cancelled
+            await engine.process_wave([*wave_signals(3), {"id": "bad", "symbol": "NOPEUSDT", "side": "long",
+                                                          "score": 1.0}])
+    (wave,) = await inner.waves()
+    assert wave.interrupted and wave.duration is not None and wave.counts.consistent
+    assert [(o.signal_id, o.outcome.value, o.reason) for o in wave.outcomes[:3]] == [
+        (sid, "skipped", NOT_ATTEMPTED) for sid in ("4974690", "4974691", "4974692")]
+    assert wave.outcomes[3].outcome is Outcome.REJECTED
+    assert exchange.positions_snapshot() == [] and exchange.fills == []
+    await inner.aclose()

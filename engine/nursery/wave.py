@@ -95,7 +95,15 @@ class WaveRunner:
         t0 = trio.current_time()
         started_at = ctx.clock.now()
         ctx.event(EventKind.WAVE_STARTED, f"{wave_size(raw_signals)} signals", wave_id=wave_id)
-        handled = await self._claim(WaveRecord(wave_id, t0, started_at), claims_of(raw_signals))
+        claimed = False
+        try:
+            handled = await self._claim(WaveRecord(wave_id, t0, started_at), claims_of(raw_signals))
+            claimed = True
+        finally:
+            if not claimed:
+                # Stopped while the wave's start was being stored (it may have been): nothing was
+                # attempted, and the wave's final record says so before exit.
+                self._interrupted_before_start(wave_id, t0, started_at, raw_signals)
         if isinstance(handled, str):
             screened = screen_wave(raw_signals, ctx.markets, self.book.busy_symbols)
             refused = tuple(SignalOutcome(s.id, s.rank, s.symbol, s.side.value, Outcome.REJECTED, handled,
@@ -162,6 +170,19 @@ class WaveRunner:
         ctx.event(EventKind.WAVE_FINISHED, f"{c.opened} opened, {c.failed} failed, {c.timed_out} timed out, "
                   f"{c.skipped} skipped, {c.rejected} rejected in {record.duration:.2f}s", wave_id=wave_id)
         return record
+
+    def _interrupted_before_start(self, wave_id: str, t0: float, started_at: float,
+                                  raw_signals: Sequence[Mapping[str, Any]]) -> None:
+        ctx = self.ctx
+        screened = screen_wave(raw_signals, ctx.markets, self.book.busy_symbols)
+        outcomes = screened.rejected + tuple(
+            SignalOutcome(s.id, s.rank, s.symbol, s.side.value, Outcome.SKIPPED, NOT_ATTEMPTED, score=s.score)
+            for s in screened.candidates)
+        outcomes = tuple(sorted(outcomes, key=lambda o: o.rank))
+        for outcome in outcomes:
+            self._announce(wave_id, outcome)
+        ctx.writer.submit(WaveRecord(wave_id, t0, started_at, trio.current_time() - t0, outcomes, interrupted=True))
+        ctx.event(EventKind.WAVE_INTERRUPTED, "the engine stopped during the wave", wave_id=wave_id)
 
     async def _claim(self, wave: WaveRecord, claims: dict[str, int]) -> dict[str, HandledSignal] | str:
         """Store the wave's start and claim its ids; the earlier claims, or why it could not check.
