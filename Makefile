@@ -38,9 +38,10 @@ fuzz: $(STAMP)
 # 50 crash trials (seeds 100-149, SQLite and PostgreSQL): a live run against the local exchange is
 # killed with SIGKILL at named moments (intent stored, entry sent, entry filled, stop placed, stop
 # moved, position closed), restarted, stopped with SIGINT; after each restart the exchange and the
-# store must agree (tests/test_crash.py). About half an hour.
+# store must agree (tests/test_crash.py). Then 50 in paper mode (seeds 200-249, three kills each at
+# random moments; tests/test_crash_paper.py). About three quarters of an hour.
 chaos: $(STAMP)
-	$(BIN)/pytest -m chaos -p no:cacheprovider tests/test_crash.py
+	$(BIN)/pytest -m chaos -p no:cacheprovider tests/test_crash.py tests/test_crash_paper.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

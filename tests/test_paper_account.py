@@ -239,3 +239,42 @@ def test_a_new_file_holds_no_account_until_the_exchange_writes_it(folder: Path) 
         assert first.load() is None
     finally:
         first.close()
+
+
+@pytest.mark.parametrize("configured", [None, 30.0], ids=["paper-default", "config-sets-it"])
+async def test_a_paper_restart_believes_an_entry_it_does_not_hold_never_reached_it(autojump_clock, tmp_path,
+                                                                                  configured):
+    # The paper exchange commits an order before answering: after kill -9, an intent whose entry
+    # it does not hold was never executed. With a real exchange's minute of look-ups the
+    # restart's Ctrl-C would wait out that minute for nothing.
+    import time
+
+    import attrs
+
+    from adapters.sqlite_store import SQLiteStore
+    from tests.test_restart import SPEC, intent
+    from trio_bot import Engine
+    from trio_bot.run import TradingAccount, engine_config_for, load_run_config
+
+    settings = load_run_config(None)
+    if configured is not None:
+        settings = attrs.evolve(settings, engine=attrs.evolve(settings.engine, unknown_outcome_window=configured),
+                                engine_keys=frozenset({"unknown_outcome_window"}))
+    exchange = SimExchange.from_spec(SPEC)
+    config = await engine_config_for(settings, TradingAccount(exchange, "paper exchange", []))
+    assert config.unknown_outcome_window == (0.0 if configured is None else configured)
+    store = await SQLiteStore.open(str(tmp_path / "bot.db"))
+    position, order = intent(1, "FORMUSDT", 245.0)
+    await store.record_intent(position, attrs.evolve(order, updated_at=time.time()))  # stored just now
+    started = trio.current_time()
+    async with Engine.open(attrs.evolve(config, sweep_interval=0), exchange, store) as engine:
+        found = engine.summary.lines()[0]
+    took = trio.current_time() - started
+    if configured is None:
+        assert found.startswith("1 unfinished opens reconciled: 0 opened and protected, 1 never executed")
+        assert took < 1.0
+    else:  # left to the resolver, which the shutdown waits for until the window has passed
+        assert found.startswith("1 unfinished opens reconciled: 0 opened and protected, 0 never executed")
+        assert took >= configured - 1.0
+    assert exchange.positions_snapshot() == []
+    await store.aclose()

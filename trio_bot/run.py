@@ -154,11 +154,22 @@ async def open_account(settings: RunSettings, db_url: str, credentials: Credenti
 
 # Used by the demo signal generator on a live exchange when the config lists no symbols.
 DEMO_LIVE_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "DOGEUSDT")
+
+
 async def engine_config_for(settings: RunSettings, trading: TradingAccount) -> EngineConfig:
     """The engine config, with the rate limiter set from the exchange's published order limits
-    unless [engine] sets `order_rate_per_second` or `order_burst` itself."""
-    if not isinstance(trading.exchange, CcxtExchange) or \
-            {"order_rate_per_second", "order_burst"} & settings.engine_keys:
+    unless [engine] sets `order_rate_per_second` or `order_burst` itself.
+
+    On the paper exchange `unknown_outcome_window` defaults to 0: it applies an order in this
+    process and commits it to its file before answering, so after a crash an entry it does not
+    hold never reached it, and waiting a minute for it to appear (as a real exchange may make it
+    appear) would only hold up the restart's shutdown. A value the config sets is kept.
+    """
+    if not isinstance(trading.exchange, CcxtExchange):
+        if "unknown_outcome_window" in settings.engine_keys:
+            return settings.engine
+        return attrs.evolve(settings.engine, unknown_outcome_window=0.0)
+    if {"order_rate_per_second", "order_burst"} & settings.engine_keys:
         return settings.engine
     with trio.fail_after(settings.engine.call_timeout):
         bucket = bucket_for(await trading.exchange.published_order_limits())
