@@ -165,15 +165,16 @@ class CcxtExchange:
 
     async def _gated(self, protective: bool, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """One port call behind the account's 429/418 gate; a 429/418 answer closes the gate."""
-        await self._gate.wait(protective=protective)
-        try:
-            return await fn(*args)
-        except TransientError as exc:
-            after = retry_after_of(str(exc))
-            if after is not None:
-                self._gate.block(after)
-                log.warning("%s: %s; every call waits %gs, protective orders first", self.exchange_id, exc, after)
-            raise
+        async with self._gate.passage(protective=protective):
+            try:
+                return await fn(*args)
+            except TransientError as exc:
+                after = retry_after_of(str(exc))
+                if after is not None:
+                    self._gate.block(after)
+                    log.warning("%s: %s; every call waits %gs, protective orders first", self.exchange_id, exc,
+                                after)
+                raise
 
     async def _signed(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """A set-up call the port does not cover (listenKey, settings) behind the gate."""

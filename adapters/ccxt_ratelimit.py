@@ -8,13 +8,16 @@ as well, so one answer stops the whole adapter, not just the call that got it:
   value (ccxt drops response headers from its exceptions), and `retry_after_of` reads
   it back from the mapped error;
 * `RateGate` holds every call of the adapter until the time is up; when it is, the
-  protective calls (stops, closes, cancels) waiting for it go first, then the rest.
+  protective calls (stops, closes, cancels) waiting for it go first and are answered
+  before the rest go.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 import trio
@@ -50,7 +53,14 @@ def retry_after_of(message: str) -> float | None:
 
 
 class RateGate:
-    """Every call waits here while the exchange has said to wait; protective calls leave first."""
+    """Every call waits here while the exchange has said to wait; protective calls go first.
+
+    "First" means answered first, not merely sent first: the protective calls that waited
+    for the gate hold the others back until each of them has its answer (or its caller's
+    deadline ends it). Sent together, a read could still reach the exchange first and spend
+    the budget a stop needs right after a ban; and the exchange, not the order of sending,
+    decides what it applies first.
+    """
 
     def __init__(self) -> None:
         self.until = 0.0
@@ -65,25 +75,30 @@ class RateGate:
     def blocked(self) -> bool:
         return trio.current_time() < self.until
 
-    async def wait(self, *, protective: bool) -> None:
-        if protective:
-            if not self.blocked:
-                return
-            if self._protective_waiting == 0:
-                self._protective_done = trio.Event()
-            self._protective_waiting += 1
-            try:
+    @contextlib.asynccontextmanager
+    async def passage(self, *, protective: bool) -> AsyncIterator[None]:
+        """Wait for the gate; the call made inside the block is the one it let through."""
+        if not protective:
+            while True:
                 await self._sleep_out()
-            finally:
-                self._protective_waiting -= 1
-                if self._protective_waiting == 0:
-                    self._protective_done.set()
+                await self._protective_done.wait()
+                if not self.blocked:
+                    break
+            yield
             return
-        while True:
+        if not self.blocked:
+            yield
+            return
+        if self._protective_waiting == 0:
+            self._protective_done = trio.Event()
+        self._protective_waiting += 1
+        try:
             await self._sleep_out()
-            await self._protective_done.wait()
-            if not self.blocked:
-                return
+            yield  # the protective call runs while the others wait
+        finally:
+            self._protective_waiting -= 1
+            if self._protective_waiting == 0:
+                self._protective_done.set()
 
     async def _sleep_out(self) -> None:
         """Sleep until the gate opens, however often a new 429 moves that time meanwhile."""
