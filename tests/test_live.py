@@ -86,21 +86,16 @@ async def test_the_seed_incident_through_ccxt_and_http_matches_the_simulation(si
     assert ("POST", "/fapi/v1/algoOrder", 502) in fake.hits
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def fake_server(tmp_path):
-    port = _free_port()
     env = {**os.environ, "TRIO_BOT_API_KEY": KEY, "TRIO_BOT_API_SECRET": SECRET}
-    proc = subprocess.Popen([sys.executable, "-m", "trio_bot.cli", "fake-exchange", "--port", str(port), "--walk"],
+    # Port 0: the server takes a free port itself and says which (no window for another process
+    # to take a port picked here first).
+    proc = subprocess.Popen([sys.executable, "-m", "trio_bot.cli", "fake-exchange", "--port", "0", "--walk"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
-    assert "fake Binance" in proc.stdout.readline()
+    banner = proc.stdout.readline()
+    assert "fake Binance" in banner, banner + proc.stderr.read()
+    port = int(banner.split("http://127.0.0.1:")[1].split(",")[0])
     config = tmp_path / "live.toml"
     config.write_text((ROOT / "examples" / "binance-local.toml").read_text()
                       .replace("http://127.0.0.1:8765", f"http://127.0.0.1:{port}"))
