@@ -144,13 +144,14 @@ async def test_a_silent_server_is_detected_by_the_heartbeat_and_left_for_a_new_c
         await nursery.start(server.serve)
         proxy.target_port = server.port
         await nursery.start(proxy.serve)
-        ws = source(proxy.url, heartbeat=0.1, idle_timeout=0.5)
+        ws = source(proxy.url, heartbeat=0.1, idle_timeout=1.0)
         async with feeding(ws) as arrivals:
             await subscribed(server)
             proxy.freeze()  # the connection stays open, nothing comes through: a half-open socket
             # Without the heartbeat, the frozen connection would be kept forever.
             await eventually(lambda: proxy.connections >= 2)
-            assert ws.idle_reconnects == 1
+            # At least the frozen one (a loaded machine can delay a pong past the timeout too).
+            assert ws.idle_reconnects >= 1
             await subscribed(server, 2)
             await server.publish("after", wave("z", 1))
             with trio.fail_after(5):
