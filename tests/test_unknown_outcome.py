@@ -319,3 +319,31 @@ async def test_without_a_window_the_late_fill_would_be_left_unprotected(autojump
     await store.aclose()
     assert only(record).outcome == "failed"
     assert exchange.unprotected_positions() == ["FORMUSDT"]  # what the window exists to prevent
+
+
+async def test_the_metrics_count_the_resolvers_decision_apart_from_the_reported_outcome(autojump_clock):
+    # Prometheus counters never go back: the wave counted the signal `timed_out`, and the operator
+    # must still see that it ended `opened`, and while it was being resolved, that it was.
+    from trio_bot.api.metrics import Metrics
+
+    def value(text: str, name: str) -> str | None:
+        found = [line.rsplit(" ", 1)[1] for line in text.splitlines() if line.startswith(name + " ")]
+        return found[0] if found else None
+
+    store = await SQLiteStore.open(":memory:")
+    metrics = Metrics()
+    async with trio.open_nursery() as nursery:
+        exchange = exchange_for(nursery, late=20.0)
+        async with Engine.open(EngineConfig(sweep_interval=0), exchange, store, clock=CLOCK) as engine:
+            metrics.attach(engine)
+            record = await engine.process_wave([FORM])
+            metrics.on_outcome(only(record))  # as `run` reports each outcome
+            during = metrics.render()[0].decode()
+            await trio.sleep(25.0)  # the entry executes at t≈20 and is found
+            after = metrics.render()[0].decode()
+    await store.aclose()
+    assert value(during, 'triobot_signal_outcomes_total{outcome="timed_out"}') == "1.0"
+    assert value(during, "triobot_entries_being_resolved") == "1.0"
+    assert value(during, 'triobot_signal_outcomes_resolved_total{outcome="opened"}') is None
+    assert value(after, 'triobot_signal_outcomes_resolved_total{outcome="opened"}') == "1.0"
+    assert value(after, "triobot_entries_being_resolved") == "0.0"

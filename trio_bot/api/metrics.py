@@ -18,7 +18,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from engine.errors import CallTimeout, PermanentError, StorageError, TransientError
-from engine.model import Event, PositionStatus, SignalOutcome, WaveRecord
+from engine.model import Event, OutcomeResolved, PositionStatus, SignalOutcome, WaveRecord
 from engine.nursery.engine import Engine
 
 _CALL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -53,6 +53,9 @@ class _EngineState(Collector):
                                 value=engine.ctx.writer.backlog)
         yield GaugeMetricFamily("triobot_entries_paused", "1 while the operator paused new entries",
                                 value=1 if engine.pause_state is not None else 0)
+        yield GaugeMetricFamily("triobot_entries_being_resolved",
+                                "Entries whose answer was lost, still looked up by the resolver",
+                                value=sum(1 for p in engine.resolver.pending() if not p.settled.is_set()))
         yield GaugeMetricFamily("triobot_realized_pnl_usdt", "Realised PnL of the positions this engine knows",
                                 value=engine.book.realized_pnl)
         repairs = CounterMetricFamily("triobot_sweep_repairs", "Protection sweep repairs by kind", labels=["kind"])
@@ -67,6 +70,12 @@ class Metrics:
         r = self.registry
         self.signals = Counter("triobot_signals_received", "Signals received, by source", ["source"], registry=r)
         self.outcomes = Counter("triobot_signal_outcomes", "Signal outcomes, by outcome", ["outcome"], registry=r)
+        # A signal reported `timed_out` ("being resolved") is counted there once; when the resolver
+        # decides it, the decision is counted here (counters never go back, so the two are apart:
+        # final timed_out = timed_out - sum of resolved).
+        self.resolved = Counter("triobot_signal_outcomes_resolved",
+                                "Outcomes decided by the resolver after the signal was reported timed_out",
+                                ["outcome"], registry=r)
         self.waves = Counter("triobot_waves", "Waves processed", registry=r)
         self.wave_duration = Histogram("triobot_wave_duration_seconds", "Wave duration", buckets=_WAVE_BUCKETS,
                                        registry=r)
@@ -82,6 +91,7 @@ class Metrics:
         """Observe the engine's calls and events and read its state at scrape time."""
         engine.ctx.call_observers.append(self.on_call)
         engine.ctx.event_observers.append(self.on_event)
+        engine.resolver.observers.append(self.on_resolved)
         self.registry.register(_EngineState(engine))
 
     def on_call(self, point: str, seconds: float, error: BaseException | None) -> None:
@@ -99,6 +109,9 @@ class Metrics:
 
     def on_outcome(self, outcome: SignalOutcome) -> None:
         self.outcomes.labels(outcome.outcome.value).inc()
+
+    def on_resolved(self, resolved: OutcomeResolved) -> None:
+        self.resolved.labels(resolved.outcome.value).inc()
 
     def on_wave_done(self, record: WaveRecord) -> None:
         self.waves.inc()
