@@ -32,6 +32,7 @@ class EventKind(StrEnum):
     ENTRY_NOT_FOUND = "entry_not_found"
     ENTRY_RESOLVED = "entry_resolved"  # an entry of unknown outcome decided by the resolver
     RESOLVER_WAITING = "resolver_waiting"  # shutdown waits for entries of unknown outcome
+    RESOLVER_ABANDONED = "resolver_abandoned"  # the operator stopped that wait (a second Ctrl-C)
     CLEANUP_EXPIRED = "cleanup_expired"
     RECONCILE_OPENING = "reconcile_opening"
     # protection

@@ -16,7 +16,7 @@ from adapters.sim.exchange import SimExchange
 from adapters.sqlite_store import SQLiteStore
 from engine import EngineConfig
 from engine.errors import TransientError
-from engine.model import OrderKind, OrderRequest, OrderState, PositionStatus
+from engine.model import OrderKind, OrderRequest, OrderSide, OrderState, PositionStatus
 from engine.nursery.clocks import SIMULATION_EPOCH
 from engine.report import wave_json
 from tests.test_restart import SPEC
@@ -347,3 +347,43 @@ async def test_the_metrics_count_the_resolvers_decision_apart_from_the_reported_
     assert value(during, 'triobot_signal_outcomes_resolved_total{outcome="opened"}') is None
     assert value(after, 'triobot_signal_outcomes_resolved_total{outcome="opened"}') == "1.0"
     assert value(after, "triobot_entries_being_resolved") == "0.0"
+
+
+async def test_a_second_ctrl_c_stops_the_shutdowns_wait_and_leaves_the_entry_to_the_next_start(autojump_clock,
+                                                                                                tmp_path):
+    # The operator's call: a minute of look-ups for an entry that may never have reached the
+    # exchange is too long for them. Nothing is decided: the next start looks it up again, and
+    # a fill it finds then is protected.
+    db = str(tmp_path / "bot.db")
+    store = await SQLiteStore.open(db)
+    said: list[str | None] = []
+    async with trio.open_nursery() as nursery:
+        exchange = exchange_for(nursery, late=None)
+        config = EngineConfig(sweep_interval=0, unknown_outcome_window=60.0)
+        async with Engine.open(config, exchange, store, clock=CLOCK) as engine:
+            await engine.process_wave([FORM])
+            left_wave = trio.current_time()
+
+            async def second_ctrl_c() -> None:
+                await trio.sleep(5.0)  # the shutdown is waiting for the resolver by now
+                said.append(engine.resolver.abandon_for_shutdown())
+
+            nursery.start_soon(second_ctrl_c)
+        exited = trio.current_time()
+        positions = await store.positions()
+        events = [e.kind for e in await store.events()]
+        await store.aclose()
+        assert exited - left_wave < 7.0  # not the minute of the window
+        assert said == ["not waiting any longer for position 1 (FORMUSDT): left `opening` for the next start "
+                        "to look up; a fill meanwhile has no stop until then"]
+        assert [p.status for p in positions] == [PositionStatus.OPENING]  # nothing decided
+        assert "resolver_abandoned" in events and "entry_resolved" not in events
+
+        # It filled after all, while nothing ran: the next start finds it and protects it.
+        await SimExchange.place_order(exchange, OrderRequest("FORMUSDT", OrderSide.BUY, OrderKind.ENTRY,
+                                                             positions[0].quantity, positions[0].entry_client_id))
+        store = await SQLiteStore.open(db)
+        async with Engine.open(config, exchange, store, clock=CLOCK) as engine:
+            assert [p.status for p in engine.positions()] == [PositionStatus.OPEN]
+        await store.aclose()
+    assert exchange.unprotected_positions() == []

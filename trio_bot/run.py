@@ -299,6 +299,7 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: WaveFeed, t
                     if ready is not None:
                         ready()
                     stopper.on_signal = stop_now
+                    stopper.on_repeat = engine.resolver.abandon_for_shutdown
                     if stopper.received is not None:  # received during start-up: stop now that it is done
                         stop_now()
                     send, arrivals = trio.open_memory_channel[Arrival](16)

@@ -24,12 +24,18 @@ class Stopper:
     out: TextIO
     received: int | None = None
     on_signal: Callable[[], None] | None = None
+    # What a second signal also does once the run is stopping (stop waiting for the resolver).
+    on_repeat: Callable[[], str | None] | None = None
 
     async def watch(self, signals: AsyncIterator[int]) -> None:
         async for signum in signals:
             if self.received is None:
                 self.received = signum
                 print(f"trio-bot: {signal.Signals(signum).name}: finishing up", file=self.out, flush=True)
+            elif self.on_repeat is not None:
+                said = self.on_repeat()
+                if said:
+                    print(f"trio-bot: {signal.Signals(signum).name} again: {said}", file=self.out, flush=True)
             if self.on_signal is not None:
                 self.on_signal()
 
@@ -40,6 +46,7 @@ class Stopper:
             yield
         finally:
             self.on_signal = None
+            self.on_repeat = None
 
 
 @contextlib.contextmanager

@@ -65,6 +65,7 @@ class Pending:
     # Set once shutdown need not wait any longer: decided (and a fill protected), or past the
     # window without an answer.
     settled: trio.Event = attrs.field(factory=trio.Event)
+    scope: trio.CancelScope | None = None  # its shielded window, while it runs
 
 
 class Resolver:
@@ -77,6 +78,8 @@ class Resolver:
         self._pending: dict[int, Pending] = {}
         self._nursery: trio.Nursery | None = None
         self._held: list[Pending] | None = None
+        self._wait: trio.CancelScope | None = None
+        self._abandoned = False
 
     # --- views ---
 
@@ -142,18 +145,44 @@ class Resolver:
         """Shutdown: wait until every entry of unknown outcome is resolved (a fill protected) or
         its window has passed; bounded, and it says on screen what it waits for."""
         pending = [p for p in self.pending() if not p.settled.is_set()]
-        if not pending:
+        if not pending or self._abandoned:
             return
         now = trio.current_time()
         bound = max(0.0, max(p.give_up_at for p in pending) - now) + self.ctx.config.cleanup_timeout
         what = ", ".join(f"position {p.run.position_id} ({p.run.signal.symbol}, signal {p.run.signal.id}, "
                          f"window ends in {max(0.0, p.give_up_at - now):.0f}s)" for p in pending)
-        log.warning("shutdown: waiting up to %.0fs for %d entr%s of unknown outcome to be resolved: %s",
-                    bound, len(pending), "y" if len(pending) == 1 else "ies", what)
+        log.warning("shutdown: waiting up to %.0fs for %d entr%s of unknown outcome to be resolved "
+                    "(a second Ctrl-C stops waiting): %s", bound, len(pending), "y" if len(pending) == 1 else "ies",
+                    what)
         self.ctx.event(EventKind.RESOLVER_WAITING, f"up to {bound:.0f}s for {what}")
-        with trio.move_on_after(bound, shield=True):
+        with trio.move_on_after(bound, shield=True) as self._wait:
             for p in pending:
                 await p.settled.wait()
+        self._wait = None
+
+    def abandon_for_shutdown(self) -> str | None:
+        """The operator's second Ctrl-C: stop waiting for entries of unknown outcome; what was
+        left, for the screen (None: nothing was waited for).
+
+        Nothing is decided for them: each stays `opening` in the store, so the next start looks
+        it up again (and protects it if it filled). Until then a fill has no stop, which is why
+        this is the operator's call and never the default.
+        """
+        if self._abandoned:
+            return None
+        self._abandoned = True
+        left = [p for p in self.pending() if not p.settled.is_set()]
+        for p in left:
+            if p.scope is not None:
+                p.scope.cancel()
+        if self._wait is not None:
+            self._wait.cancel()
+        if not left:
+            return None
+        what = ", ".join(f"position {p.run.position_id} ({p.run.signal.symbol})" for p in left)
+        self.ctx.event(EventKind.RESOLVER_ABANDONED, f"left for the next start: {what}")
+        return (f"not waiting any longer for {what}: left `opening` for the next start to look up; "
+                "a fill meanwhile has no stop until then")
 
     # --- one resolution ---
 
@@ -161,8 +190,11 @@ class Resolver:
         try:
             # Shielded: shutdown does not cut a window short (bounded by the window itself; the
             # slack lets the last look-up finish).
-            with trio.CancelScope(shield=True, deadline=p.give_up_at + self.ctx.config.cleanup_timeout):
+            with trio.CancelScope(shield=True, deadline=p.give_up_at + self.ctx.config.cleanup_timeout) as p.scope:
+                if self._abandoned:
+                    p.scope.cancel()
                 await self._look(p, until=p.give_up_at, every=LOOKUP_EVERY)
+            p.scope = None
             await self._protect(p)
             if p.run.step is Step.ENTRY_SENT:
                 # Past the window and the exchange could not say (or shows it resting): no proof
