@@ -39,7 +39,7 @@ fuzz: $(STAMP)
 # killed with SIGKILL at named moments (intent stored, entry sent, entry filled, stop placed, stop
 # moved, position closed), restarted, stopped with SIGINT; after each restart the exchange and the
 # store must agree (tests/test_crash.py). Then 50 in paper mode (seeds 200-249, three kills each at
-# random moments, SQLite and PostgreSQL; tests/test_crash_paper.py). About three quarters of an hour.
+# random moments, SQLite and PostgreSQL; tests/test_crash_paper.py). About half an hour.
 chaos: $(STAMP)
 	$(BIN)/pytest -m chaos -p no:cacheprovider tests/test_crash.py tests/test_crash_paper.py
 
