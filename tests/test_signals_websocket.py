@@ -190,3 +190,25 @@ async def test_the_signal_server_command_serves_a_file_to_a_token_holder_and_sto
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_a_wave_published_while_a_subscriber_is_being_sent_the_recent_ones_reaches_it():
+    # The reference server found racing its own test: a subscriber was registered for new waves
+    # only after the recent ones had been re-sent, so a wave published in between went to
+    # neither and was lost for it.
+    server = SignalServer(resend=10)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve)
+        for n in range(10):
+            await server.publish(f"old-{n}", wave(f"o{n}", 1))
+        ws = source(server.url)
+        async with feeding(ws) as arrivals:
+            while server.subscriptions == 0:  # published the moment the subscription is taken
+                await trio.lowlevel.checkpoint()
+            await server.publish("new", wave("n", 1))
+            keys = []
+            with trio.fail_after(5):
+                while "new" not in keys:
+                    keys.append((await arrivals.receive()).key)
+        assert keys == [f"old-{n}" for n in range(10)] + ["new"]
+        nursery.cancel_scope.cancel()

@@ -145,12 +145,16 @@ class SignalServer:
             return
         self.subscriptions += 1
         send, receive = trio.open_memory_channel[str](CLIENT_QUEUE)
+        # The snapshot of recent waves and the registration happen together, before any await: a
+        # wave published while the resent ones are being sent queues in the client's channel
+        # (registered after the sends, such a wave was in neither and the client never got it).
         resent = [frame for wave in list(self.recent) for frame in wave.frames()]
-        await ws.send_message(json.dumps({"type": "subscribed", "channel": "signals", "resent": len(self.recent)}))
-        for frame in resent:
-            await ws.send_message(frame)
         self._clients.add(send)
         try:
+            await ws.send_message(json.dumps({"type": "subscribed", "channel": "signals",
+                                              "resent": len(self.recent)}))
+            for frame in resent:
+                await ws.send_message(frame)
             async with receive, trio.open_nursery() as nursery:
                 nursery.start_soon(self._drain_client, ws, nursery.cancel_scope)
                 async for frame in receive:
@@ -158,6 +162,7 @@ class SignalServer:
                 nursery.cancel_scope.cancel()
         finally:
             self._clients.discard(send)
+            receive.close()
 
     @staticmethod
     async def _drain_client(ws: WebSocketConnection, scope: trio.CancelScope) -> None:
