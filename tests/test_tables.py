@@ -35,3 +35,16 @@ def test_trailing_means_the_same_in_the_wave_table_the_positions_table_and_the_j
     # What the follower is doing is its own column, named as the API's `trailing_state`.
     assert _column(table, "trail state") == ["active", "waiting"]
     assert _column(table, "best") == ["104", "10"]
+
+
+def test_account_notes_are_one_line_per_setting_not_per_symbol():
+    from trio_bot.tables import grouped_notes
+
+    notes = ["position mode: one-way", "BTCUSDT: cross, 5x", "ETHUSDT: margin ISOLATED -> CROSSED, cross, 5x",
+             "SOLUSDT: cross, 5x", "1000PEPEUSDT: cross, 5x", "leverage brackets: loaded"]
+    assert grouped_notes(notes) == [
+        "position mode: one-way",
+        "cross, 5x: BTCUSDT, SOLUSDT, 1000PEPEUSDT",
+        "margin ISOLATED -> CROSSED, cross, 5x: ETHUSDT",
+        "leverage brackets: loaded"]
+    assert grouped_notes([]) == []

@@ -56,7 +56,7 @@ from trio_bot.signal_feeds import open_feed
 from trio_bot.signals_config import SignalSettings, parse_signal_settings
 from trio_bot.stopping import Stopper, one_error
 from trio_bot.storage import account_lease, open_storage
-from trio_bot.tables import LAST_CELL_MAX, cell, positions_table, wave_table
+from trio_bot.tables import LAST_CELL_MAX, cell, grouped_notes, positions_table, wave_table
 from trio_bot.webhook_route import webhook_route
 
 log = logging.getLogger("trio_bot.run")
@@ -275,7 +275,7 @@ async def _run_leased(*, settings: RunSettings, db_url: str, source: WaveFeed, t
                 print(f"trio-bot: {trading.label}, {len(engine.markets)} markets, store {redact(db_url)}; "
                       f"{len(engine.positions())} open positions loaded. Ctrl-C to stop.", file=out, flush=True)
                 print_restart_summary(engine, out)
-                for note in trading.notes:
+                for note in grouped_notes(trading.notes):
                     print(f"trio-bot: account: {note}", file=out, flush=True)
                 done = 0
                 async with trio.open_nursery() as nursery:

@@ -78,3 +78,21 @@ def positions_table(positions: Iterable[Position], trail: Mapping[int, tuple[str
         return "no positions"
     return render_table(["id", "symbol", "side", "status", "qty", "entry", "stop", "trailing", "trail state", "best",
                          "exit", "exit reason", "pnl"], rows)
+
+
+def grouped_notes(notes: Sequence[str]) -> list[str]:
+    """Start-up account notes, one line per setting rather than per symbol: "BTCUSDT: cross, 5x"
+    and "ETHUSDT: cross, 5x" become "cross, 5x: BTCUSDT, ETHUSDT" (fifty symbols, one line).
+    Notes that are not per symbol stay as they are; each line keeps the place it first had."""
+    order: list[tuple[str, str]] = []  # ("note", text) or ("setting", text)
+    symbols: dict[str, list[str]] = {}
+    for note in notes:
+        symbol, sep, setting = note.partition(": ")
+        if not (sep and symbol.isalnum() and symbol.isupper()):
+            order.append(("note", note))
+            continue
+        if setting not in symbols:
+            symbols[setting] = []
+            order.append(("setting", setting))
+        symbols[setting].append(symbol)
+    return [text if kind == "note" else f"{text}: {', '.join(symbols[text])}" for kind, text in order]
